@@ -1,0 +1,6 @@
+#include <stdio.h>
+int main(void)
+{
+    puts("cloudmux " CMX_VERSION);
+    return 0;
+}

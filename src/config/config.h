@@ -1,0 +1,133 @@
+/* Configuration: loaded and validated once from YAML (libfyaml), then an immutable,
+ * refcounted snapshot shared by every worker thread. Runtime code never parses files; it
+ * only reads these structs. A reload builds a new snapshot and swaps it in (issue 3).
+ *
+ * Money is integer micro-units (1 USD = 1,000,000); prices are per million tokens. */
+#ifndef CMX_CONFIG_CONFIG_H
+#define CMX_CONFIG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "core/buf.h"
+
+enum cmx_provider_type {
+    CMX_PROVIDER_OPENAI,            /* api.openai.com: Authorization: Bearer, {base}/chat/completions */
+    CMX_PROVIDER_AZURE_OPENAI,      /* api-key header; classic deployments URL or /openai/v1 */
+    CMX_PROVIDER_OPENAI_COMPATIBLE, /* vLLM, llama.cpp, Ollama...: like openai, key optional */
+};
+
+struct cmx_provider_cfg {
+    char *name;                  /* unique, [A-Za-z0-9_.-]+ */
+    enum cmx_provider_type type; /* wire format + URL/auth scheme */
+    char *cloud;                 /* cloud partner label (azure, aws, gcp, openai, onprem...) */
+    char *region;                /* may be NULL */
+    char *base_url;              /* http(s)://host[:port][/path], no trailing slash */
+    char *api_key;               /* secret, expanded from ${ENV}; NULL when none; never logged */
+    char *api_version;           /* azure_openai: classic surface when set, /openai/v1 when NULL */
+    char *ca_file;               /* tls.ca_file: extra CA bundle (tests, private CAs); NULL = system */
+    int connect_timeout_ms;      /* overrides routing.connect_timeout_ms when > 0 */
+    int first_byte_timeout_ms;   /* overrides routing.first_byte_timeout_ms when > 0 */
+    int idle_timeout_ms;         /* overrides routing.idle_timeout_ms when > 0 */
+    int line;                    /* line of the entry in the config file, for messages */
+};
+
+struct cmx_price {
+    int64_t input_per_mtok;        /* micro-units per 1M prompt tokens */
+    int64_t output_per_mtok;       /* micro-units per 1M completion tokens */
+    int64_t cached_input_per_mtok; /* micro-units per 1M cached prompt tokens; -1 = use input */
+};
+
+struct cmx_deployment_cfg {
+    struct cmx_provider_cfg *provider; /* points into cmx_config.providers */
+    char *model;                       /* upstream model id, or the Azure deployment name */
+    int priority;                      /* lower first; default 1 */
+    int weight;                        /* for weighted routing; default 1 */
+    bool has_price;                    /* price block present */
+    struct cmx_price price;            /* valid when has_price */
+    int line;                          /* line of the entry, for messages */
+};
+
+struct cmx_model_cfg {
+    char *name;                             /* public name clients send as "model" */
+    struct cmx_deployment_cfg *deployments; /* n_deployments entries, config order */
+    size_t n_deployments;                   /* >= 1 */
+    char *strategy;                         /* models[].routing.strategy; NULL = global */
+    int line;                               /* line of the entry, for messages */
+};
+
+struct cmx_routing_cfg {
+    char *strategy;            /* priority (default) | weighted | least_latency | lowest_price */
+    int max_attempts;          /* >= 1, default 3 */
+    int timeout_s;             /* total budget of one client request, default 600 */
+    int connect_timeout_ms;    /* default 10000 */
+    int first_byte_timeout_ms; /* until the upstream's response headers, default 600000 */
+    int idle_timeout_ms;       /* max silence between streamed chunks, default 120000 */
+};
+
+struct cmx_server_cfg {
+    size_t max_body_bytes;    /* request body limit, default 10 MiB (413 beyond) */
+    size_t max_header_bytes;  /* request line + headers limit, default 64 KiB (431 beyond) */
+    int header_timeout_ms;    /* from first byte of a request to end of headers, default 30000 */
+    int body_timeout_ms;      /* max silence while reading a body, default 60000 */
+    int keepalive_timeout_ms; /* idle keep-alive connection, default 75000 */
+    int drain_timeout_s;      /* SIGTERM: max wait for in-flight requests, default 30 */
+    bool access_log;          /* one JSON line per request on stdout, default true */
+};
+
+struct cmx_config {
+    atomic_int refcount;               /* cmx_config_ref / cmx_config_unref */
+    char *path;                        /* file it was loaded from */
+    char *listen_host;                 /* default 127.0.0.1 */
+    int listen_port;                   /* default 8080 */
+    int workers;                       /* 0 = one per core */
+    struct cmx_provider_cfg *providers; /* n_providers entries */
+    size_t n_providers;
+    struct cmx_model_cfg *models; /* n_models entries, config order */
+    size_t n_models;
+    struct cmx_routing_cfg routing;
+    struct cmx_server_cfg server;
+};
+
+/* Diagnostics collected while loading: one line per problem, "FILE:LINE: error: MSG" or
+ * "FILE:LINE: warning: MSG", in file order. */
+struct cmx_config_diag {
+    struct cmx_buf text; /* the lines, each ending in '\n' */
+    int errors;          /* number of error lines */
+    int warnings;        /* number of warning lines */
+};
+
+void cmx_config_diag_init(struct cmx_config_diag *d);
+void cmx_config_diag_free(struct cmx_config_diag *d);
+
+/* Loads and validates the YAML file at path. Expands ${VAR} and ${VAR:-default} from the
+ * environment inside scalar values (a missing variable without a default is an error
+ * naming the variable and the line). On success returns 0 and *out with refcount 1; on
+ * failure returns CMX_ECONFIG (or CMX_EIO / CMX_ENOMEM) and fills diag; *out is NULL.
+ * Warnings may be reported on success. Thread: any. */
+int cmx_config_load(const char *path, struct cmx_config **out, struct cmx_config_diag *diag);
+
+/* Same, from a YAML text in memory; name is used in diagnostics instead of a path. */
+int cmx_config_load_string(const char *yaml, size_t len, const char *name,
+                           struct cmx_config **out, struct cmx_config_diag *diag);
+
+/* Takes one more reference. Thread-safe. Returns cfg. */
+struct cmx_config *cmx_config_ref(struct cmx_config *cfg);
+
+/* Drops one reference; frees the snapshot when it was the last. NULL is ignored. */
+void cmx_config_unref(struct cmx_config *cfg);
+
+/* Looks a public model name up (exact, case-sensitive). NULL when unknown. */
+const struct cmx_model_cfg *cmx_config_find_model(const struct cmx_config *cfg, const char *name,
+                                                  size_t len);
+
+/* Looks a provider up by name. NULL when unknown. */
+const struct cmx_provider_cfg *cmx_config_find_provider(const struct cmx_config *cfg,
+                                                        const char *name);
+
+/* Returns the type's config name ("openai", "azure_openai", "openai_compatible"). */
+const char *cmx_provider_type_name(enum cmx_provider_type t);
+
+#endif
