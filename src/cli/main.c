@@ -1,6 +1,80 @@
+/* cloudmux: the multi-cloud AI model gateway. Dispatches to one subcommand. */
+#include "cli/cli.h"
+
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+static const char usage_all[] =
+    "cloudmux " CMX_VERSION " - a multi-cloud, OpenAI-compatible AI model gateway\n"
+    "\n"
+    "usage: cloudmux COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  serve --config FILE [--listen HOST:PORT] [--workers N]\n"
+    "                      run the gateway (SIGHUP reloads the config, SIGTERM drains)\n"
+    "  check --config FILE validate a config; print FILE:LINE errors or a summary\n"
+    "  help [COMMAND]      show help for a command\n"
+    "  --version           print the version\n";
+
+static const char usage_serve[] =
+    "usage: cloudmux serve --config FILE [--listen HOST:PORT] [--workers N]\n"
+    "\n"
+    "Runs the gateway on the configuration in FILE.\n"
+    "  --config FILE       YAML configuration; ${VAR} and ${VAR:-default} are read from the\n"
+    "                      environment (a missing variable is an error)\n"
+    "  --listen HOST:PORT  overrides `listen:` ([::1]:8080 for IPv6)\n"
+    "  --workers N         overrides `workers:`; 0 = one per core\n"
+    "Signals: SIGTERM/SIGINT stop accepting, finish requests in flight (bounded by\n"
+    "server.drain_timeout_s) and exit 0; SIGHUP re-reads FILE and swaps it in when valid.\n"
+    "Environment: CLOUDMUX_LOG=debug for debug logging on stderr.\n";
+
+static const char usage_check[] =
+    "usage: cloudmux check --config FILE\n"
+    "\n"
+    "Loads FILE, reports every problem as FILE:LINE: error: MESSAGE and exits 1 if there\n"
+    "is one; otherwise prints a summary and exits 0.\n";
+
+const char *cmx_cli_usage(const char *command)
 {
-    puts("cloudmux " CMX_VERSION);
-    return 0;
+    if (command == NULL)
+        return usage_all;
+    if (strcmp(command, "serve") == 0)
+        return usage_serve;
+    if (strcmp(command, "check") == 0)
+        return usage_check;
+    if (strcmp(command, "help") == 0)
+        return usage_all;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_all, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("cloudmux %s\n", CMX_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
+        fputs(usage_all, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        const char *u = cmx_cli_usage(argc > 2 ? argv[2] : NULL);
+        if (u == NULL) {
+            fprintf(stderr, "cloudmux: no such command '%s'\n%s", argv[2], usage_all);
+            return 2;
+        }
+        fputs(u, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmx_cli_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return cmx_cli_check(argc - 1, argv + 1);
+    fprintf(stderr, "cloudmux: unknown command '%s'\n%s", cmd, usage_all);
+    return 2;
 }

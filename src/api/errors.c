@@ -1,0 +1,88 @@
+#include "api/api.h"
+#include "core/log.h"
+#include "runtime/worker.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *cmx_api_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "invalid_request_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+static void put_field(struct cmx_buf *b, const char *k, const char *v, bool last)
+{
+    cmx_buf_printf(b, "\"%s\":", k);
+    if (v == NULL) {
+        cmx_buf_puts(b, "null");
+    } else {
+        cmx_buf_puts(b, "\"");
+        cmx_buf_json_escape(b, v, strlen(v));
+        cmx_buf_puts(b, "\"");
+    }
+    if (!last)
+        cmx_buf_puts(b, ",");
+}
+
+int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type,
+                       const char *code, const char *param)
+{
+    cmx_buf_puts(b, "{\"error\":{");
+    put_field(b, "message", message, false);
+    put_field(b, "type", type, false);
+    put_field(b, "param", param, false);
+    put_field(b, "code", code, true);
+    return cmx_buf_puts(b, "}}");
+}
+
+void cmx_api_log(struct cmx_api_ctx *ctx, int status)
+{
+    if (ctx->log.time_ms != 0)
+        return; /* already logged */
+    struct cmx_http_req *req = ctx->req;
+    ctx->log.time_ms = cmx_time_unix_ms();
+    ctx->log.request_id = ctx->request_id;
+    ctx->log.method = req->method_name;
+    ctx->log.path = req->path;
+    ctx->log.status = status;
+    ctx->log.latency_us = (uv_hrtime() - req->start_ns) / 1000;
+    cmx_accesslog_write(&ctx->w->log, &ctx->log);
+}
+
+void cmx_api_json(struct cmx_api_ctx *ctx, int status, const char *body, size_t len)
+{
+    if (ctx->log.ttfb_us < 0)
+        ctx->log.ttfb_us = (int64_t)((uv_hrtime() - ctx->req->start_ns) / 1000);
+    cmx_api_log(ctx, status);
+    cmx_http_respond(ctx->req, status, "application/json", body, len);
+}
+
+void cmx_api_error(struct cmx_api_ctx *ctx, int status, const char *type, const char *code,
+                   const char *param, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct cmx_buf b;
+    cmx_buf_init(&b, 1u << 16);
+    cmx_api_error_json(&b, msg, type ? type : cmx_api_error_type(status), code, param);
+    if (ctx->log.error == NULL)
+        ctx->log.error = code ? cmx_arena_strndup(&ctx->req->arena, code, strlen(code))
+                              : cmx_api_error_type(status);
+    cmx_api_json(ctx, status, b.data, b.len);
+    cmx_buf_free(&b);
+}

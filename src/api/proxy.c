@@ -1,0 +1,807 @@
+/* The proxy for POST /v1/chat/completions and /v1/embeddings.
+ *
+ * One client request becomes one or more upstream attempts over the model's deployments
+ * (priority order, ties round-robin). An attempt that fails before anything reached the
+ * client — connect failure, timeout before the first byte, a retryable status, a reset
+ * before the first event — moves on to the next deployment (the last one is retried while
+ * attempts remain). Once the client has bytes, a failure goes in-band and the stream ends.
+ *
+ * Streams are relayed event by event: the provider's decoder yields OpenAI chunks, this
+ * file fixes them up (usage captured and, when the client did not ask for it, stripped;
+ * missing id/created filled in) and writes each one out at once. */
+#include "api/api.h"
+#include "config/config.h"
+#include "core/err.h"
+#include "core/json_scan.h"
+#include "core/log.h"
+#include "providers/provider.h"
+#include "router/retry.h"
+#include "runtime/worker.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPLOYMENTS   64
+#define MAX_RESPONSE_BODY (64u << 20)
+#define MAX_CHUNK_MEMBERS 64
+#define BACKOFF_BASE_MS   100
+#define BACKOFF_CAP_MS    2000
+
+struct proxy;
+
+struct retry_timer {
+    uv_timer_t t;
+    struct proxy *p; /* NULL once the proxy is gone */
+};
+
+struct proxy {
+    struct cmx_api_ctx *ctx;                           /* request context */
+    struct cmx_http_req *req;                          /* the client's request */
+    struct cmx_worker *w;                              /* its worker */
+    struct cmx_client_req cr;                          /* parsed client request */
+    const struct cmx_model_cfg *model;                 /* the public model */
+    const struct cmx_deployment_cfg *order[MAX_DEPLOYMENTS]; /* attempt order */
+    size_t n_order;
+    size_t next;                 /* index in order[] of the next attempt */
+    int attempts;                /* attempts started */
+    uint64_t deadline_ns;        /* uv_hrtime() by which everything must be done */
+    /* the current attempt */
+    const struct cmx_deployment_cfg *dep;  /* deployment */
+    const struct cmx_provider_ops *ops;    /* its provider */
+    struct cmx_provider_req preq;          /* what was sent */
+    struct cmx_upstream_xfer *xfer;        /* in progress, NULL when none */
+    uint64_t attempt_start_ns;             /* when it started */
+    int status;                            /* upstream status, 0 before headers */
+    bool streaming;                        /* relaying an event stream */
+    void *stream_st;                       /* provider's stream decoder */
+    struct cmx_buf body;                   /* buffered upstream body (non-stream / errors) */
+    struct cmx_retry_hint hint;            /* the upstream's retry headers */
+    /* the client side */
+    bool client_started;     /* the answer's head went out */
+    bool done_seen;          /* the upstream sent [DONE] */
+    bool inband_error;       /* an error event was relayed */
+    bool paused;             /* upstream paused for client backpressure */
+    struct cmx_buf out;      /* framing scratch */
+    struct cmx_usage usage;  /* what the upstream reported */
+    /* the last failure, for the final error */
+    int last_status;         /* upstream status, or 0 for a transport failure */
+    int last_err;            /* transport error (CMX_E*) */
+    struct cmx_upstream_error last_uerr; /* parsed upstream error */
+    struct retry_timer *retry;           /* pending backoff, NULL when none */
+};
+
+static void start_attempt(struct proxy *p);
+static void attempt_failed(struct proxy *p);
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static void release_attempt(struct proxy *p)
+{
+    if (p->xfer != NULL) {
+        p->w->up_ops->cancel(p->xfer);
+        p->xfer = NULL;
+    }
+    if (p->stream_st != NULL) {
+        p->ops->stream_free(p->stream_st);
+        p->stream_st = NULL;
+    }
+    cmx_buf_free(&p->body);
+}
+
+static void retry_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void cancel_retry(struct proxy *p)
+{
+    if (p->retry != NULL) {
+        p->retry->p = NULL;
+        uv_timer_stop(&p->retry->t);
+        uv_close((uv_handle_t *)&p->retry->t, retry_closed_cb);
+        p->retry = NULL;
+    }
+}
+
+static void proxy_cleanup(void *arg)
+{
+    struct proxy *p = arg;
+    cancel_retry(p);
+    release_attempt(p);
+    cmx_buf_free(&p->out);
+}
+
+/* Replaces every configured credential found in s with [REDACTED]. */
+static const char *redact(struct proxy *p, const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    const struct cmx_config *cfg = p->ctx->cfg;
+    char *cur = NULL;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const char *key = cfg->providers[i].api_key;
+        size_t kl = key ? strlen(key) : 0;
+        if (kl < 4)
+            continue;
+        const char *src = cur ? cur : s;
+        if (strstr(src, key) == NULL)
+            continue;
+        struct cmx_buf b;
+        cmx_buf_init(&b, 1u << 20);
+        const char *q;
+        while ((q = strstr(src, key)) != NULL) {
+            cmx_buf_append(&b, src, (size_t)(q - src));
+            cmx_buf_puts(&b, "[REDACTED]");
+            src = q + kl;
+        }
+        cmx_buf_puts(&b, src);
+        cur = cmx_arena_strndup(&p->req->arena, b.data ? b.data : "", b.len);
+        cmx_buf_free(&b);
+    }
+    return cur ? cur : s;
+}
+
+static void set_result_headers(struct proxy *p)
+{
+    char n[16];
+    if (p->dep != NULL)
+        cmx_http_add_header(p->req, "x-cloudmux-provider", p->dep->provider->name);
+    if (p->attempts > 0) {
+        snprintf(n, sizeof(n), "%d", p->attempts);
+        cmx_http_add_header(p->req, "x-cloudmux-attempts", n);
+    }
+}
+
+static void fill_log(struct proxy *p)
+{
+    struct cmx_access_entry *e = &p->ctx->log;
+    e->model = p->model ? p->model->name : p->cr.model;
+    e->provider = p->dep ? p->dep->provider->name : NULL;
+    e->attempts = p->attempts;
+    e->stream = p->cr.stream;
+    if (p->usage.reported) {
+        e->prompt_tokens = p->usage.prompt_tokens;
+        e->completion_tokens = p->usage.completion_tokens;
+        e->cached_tokens = p->usage.cached_tokens;
+    }
+}
+
+static void mark_upstream_end(struct proxy *p)
+{
+    if (p->attempt_start_ns != 0)
+        p->ctx->log.upstream_latency_us =
+            (int64_t)((uv_hrtime() - p->attempt_start_ns) / 1000);
+}
+
+/* The final answer when no attempt succeeded. */
+static void fail_final(struct proxy *p)
+{
+    fill_log(p);
+    set_result_headers(p);
+    if (p->last_status != 0) {
+        const struct cmx_upstream_error *e = &p->last_uerr;
+        struct cmx_buf b;
+        cmx_buf_init(&b, 1u << 20);
+        const char *type = e->type ? e->type : cmx_api_error_type(p->last_status);
+        cmx_api_error_json(&b, redact(p, e->message), type, redact(p, e->code),
+                           redact(p, e->param));
+        p->ctx->log.error = e->code ? redact(p, e->code) : type;
+        int status = p->last_status;
+        if (p->hint.after_ms >= 0 && (status == 429 || status == 503)) {
+            char v[32];
+            snprintf(v, sizeof(v), "%lld", (long long)((p->hint.after_ms + 999) / 1000));
+            cmx_http_add_header(p->req, "retry-after", v);
+        }
+        cmx_api_json(p->ctx, status, b.data, b.len);
+        cmx_buf_free(&b);
+        return;
+    }
+    const char *name = p->dep ? p->dep->provider->name : "upstream";
+    if (p->last_err == CMX_ETIMEOUT)
+        cmx_api_error(p->ctx, 504, "server_error", "upstream_timeout", NULL,
+                      "The upstream provider %s did not answer in time.", name);
+    else
+        cmx_api_error(p->ctx, 502, "server_error", "upstream_unreachable", NULL,
+                      "Could not get an answer from the upstream provider %s: %s.", name,
+                      cmx_strerror(p->last_err));
+}
+
+/* ---- streaming --------------------------------------------------------------------------- */
+
+static void client_drained(struct cmx_http_req *req);
+
+static void start_client_stream(struct proxy *p)
+{
+    if (p->client_started)
+        return;
+    p->client_started = true;
+    set_result_headers(p);
+    cmx_http_add_header(p->req, "cache-control", "no-cache");
+    p->ctx->log.ttfb_us = (int64_t)((uv_hrtime() - p->req->start_ns) / 1000);
+    cmx_http_stream_start(p->req, 200, "text/event-stream");
+}
+
+static void write_event(struct proxy *p, const char *data, size_t len)
+{
+    start_client_stream(p);
+    cmx_buf_reset(&p->out);
+    cmx_buf_puts(&p->out, "data: ");
+    cmx_buf_append(&p->out, data, len);
+    cmx_buf_puts(&p->out, "\n\n");
+    size_t queued = cmx_http_stream_write(p->req, p->out.data, p->out.len);
+    if (queued > CMX_HTTP_HIGH_WATER && !p->paused && p->xfer != NULL) {
+        p->paused = true;
+        p->req->on_drain = client_drained;
+        p->w->up_ops->pause(p->xfer, true);
+    }
+}
+
+static void client_drained(struct cmx_http_req *req)
+{
+    struct proxy *p = ((struct cmx_api_ctx *)req->data)->proxy;
+    if (p->paused && p->xfer != NULL) {
+        p->paused = false;
+        req->on_drain = NULL;
+        p->w->up_ops->pause(p->xfer, false);
+    }
+}
+
+static bool is_empty_array(const struct cmx_json_member *m)
+{
+    if (m->type != CMX_JSON_ARRAY)
+        return false;
+    for (size_t i = 1; i + 1 < m->val_len; i++)
+        if (m->val[i] != ' ' && m->val[i] != '\t' && m->val[i] != '\n' && m->val[i] != '\r')
+            return false;
+    return true;
+}
+
+/* Appends the text of chunk `json` minus the member at index drop (or none when drop < 0),
+ * with id/object/created inserted after the opening brace when missing. */
+static void append_fixed(struct proxy *p, struct cmx_buf *b, const char *json, size_t len,
+                         const struct cmx_json_member *m, size_t n, long drop,
+                         const char *object)
+{
+    bool has_id = cmx_json_find(m, n, "id") != NULL;
+    bool has_obj = cmx_json_find(m, n, "object") != NULL;
+    bool has_created = cmx_json_find(m, n, "created") != NULL;
+    const char *open = memchr(json, '{', len);
+    const char *r = json;
+    if (open != NULL && (!has_id || !has_obj || !has_created)) {
+        cmx_buf_append(b, json, (size_t)(open + 1 - json));
+        bool first = true;
+        if (!has_id) {
+            cmx_buf_printf(b, "\"id\":\"chatcmpl-%s\"", p->ctx->request_id);
+            first = false;
+        }
+        if (!has_obj) {
+            cmx_buf_printf(b, "%s\"object\":\"%s\"", first ? "" : ",", object);
+            first = false;
+        }
+        if (!has_created) {
+            cmx_buf_printf(b, "%s\"created\":%llu", first ? "" : ",",
+                           (unsigned long long)(p->req->start_ns ? cmx_time_unix_ms() / 1000 : 0));
+            first = false;
+        }
+        if (n > 0 && !(n == 1 && drop == 0))
+            cmx_buf_puts(b, ",");
+        r = open + 1;
+        /* skip whitespace so the drop logic below sees members directly */
+    }
+    if (drop >= 0) {
+        const char *from, *to;
+        if ((size_t)drop + 1 < n) { /* remove the member and the comma after it */
+            from = m[drop].start;
+            to = m[drop + 1].start;
+        } else if (drop > 0) { /* last member: remove the comma before it */
+            from = m[drop - 1].end;
+            to = m[drop].end;
+        } else {
+            from = m[drop].start;
+            to = m[drop].end;
+        }
+        if (from < r)
+            from = r;
+        cmx_buf_append(b, r, (size_t)(from - r));
+        r = to;
+    }
+    cmx_buf_append(b, r, (size_t)(json + len - r));
+}
+
+/* One OpenAI chunk from the provider's decoder. */
+static int on_chunk(void *ud, const char *json, size_t len)
+{
+    struct proxy *p = ud;
+    if (len == 6 && memcmp(json, "[DONE]", 6) == 0) {
+        p->done_seen = true;
+        return 0;
+    }
+    struct cmx_json_member m[MAX_CHUNK_MEMBERS];
+    size_t n = 0;
+    enum cmx_json_type top;
+    if (cmx_json_scan(json, len, &top, m, MAX_CHUNK_MEMBERS, &n) != 0 ||
+        top != CMX_JSON_OBJECT) {
+        write_event(p, json, len); /* not ours to judge: relay as is */
+        return 0;
+    }
+    if (cmx_json_find(m, n, "error") != NULL && cmx_json_find(m, n, "choices") == NULL) {
+        p->inband_error = true;
+        write_event(p, json, len);
+        return 0;
+    }
+    long drop = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].key_len != 5 || memcmp(m[i].key, "usage", 5) != 0)
+            continue;
+        if (m[i].type == CMX_JSON_OBJECT) {
+            struct cmx_usage u;
+            if (cmx_usage_parse(m[i].val, m[i].val_len, &u) == 0 && u.reported)
+                p->usage = u;
+        }
+        if (!p->cr.include_usage) {
+            const struct cmx_json_member *ch = cmx_json_find(m, n, "choices");
+            if (m[i].type == CMX_JSON_OBJECT && (ch == NULL || is_empty_array(ch)))
+                return 0; /* the usage-only chunk the client did not ask for */
+            drop = (long)i;
+        }
+    }
+    bool complete = cmx_json_find(m, n, "id") && cmx_json_find(m, n, "object") &&
+                    cmx_json_find(m, n, "created");
+    if (drop < 0 && complete) {
+        write_event(p, json, len);
+        return 0;
+    }
+    struct cmx_buf fixed;
+    cmx_buf_init(&fixed, len + 4096);
+    append_fixed(p, &fixed, json, len, m, n, drop, "chat.completion.chunk");
+    write_event(p, fixed.data ? fixed.data : "", fixed.len);
+    cmx_buf_free(&fixed);
+    return 0;
+}
+
+static void send_inband_error(struct proxy *p, int err)
+{
+    struct cmx_buf b;
+    cmx_buf_init(&b, 1u << 16);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "The upstream provider %s failed mid-stream: %s.",
+             p->dep->provider->name, cmx_strerror(err));
+    cmx_api_error_json(&b, msg, "server_error",
+                       err == CMX_ETIMEOUT ? "upstream_timeout" : "upstream_stream_error", NULL);
+    write_event(p, b.data, b.len);
+    cmx_buf_free(&b);
+    p->ctx->log.error = err == CMX_ETIMEOUT ? "upstream_timeout" : "upstream_stream_error";
+}
+
+static void finish_stream(struct proxy *p)
+{
+    if (!p->inband_error) {
+        static const char done[] = "data: [DONE]\n\n";
+        start_client_stream(p);
+        cmx_http_stream_write(p->req, done, sizeof(done) - 1);
+    }
+    fill_log(p);
+    cmx_api_log(p->ctx, 200);
+    struct cmx_http_req *req = p->req;
+    release_attempt(p);
+    cmx_http_stream_end(req);
+}
+
+/* ---- upstream callbacks ---------------------------------------------------------------- */
+
+static int on_headers(void *ud, int status, const struct cmx_http_header *h, size_t n)
+{
+    struct proxy *p = ud;
+    p->status = status;
+    cmx_retry_hint_parse(h, n, cmx_time_unix_ms(), &p->hint);
+    if (status >= 200 && status < 300 && p->cr.stream) {
+        p->streaming = true;
+        p->stream_st = p->ops->stream_new(&p->req->arena, p->dep);
+        if (p->stream_st == NULL)
+            return CMX_ENOMEM;
+    }
+    return 0;
+}
+
+static int on_data(void *ud, const char *data, size_t len)
+{
+    struct proxy *p = ud;
+    if (p->streaming) {
+        int r = p->ops->stream_feed(p->stream_st, data, len, on_chunk, p);
+        return r;
+    }
+    return cmx_buf_append(&p->body, data, len);
+}
+
+/* A complete, successful non-streamed answer. */
+static void relay_body(struct proxy *p)
+{
+    const char *body = p->body.data ? p->body.data : "";
+    size_t len = p->body.len;
+    struct cmx_buf translated;
+    cmx_buf_init(&translated, MAX_RESPONSE_BODY);
+    if (p->ops->translate != NULL) {
+        if (p->ops->translate(p->dep, &p->cr, body, len, &p->req->arena, &translated) != 0) {
+            cmx_buf_free(&translated);
+            p->last_status = 0;
+            p->last_err = CMX_EUPSTREAM;
+            release_attempt(p);
+            fail_final(p);
+            return;
+        }
+        body = translated.data;
+        len = translated.len;
+    }
+    struct cmx_json_member m[CMX_MAX_MEMBERS];
+    size_t n = 0;
+    enum cmx_json_type top;
+    struct cmx_buf fixed;
+    cmx_buf_init(&fixed, len + 4096);
+    if (cmx_json_scan(body, len, &top, m, CMX_MAX_MEMBERS, &n) == 0 && top == CMX_JSON_OBJECT) {
+        const struct cmx_json_member *u = cmx_json_find(m, n, "usage");
+        if (u != NULL && u->type == CMX_JSON_OBJECT)
+            cmx_usage_parse(u->val, u->val_len, &p->usage);
+        if (p->cr.ep == CMX_EP_CHAT && (!cmx_json_find(m, n, "id") ||
+                                        !cmx_json_find(m, n, "created") ||
+                                        !cmx_json_find(m, n, "object"))) {
+            append_fixed(p, &fixed, body, len, m, n, -1, "chat.completion");
+            body = fixed.data;
+            len = fixed.len;
+        }
+    }
+    fill_log(p);
+    set_result_headers(p);
+    /* copy: the attempt's buffers go before the answer is written */
+    struct cmx_http_req *req = p->req;
+    char *copy = cmx_arena_alloc(&req->arena, len + 1);
+    if (copy != NULL)
+        memcpy(copy, body, len);
+    cmx_buf_free(&translated);
+    cmx_buf_free(&fixed);
+    release_attempt(p);
+    if (copy == NULL) {
+        cmx_api_error(p->ctx, 500, "server_error", "internal_error", NULL, "Out of memory.");
+        return;
+    }
+    cmx_api_json(p->ctx, 200, copy, len);
+}
+
+static void on_done(void *ud, int err, bool first_byte)
+{
+    struct proxy *p = ud;
+    p->xfer = NULL; /* gone after this callback */
+    mark_upstream_end(p);
+    if (p->streaming) {
+        if (err == 0) {
+            int r = p->ops->stream_finish(p->stream_st, on_chunk, p);
+            if (r != 0 && p->client_started) {
+                send_inband_error(p, CMX_EUPSTREAM);
+                finish_stream(p);
+                return;
+            }
+            if (!p->client_started && !p->done_seen && r == 0) {
+                /* 200 with no event at all: treat as a failed attempt */
+                p->last_status = 0;
+                p->last_err = CMX_EUPSTREAM;
+                attempt_failed(p);
+                return;
+            }
+            finish_stream(p);
+            return;
+        }
+        if (p->client_started) {
+            if (err != CMX_ECANCELED)
+                send_inband_error(p, err);
+            finish_stream(p);
+            return;
+        }
+        p->last_status = 0;
+        p->last_err = err;
+        attempt_failed(p);
+        return;
+    }
+    if (err != 0) {
+        p->last_status = 0;
+        p->last_err = err;
+        attempt_failed(p);
+        return;
+    }
+    if (p->status >= 200 && p->status < 300) {
+        relay_body(p);
+        return;
+    }
+    /* an error answer from the upstream */
+    p->last_status = p->status;
+    p->last_err = 0;
+    p->ops->parse_error(p->status, NULL, 0, p->body.data ? p->body.data : "", p->body.len,
+                        &p->req->arena, &p->last_uerr);
+    cmx_log(CMX_LOG_INFO, "request %s: provider %s answered %d", p->ctx->request_id,
+            p->dep->provider->name, p->status);
+    attempt_failed(p);
+}
+
+/* ---- attempts ----------------------------------------------------------------------------- */
+
+static void retry_timer_cb(uv_timer_t *t)
+{
+    struct retry_timer *rt = t->data;
+    struct proxy *p = rt->p;
+    if (p == NULL)
+        return;
+    p->retry = NULL;
+    uv_close((uv_handle_t *)t, retry_closed_cb);
+    start_attempt(p);
+}
+
+static bool retryable(struct proxy *p)
+{
+    if (p->hint.should == 0)
+        return false;
+    if (p->last_status != 0)
+        return p->hint.should == 1 || cmx_retry_status(p->last_status);
+    return p->last_err != CMX_ECANCELED;
+}
+
+static void attempt_failed(struct proxy *p)
+{
+    release_attempt(p);
+    int max = p->ctx->cfg->routing.max_attempts;
+    uint64_t now = uv_hrtime();
+    if (!retryable(p) || p->attempts >= max || now >= p->deadline_ns) {
+        fail_final(p);
+        return;
+    }
+    bool same = p->next >= p->n_order; /* the last deployment is retried in place */
+    uint64_t delay = 0;
+    uint64_t left_ms = (p->deadline_ns - now) / 1000000u;
+    if (p->hint.after_ms >= 0) {
+        if (!same)
+            delay = 0; /* another deployment can take it now */
+        else if ((uint64_t)p->hint.after_ms >= left_ms) {
+            fail_final(p); /* waiting would exceed the budget */
+            return;
+        } else
+            delay = (uint64_t)p->hint.after_ms;
+    } else if (same) {
+        delay = cmx_backoff_ms(p->attempts, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
+                               cmx_worker_rand(p->w));
+    }
+    if (delay >= left_ms)
+        delay = left_ms / 2;
+    if (delay == 0) {
+        start_attempt(p);
+        return;
+    }
+    struct retry_timer *rt = malloc(sizeof(*rt));
+    if (rt == NULL) {
+        fail_final(p);
+        return;
+    }
+    rt->p = p;
+    uv_timer_init(&p->w->loop, &rt->t);
+    rt->t.data = rt;
+    p->retry = rt;
+    uv_timer_start(&rt->t, retry_timer_cb, delay, 0);
+}
+
+static int pick_timeout(int per_provider, int global)
+{
+    return per_provider > 0 ? per_provider : global;
+}
+
+static void start_attempt(struct proxy *p)
+{
+    size_t idx = p->next < p->n_order ? p->next++ : p->n_order - 1;
+    p->dep = p->order[idx];
+    p->ops = cmx_provider_ops_for(p->dep->provider->type);
+    p->attempts++;
+    p->status = 0;
+    p->streaming = false;
+    p->done_seen = false;
+    p->hint.after_ms = -1;
+    p->hint.should = -1;
+    cmx_buf_init(&p->body, MAX_RESPONSE_BODY);
+    const char *why = NULL;
+    int r = p->ops->build(p->dep, &p->cr, &p->req->arena, &p->preq, &why);
+    if (r != 0) {
+        fill_log(p);
+        if (r == CMX_EINVAL)
+            cmx_api_error(p->ctx, 400, "invalid_request_error", "unsupported_parameter", NULL,
+                          "%s", why ? why : "The request cannot be sent to this provider.");
+        else
+            cmx_api_error(p->ctx, 500, "server_error", "internal_error", NULL,
+                          "Could not build the upstream request: %s.", cmx_strerror(r));
+        return;
+    }
+    const struct cmx_provider_cfg *pc = p->dep->provider;
+    const struct cmx_routing_cfg *rc = &p->ctx->cfg->routing;
+    uint64_t now = uv_hrtime();
+    int64_t left_ms = (int64_t)((p->deadline_ns - now) / 1000000u);
+    struct cmx_upstream_request ur = {
+        .method = p->preq.method,
+        .url = p->preq.url,
+        .headers = p->preq.headers,
+        .n_headers = p->preq.n_headers,
+        .body = p->preq.body,
+        .body_len = p->preq.body_len,
+        .ca_file = pc->ca_file,
+        .connect_timeout_ms = pick_timeout(pc->connect_timeout_ms, rc->connect_timeout_ms),
+        .first_byte_timeout_ms =
+            pick_timeout(pc->first_byte_timeout_ms, rc->first_byte_timeout_ms),
+        .idle_timeout_ms = pick_timeout(pc->idle_timeout_ms, rc->idle_timeout_ms),
+        .total_timeout_ms = left_ms > 0 ? (int)(left_ms > 0x7fffffff ? 0x7fffffff : left_ms) : 1,
+        .ud = p,
+        .on_headers = on_headers,
+        .on_data = on_data,
+        .on_done = on_done,
+    };
+    if (ur.first_byte_timeout_ms > left_ms)
+        ur.first_byte_timeout_ms = (int)(left_ms > 0 ? left_ms : 1);
+    p->attempt_start_ns = now;
+    r = p->w->up_ops->start(p->w->up, &ur, &p->xfer);
+    if (r != 0) {
+        p->xfer = NULL;
+        p->last_status = 0;
+        p->last_err = r;
+        attempt_failed(p);
+    }
+}
+
+/* The client went away: stop everything (no callback may touch p afterwards). */
+static void on_abort(struct cmx_http_req *req)
+{
+    struct cmx_api_ctx *ctx = req->data;
+    struct proxy *p = ctx->proxy;
+    cancel_retry(p);
+    mark_upstream_end(p);
+    release_attempt(p);
+    fill_log(p);
+    if (ctx->log.error == NULL)
+        ctx->log.error = "client_closed_request";
+    cmx_api_log(ctx, 499);
+}
+
+/* ---- request parsing ------------------------------------------------------------------------ */
+
+static bool get_bool(const struct cmx_json_member *m)
+{
+    return m != NULL && m->type == CMX_JSON_TRUE;
+}
+
+/* Reads stream_options.include_usage from the client's request. */
+static bool client_wants_usage(const struct cmx_json_member *so, struct cmx_arena *a)
+{
+    if (so == NULL || so->type != CMX_JSON_OBJECT)
+        return false;
+    struct cmx_json_member m[32];
+    size_t n = 0;
+    enum cmx_json_type top;
+    if (cmx_json_scan(so->val, so->val_len, &top, m, 32, &n) != 0)
+        return false;
+    return get_bool(cmx_json_find(m, n, "include_usage"));
+}
+
+static void order_deployments(struct proxy *p)
+{
+    const struct cmx_model_cfg *m = p->model;
+    size_t n = m->n_deployments < MAX_DEPLOYMENTS ? m->n_deployments : MAX_DEPLOYMENTS;
+    for (size_t i = 0; i < n; i++)
+        p->order[i] = &m->deployments[i];
+    /* stable insertion sort on priority: deployment lists are short */
+    for (size_t i = 1; i < n; i++) {
+        const struct cmx_deployment_cfg *d = p->order[i];
+        size_t j = i;
+        while (j > 0 && p->order[j - 1]->priority > d->priority) {
+            p->order[j] = p->order[j - 1];
+            j--;
+        }
+        p->order[j] = d;
+    }
+    /* rotate each run of equal priority so ties share the load */
+    uint64_t rr = p->w->rr++;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && p->order[j]->priority == p->order[i]->priority)
+            j++;
+        size_t len = j - i;
+        if (len > 1) {
+            const struct cmx_deployment_cfg *tmp[MAX_DEPLOYMENTS];
+            for (size_t k = 0; k < len; k++)
+                tmp[k] = p->order[i + (k + rr) % len];
+            memcpy(&p->order[i], tmp, len * sizeof(tmp[0]));
+        }
+        i = j;
+    }
+    p->n_order = n;
+}
+
+void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
+{
+    struct cmx_http_req *req = ctx->req;
+    struct proxy *p = cmx_arena_calloc(&req->arena, sizeof(*p));
+    if (p == NULL) {
+        cmx_api_error(ctx, 500, "server_error", "internal_error", NULL, "Out of memory.");
+        return;
+    }
+    ctx->proxy = p;
+    p->ctx = ctx;
+    p->req = req;
+    p->w = ctx->w;
+    p->cr.ep = (enum cmx_endpoint)endpoint;
+    p->cr.request_id = ctx->request_id;
+    cmx_buf_init(&p->out, 16u << 20);
+    cmx_buf_init(&p->body, MAX_RESPONSE_BODY);
+    cmx_arena_cleanup_add(&req->arena, proxy_cleanup, p);
+    ctx->log.stream = false;
+
+    /* The body is parsed as JSON whatever its Content-Type says: curl's -d sends
+     * x-www-form-urlencoded, and a JSON body is what matters. */
+    p->cr.body = req->body.data ? req->body.data : "";
+    p->cr.body_len = req->body.len;
+    p->cr.members = cmx_arena_alloc(&req->arena, CMX_MAX_MEMBERS * sizeof(*p->cr.members));
+    enum cmx_json_type top;
+    int r = p->cr.members ? cmx_json_scan(p->cr.body, p->cr.body_len, &top, p->cr.members,
+                                          CMX_MAX_MEMBERS, &p->cr.n_members)
+                          : CMX_ENOMEM;
+    if (r == CMX_ETOOBIG) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_json", NULL,
+                      "The request body has more than %d top-level fields.", CMX_MAX_MEMBERS);
+        return;
+    }
+    if (r != 0 || p->cr.body_len == 0) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_json", NULL,
+                      "We could not parse the JSON body of your request. The OpenAI API "
+                      "expects a JSON payload.");
+        return;
+    }
+    if (top != CMX_JSON_OBJECT) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_json", NULL,
+                      "The request body must be a JSON object.");
+        return;
+    }
+    static const char *const once[] = {"model", "stream", "stream_options"};
+    for (size_t i = 0; i < 3; i++) {
+        if (cmx_json_count(p->cr.members, p->cr.n_members, once[i]) > 1) {
+            cmx_api_error(ctx, 400, "invalid_request_error", "invalid_json", once[i],
+                          "The field '%s' appears more than once.", once[i]);
+            return;
+        }
+    }
+    const struct cmx_json_member *mm = cmx_json_find(p->cr.members, p->cr.n_members, "model");
+    if (mm == NULL || mm->type != CMX_JSON_STRING) {
+        cmx_api_error(ctx, 404, "invalid_request_error", "model_not_found", "model",
+                      mm == NULL ? "You must provide a model parameter."
+                                 : "The model parameter must be a string.");
+        return;
+    }
+    p->cr.model = cmx_arena_alloc(&req->arena, mm->val_len);
+    size_t ml = 0;
+    if (p->cr.model == NULL ||
+        cmx_json_string_decode(mm->val + 1, mm->val_len - 2, p->cr.model, &ml) != 0) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_json", "model",
+                      "The model parameter is not a valid string.");
+        return;
+    }
+    ctx->log.model = p->cr.model;
+    if (endpoint == CMX_EP_CHAT) {
+        p->cr.stream = get_bool(cmx_json_find(p->cr.members, p->cr.n_members, "stream"));
+        p->cr.include_usage = p->cr.stream &&
+                              client_wants_usage(cmx_json_find(p->cr.members, p->cr.n_members,
+                                                               "stream_options"),
+                                                 &req->arena);
+    }
+    ctx->log.stream = p->cr.stream;
+    p->model = cmx_config_find_model(ctx->cfg, p->cr.model, ml);
+    if (p->model == NULL) {
+        cmx_api_error(ctx, 404, "invalid_request_error", "model_not_found", "model",
+                      "The model '%s' does not exist or you do not have access to it.",
+                      p->cr.model);
+        return;
+    }
+    order_deployments(p);
+    p->deadline_ns = req->start_ns + (uint64_t)ctx->cfg->routing.timeout_s * 1000000000ull;
+    req->on_abort = on_abort;
+    start_attempt(p);
+}

@@ -1,0 +1,212 @@
+/* cloudmux serve: load the config, start the workers, handle signals. */
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "runtime/worker.h"
+#include "upstream/upstream.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct serve {
+    const char *config_path;
+    struct cmx_runtime rt;
+    uv_loop_t *loop;
+    uv_signal_t sigterm, sigint, sighup;
+    bool stopping;
+};
+
+static int parse_listen(const char *s, char **host, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0')
+        return CMX_EINVAL;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || p < 0 || p > 65535)
+        return CMX_EINVAL;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    *host = strndup(h, hl);
+    *port = (int)p;
+    return *host ? 0 : CMX_ENOMEM;
+}
+
+static void stop_signals(struct serve *s)
+{
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct serve *s = h->data;
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    cmx_log(CMX_LOG_INFO, "%s received: draining in-flight requests",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    atomic_store(&s->rt.draining, true);
+    for (int i = 0; i < s->rt.n_workers; i++)
+        cmx_worker_drain(&s->rt.workers[i]);
+    /* a second signal gets the default action: stop at once */
+    stop_signals(s);
+}
+
+static void on_reload_signal(uv_signal_t *h, int signum)
+{
+    struct serve *s = h->data;
+    struct cmx_config_diag diag;
+    struct cmx_config *cfg = NULL;
+    cmx_config_diag_init(&diag);
+    int r = cmx_config_load(s->config_path, &cfg, &diag);
+    if (r != 0) {
+        cmx_log(CMX_LOG_ERROR, "reload of %s failed; keeping the running config:\n%s",
+                s->config_path, diag.text.data ? diag.text.data : cmx_strerror(r));
+        cmx_config_diag_free(&diag);
+        return;
+    }
+    if (diag.text.len > 0)
+        cmx_log(CMX_LOG_WARN, "%s", diag.text.data);
+    cmx_config_diag_free(&diag);
+    if (strcmp(cfg->listen_host, s->rt.listen_host) != 0 || cfg->listen_port != s->rt.listen_port)
+        cmx_log(CMX_LOG_WARN, "reload: a new listen address takes a restart; keeping %s:%d",
+                s->rt.listen_host, s->rt.listen_port);
+    for (int i = 0; i < s->rt.n_workers; i++)
+        cmx_worker_reload(&s->rt.workers[i], cmx_config_ref(cfg));
+    cmx_config_unref(cfg);
+    cmx_log(CMX_LOG_INFO, "config reloaded from %s", s->config_path);
+}
+
+int cmx_cli_serve(int argc, char **argv)
+{
+    const char *listen = NULL;
+    int workers = -1;
+    struct serve s;
+    memset(&s, 0, sizeof(s));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if ((strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) && v) {
+            s.config_path = v;
+            i++;
+        } else if (strcmp(a, "--listen") == 0 && v) {
+            listen = v;
+            i++;
+        } else if (strcmp(a, "--workers") == 0 && v) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end != '\0' || n < 0 || n > 1024) {
+                fprintf(stderr, "cloudmux serve: --workers needs a number from 0 to 1024\n");
+                return 2;
+            }
+            workers = (int)n;
+            i++;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(cmx_cli_usage("serve"), stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "cloudmux serve: unexpected argument '%s'\n%s", a,
+                    cmx_cli_usage("serve"));
+            return 2;
+        }
+    }
+    if (s.config_path == NULL) {
+        fprintf(stderr, "cloudmux serve: --config FILE is required\n%s", cmx_cli_usage("serve"));
+        return 2;
+    }
+    const char *lv = getenv("CLOUDMUX_LOG");
+    if (lv != NULL && strcmp(lv, "debug") == 0)
+        cmx_log_min = CMX_LOG_DEBUG;
+
+    struct cmx_config_diag diag;
+    struct cmx_config *cfg = NULL;
+    cmx_config_diag_init(&diag);
+    int r = cmx_config_load(s.config_path, &cfg, &diag);
+    if (diag.text.len > 0)
+        fputs(diag.text.data, stderr);
+    cmx_config_diag_free(&diag);
+    if (r != 0) {
+        fprintf(stderr, "cloudmux serve: %s is not a valid configuration\n", s.config_path);
+        return 1;
+    }
+    char *host = NULL;
+    int port = cfg->listen_port;
+    if (listen != NULL) {
+        if (parse_listen(listen, &host, &port) != 0) {
+            fprintf(stderr, "cloudmux serve: --listen needs HOST:PORT, got '%s'\n", listen);
+            cmx_config_unref(cfg);
+            return 2;
+        }
+    } else {
+        host = strdup(cfg->listen_host);
+    }
+    if (workers < 0)
+        workers = cfg->workers;
+    if (workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = n > 0 ? (int)n : 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (cmx_upstream_global_init() != 0) {
+        fprintf(stderr, "cloudmux serve: libcurl initialisation failed\n");
+        cmx_config_unref(cfg);
+        free(host);
+        return 1;
+    }
+    s.rt.listen_host = host;
+    s.rt.listen_port = port;
+    s.rt.started_unix = (uint64_t)time(NULL);
+    s.rt.workers = calloc((size_t)workers, sizeof(*s.rt.workers));
+    int rc = 0;
+    int started = 0;
+    for (; started < workers; started++) {
+        r = cmx_worker_start(&s.rt.workers[started], &s.rt, started, cfg);
+        if (r != 0) {
+            fprintf(stderr, "cloudmux serve: cannot listen on %s:%d: %s\n", host, port,
+                    r < -900 ? cmx_strerror(r) : uv_strerror(r));
+            rc = 1;
+            break;
+        }
+    }
+    s.rt.n_workers = started;
+    s.loop = uv_default_loop();
+    uv_signal_init(s.loop, &s.sigterm);
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sighup);
+    s.sigterm.data = s.sigint.data = s.sighup.data = &s;
+    if (rc == 0) {
+        uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
+        uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
+        uv_signal_start(&s.sighup, on_reload_signal, SIGHUP);
+        atomic_store(&s.rt.ready, true);
+        cmx_log(CMX_LOG_INFO, "cloudmux %s listening on %s:%d with %d worker%s (config %s)",
+                CMX_VERSION, host, port, workers, workers == 1 ? "" : "s", s.config_path);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+    } else {
+        atomic_store(&s.rt.draining, true);
+        for (int i = 0; i < started; i++)
+            cmx_worker_drain(&s.rt.workers[i]);
+        stop_signals(&s);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+    }
+    for (int i = 0; i < started; i++)
+        cmx_worker_join(&s.rt.workers[i]);
+    uv_loop_close(s.loop);
+    if (rc == 0)
+        cmx_log(CMX_LOG_INFO, "cloudmux stopped");
+    free(s.rt.workers);
+    free(host);
+    cmx_config_unref(cfg);
+    return rc;
+}

@@ -1,0 +1,67 @@
+/* OpenAI's own API and OpenAI-compatible servers (vLLM, llama.cpp, Ollama, ...): the
+ * client's body goes through with only "model" and "stream_options" rewritten. */
+#include "providers/provider.h"
+#include "core/err.h"
+
+#include <string.h>
+
+static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                 struct cmx_arena *a, struct cmx_provider_req *out, const char **why)
+{
+    const struct cmx_provider_cfg *p = d->provider;
+    out->method = "POST";
+    out->url = cmx_url_join(a, p->base_url,
+                            cr->ep == CMX_EP_CHAT ? "chat/completions" : "embeddings");
+    if (out->url == NULL)
+        return CMX_ENOMEM;
+    out->n_headers = 0;
+    out->headers[out->n_headers++] = "Content-Type: application/json";
+    if (p->api_key != NULL && p->api_key[0] != '\0') {
+        char *h = cmx_arena_printf(a, "Authorization: Bearer %s", p->api_key);
+        if (h == NULL)
+            return CMX_ENOMEM;
+        out->headers[out->n_headers++] = h;
+    }
+    if (cr->request_id != NULL) {
+        char *h = cmx_arena_printf(a, "X-Client-Request-Id: %s", cr->request_id);
+        if (h == NULL)
+            return CMX_ENOMEM;
+        out->headers[out->n_headers++] = h;
+    }
+    return cmx_openai_rewrite_body(cr, d->model, a, &out->body, &out->body_len);
+}
+
+const struct cmx_provider_ops cmx_provider_openai = {
+    .name = "openai",
+    .build = build,
+    .stream_new = cmx_openai_stream_new,
+    .stream_feed = cmx_openai_stream_feed,
+    .stream_finish = cmx_openai_stream_finish,
+    .stream_free = cmx_openai_stream_free,
+    .translate = NULL,
+    .parse_error = cmx_openai_parse_error,
+};
+
+const struct cmx_provider_ops cmx_provider_openai_compatible = {
+    .name = "openai_compatible",
+    .build = build,
+    .stream_new = cmx_openai_stream_new,
+    .stream_feed = cmx_openai_stream_feed,
+    .stream_finish = cmx_openai_stream_finish,
+    .stream_free = cmx_openai_stream_free,
+    .translate = NULL,
+    .parse_error = cmx_openai_parse_error,
+};
+
+const struct cmx_provider_ops *cmx_provider_ops_for(enum cmx_provider_type type)
+{
+    switch (type) {
+    case CMX_PROVIDER_OPENAI:
+        return &cmx_provider_openai;
+    case CMX_PROVIDER_AZURE_OPENAI:
+        return &cmx_provider_azure_openai;
+    case CMX_PROVIDER_OPENAI_COMPATIBLE:
+        return &cmx_provider_openai_compatible;
+    }
+    return &cmx_provider_openai_compatible;
+}

@@ -1,0 +1,260 @@
+/* What every provider speaking OpenAI's wire format shares: the body rewrite that touches
+ * only "model" and "stream_options", the pass-through SSE decoder, usage and error
+ * parsing. */
+#include "providers/provider.h"
+#include "codec/sse.h"
+#include "core/err.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STREAM_EVENT (8u << 20)
+
+char *cmx_url_join(struct cmx_arena *a, const char *base, const char *path)
+{
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    while (*path == '/')
+        path++;
+    return cmx_arena_printf(a, "%.*s/%s", (int)bl, base, path);
+}
+
+struct splice {
+    const char *from; /* replaced range in the original */
+    const char *to;
+    const char *text; /* replacement */
+    size_t len;
+};
+
+int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model,
+                            struct cmx_arena *a, const char **body, size_t *len)
+{
+    struct splice sp[2];
+    size_t n = 0;
+    const struct cmx_json_member *m;
+    if (model != NULL && (m = cmx_json_find(cr->members, cr->n_members, "model")) != NULL) {
+        struct cmx_buf q;
+        cmx_buf_init(&q, 1u << 16);
+        if (cmx_buf_puts(&q, "\"") || cmx_buf_json_escape(&q, model, strlen(model)) ||
+            cmx_buf_puts(&q, "\"")) {
+            cmx_buf_free(&q);
+            return CMX_ENOMEM;
+        }
+        char *t = cmx_arena_strndup(a, q.data, q.len);
+        size_t tl = q.len;
+        cmx_buf_free(&q);
+        if (t == NULL)
+            return CMX_ENOMEM;
+        sp[n++] = (struct splice){m->val, m->val + m->val_len, t, tl};
+    }
+    if (cr->ep == CMX_EP_CHAT && cr->stream) {
+        static const char add[] = "{\"include_usage\":true}";
+        m = cmx_json_find(cr->members, cr->n_members, "stream_options");
+        if (m == NULL) {
+            /* insert a new member just before the closing brace */
+            const char *close = cr->body + cr->body_len;
+            while (close > cr->body && close[-1] != '}')
+                close--;
+            close--;
+            static const char member[] = ",\"stream_options\":{\"include_usage\":true}";
+            const char *txt = cr->n_members > 0 ? member : member + 1;
+            sp[n++] = (struct splice){close, close, txt, strlen(txt)};
+        } else if (m->type != CMX_JSON_OBJECT) {
+            sp[n++] = (struct splice){m->val, m->val + m->val_len, add, sizeof(add) - 1};
+        } else {
+            /* keep whatever else the client put in stream_options */
+            json_object *o = json_tokener_parse(cmx_arena_strndup(a, m->val, m->val_len));
+            if (o == NULL)
+                return CMX_ENOMEM;
+            json_object_object_add(o, "include_usage", json_object_new_boolean(1));
+            const char *s = json_object_to_json_string_ext(
+                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            char *t = cmx_arena_strndup(a, s, strlen(s));
+            json_object_put(o);
+            if (t == NULL)
+                return CMX_ENOMEM;
+            sp[n++] = (struct splice){m->val, m->val + m->val_len, t, strlen(t)};
+        }
+    }
+    if (n == 0) {
+        *body = cr->body;
+        *len = cr->body_len;
+        return 0;
+    }
+    if (n == 2 && sp[1].from < sp[0].from) {
+        struct splice t = sp[0];
+        sp[0] = sp[1];
+        sp[1] = t;
+    }
+    size_t total = cr->body_len;
+    for (size_t i = 0; i < n; i++)
+        total = total - (size_t)(sp[i].to - sp[i].from) + sp[i].len;
+    char *out = cmx_arena_alloc(a, total + 1);
+    if (out == NULL)
+        return CMX_ENOMEM;
+    char *w = out;
+    const char *r = cr->body;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w, r, (size_t)(sp[i].from - r));
+        w += sp[i].from - r;
+        memcpy(w, sp[i].text, sp[i].len);
+        w += sp[i].len;
+        r = sp[i].to;
+    }
+    memcpy(w, r, (size_t)(cr->body + cr->body_len - r));
+    w += cr->body + cr->body_len - r;
+    *w = '\0';
+    *body = out;
+    *len = (size_t)(w - out);
+    return 0;
+}
+
+/* ---- stream ---------------------------------------------------------------------------- */
+
+struct openai_stream {
+    struct cmx_sse_parser sse;
+    cmx_chunk_cb cb;
+    void *ud;
+};
+
+static int on_event(void *ud, const struct cmx_sse_event *ev)
+{
+    struct openai_stream *st = ud;
+    if (ev->data_len == 0)
+        return 0;
+    return st->cb(st->ud, ev->data, ev->data_len);
+}
+
+void *cmx_openai_stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d)
+{
+    struct openai_stream *st = cmx_arena_calloc(a, sizeof(*st));
+    if (st != NULL)
+        cmx_sse_parser_init(&st->sse, MAX_STREAM_EVENT);
+    return st;
+}
+
+int cmx_openai_stream_feed(void *p, const char *data, size_t len, cmx_chunk_cb cb, void *ud)
+{
+    struct openai_stream *st = p;
+    st->cb = cb;
+    st->ud = ud;
+    return cmx_sse_parser_feed(&st->sse, data, len, on_event, st);
+}
+
+int cmx_openai_stream_finish(void *p, cmx_chunk_cb cb, void *ud)
+{
+    struct openai_stream *st = p;
+    st->cb = cb;
+    st->ud = ud;
+    return cmx_sse_parser_finish(&st->sse, on_event, st);
+}
+
+void cmx_openai_stream_free(void *p)
+{
+    struct openai_stream *st = p;
+    if (st != NULL)
+        cmx_sse_parser_free(&st->sse);
+}
+
+/* ---- usage and errors -------------------------------------------------------------------- */
+
+static int64_t get_int(json_object *o, const char *k)
+{
+    json_object *v;
+    if (o == NULL || !json_object_object_get_ex(o, k, &v) || v == NULL)
+        return -1;
+    if (!json_object_is_type(v, json_type_int))
+        return -1;
+    return json_object_get_int64(v);
+}
+
+int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u)
+{
+    json_tokener *tok = json_tokener_new();
+    if (tok == NULL)
+        return CMX_ENOMEM;
+    json_object *o = json_tokener_parse_ex(tok, json, (int)len);
+    json_tokener_free(tok);
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        return CMX_EJSON;
+    }
+    u->prompt_tokens = get_int(o, "prompt_tokens");
+    u->completion_tokens = get_int(o, "completion_tokens");
+    json_object *d;
+    u->cached_tokens = json_object_object_get_ex(o, "prompt_tokens_details", &d)
+                           ? get_int(d, "cached_tokens")
+                           : -1;
+    u->reasoning_tokens = json_object_object_get_ex(o, "completion_tokens_details", &d)
+                              ? get_int(d, "reasoning_tokens")
+                              : -1;
+    u->reported = u->prompt_tokens >= 0 || u->completion_tokens >= 0;
+    json_object_put(o);
+    return 0;
+}
+
+static const char *dup_str(struct cmx_arena *a, json_object *v)
+{
+    if (v == NULL || json_object_is_type(v, json_type_null))
+        return NULL;
+    const char *s = json_object_is_type(v, json_type_string)
+                        ? json_object_get_string(v)
+                        : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+    return cmx_arena_strndup(a, s, strlen(s));
+}
+
+void cmx_openai_parse_error(int status, const struct cmx_http_header *h, size_t nh,
+                            const char *body, size_t len, struct cmx_arena *a,
+                            struct cmx_upstream_error *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_object *o = NULL;
+    if (len > 0) {
+        json_tokener *tok = json_tokener_new();
+        if (tok != NULL) {
+            o = json_tokener_parse_ex(tok, body, (int)len);
+            json_tokener_free(tok);
+        }
+    }
+    json_object *e = NULL, *v;
+    if (o != NULL && json_object_is_type(o, json_type_object)) {
+        if (json_object_object_get_ex(o, "error", &e) && e != NULL &&
+            json_object_is_type(e, json_type_object)) {
+            if (json_object_object_get_ex(e, "message", &v))
+                out->message = dup_str(a, v);
+            if (json_object_object_get_ex(e, "type", &v))
+                out->type = dup_str(a, v);
+            if (json_object_object_get_ex(e, "code", &v))
+                out->code = dup_str(a, v);
+            if (json_object_object_get_ex(e, "param", &v))
+                out->param = dup_str(a, v);
+        } else if (e != NULL && json_object_is_type(e, json_type_string)) {
+            out->message = dup_str(a, e); /* {"error": "..."}: llama.cpp, Ollama */
+        } else if (json_object_object_get_ex(o, "message", &v)) {
+            out->message = dup_str(a, v);
+        } else if (json_object_object_get_ex(o, "detail", &v)) {
+            out->message = dup_str(a, v); /* FastAPI-based servers (vLLM) */
+        }
+    }
+    json_object_put(o);
+    if (out->message == NULL) {
+        /* not JSON: keep a short, printable excerpt of what the upstream said */
+        size_t n = len < 200 ? len : 200;
+        char *m = cmx_arena_alloc(a, n + 64);
+        if (m != NULL) {
+            int k = snprintf(m, 64, "upstream returned HTTP %d", status);
+            if (n > 0) {
+                k += snprintf(m + k, 8, ": ");
+                for (size_t i = 0; i < n; i++)
+                    m[k++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
+                m[k] = '\0';
+            }
+            out->message = m;
+        } else {
+            out->message = "upstream error";
+        }
+    }
+}

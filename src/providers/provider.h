@@ -1,0 +1,130 @@
+/* Providers: one file per wire format behind one ops struct (h2o's balancer, curl's vtls).
+ * A provider turns the client's OpenAI request into its upstream request, and turns the
+ * upstream's answer back into OpenAI's shapes: whole bodies, stream events and errors.
+ * Everything runs on the worker thread; memory comes from the request's arena. */
+#ifndef CMX_PROVIDERS_PROVIDER_H
+#define CMX_PROVIDERS_PROVIDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/json_scan.h"
+#include "http/http.h"
+
+enum cmx_endpoint {
+    CMX_EP_CHAT,       /* POST /v1/chat/completions */
+    CMX_EP_EMBEDDINGS, /* POST /v1/embeddings */
+};
+
+#define CMX_MAX_MEMBERS 256
+
+/* The client's request, parsed once and shared by every attempt. */
+struct cmx_client_req {
+    enum cmx_endpoint ep;                   /* which API */
+    const char *body;                       /* raw JSON body as received */
+    size_t body_len;
+    struct cmx_json_member *members;        /* its top-level members */
+    size_t n_members;
+    char *model;                            /* decoded "model" (public name) */
+    bool stream;                            /* "stream": true */
+    bool include_usage;                     /* the client itself asked for the usage chunk */
+    const char *request_id;                 /* x-request-id sent upstream */
+};
+
+/* One upstream request, as built by a provider. */
+struct cmx_provider_req {
+    const char *method;      /* "POST" */
+    char *url;               /* absolute URL */
+    const char *headers[16]; /* "Name: value" lines */
+    size_t n_headers;
+    const char *body;        /* request body */
+    size_t body_len;
+};
+
+/* Token counts as the upstream reported them (OpenAI's meaning). -1 = not reported. */
+struct cmx_usage {
+    int64_t prompt_tokens;     /* includes cached tokens */
+    int64_t completion_tokens; /* includes reasoning tokens */
+    int64_t cached_tokens;     /* prompt tokens served from cache */
+    int64_t reasoning_tokens;  /* completion tokens spent on reasoning */
+    bool reported;             /* the upstream sent usage */
+};
+
+/* Called by a stream decoder for each OpenAI chat.completion.chunk payload (JSON text) it
+ * produces, or "[DONE]". Returns non-zero to stop. */
+typedef int (*cmx_chunk_cb)(void *ud, const char *json, size_t len);
+
+/* An OpenAI-shaped error extracted from an upstream's error answer. Strings live in the
+ * arena; they may contain secrets and must go through redaction before reaching a client. */
+struct cmx_upstream_error {
+    const char *message;
+    const char *type;  /* NULL -> derived from the status */
+    const char *code;  /* NULL -> null */
+    const char *param; /* NULL -> null */
+};
+
+struct cmx_provider_ops {
+    const char *name; /* config type name */
+
+    /* Builds the upstream request for one attempt at deployment d. Returns 0, or
+     * CMX_EINVAL with *why set (an arena string for a 400 to the client). */
+    int (*build)(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                 struct cmx_arena *a, struct cmx_provider_req *out, const char **why);
+
+    /* Creates a stream decoder for one attempt; NULL on allocation failure. */
+    void *(*stream_new)(struct cmx_arena *a, const struct cmx_deployment_cfg *d);
+    /* Feeds upstream body bytes; emits OpenAI chunks. 0, a cb return, or an error. */
+    int (*stream_feed)(void *st, const char *data, size_t len, cmx_chunk_cb cb, void *ud);
+    /* At the end of the upstream body. Same returns. */
+    int (*stream_finish)(void *st, cmx_chunk_cb cb, void *ud);
+    /* Releases what stream_new allocated outside the arena. */
+    void (*stream_free)(void *st);
+
+    /* Turns a whole successful upstream body into an OpenAI body in out; NULL ops member
+     * means the body already is one and is relayed as is. 0 or an error. */
+    int (*translate)(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                     const char *body, size_t len, struct cmx_arena *a, struct cmx_buf *out);
+
+    /* Extracts an error from a non-2xx upstream answer. Never fails: falls back to a
+     * generic message. */
+    void (*parse_error)(int status, const struct cmx_http_header *h, size_t nh, const char *body,
+                        size_t len, struct cmx_arena *a, struct cmx_upstream_error *out);
+};
+
+/* The ops for a provider type. Never NULL for a valid type. */
+const struct cmx_provider_ops *cmx_provider_ops_for(enum cmx_provider_type type);
+
+extern const struct cmx_provider_ops cmx_provider_openai;
+extern const struct cmx_provider_ops cmx_provider_openai_compatible;
+extern const struct cmx_provider_ops cmx_provider_azure_openai;
+
+/* ---- helpers for providers that speak OpenAI's wire format (src/providers/openai_wire.c) */
+
+/* Rewrites the client's body for an OpenAI-format upstream: "model" becomes model (when
+ * model is not NULL), and a streaming request always asks for usage
+ * (stream_options.include_usage = true). Every other byte is kept. 0 or CMX_ENOMEM. */
+int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model,
+                            struct cmx_arena *a, const char **body, size_t *len);
+
+/* SSE decoder passing each event's data through as a chunk. */
+void *cmx_openai_stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d);
+int cmx_openai_stream_feed(void *st, const char *data, size_t len, cmx_chunk_cb cb, void *ud);
+int cmx_openai_stream_finish(void *st, cmx_chunk_cb cb, void *ud);
+void cmx_openai_stream_free(void *st);
+
+/* Reads {"error":{message,type,code,param}} (also Azure's variants) from body. */
+void cmx_openai_parse_error(int status, const struct cmx_http_header *h, size_t nh,
+                            const char *body, size_t len, struct cmx_arena *a,
+                            struct cmx_upstream_error *out);
+
+/* Parses an OpenAI "usage" object's text into u. 0 or CMX_EJSON. */
+int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u);
+
+/* Joins base and path with exactly one '/' into an arena string. */
+char *cmx_url_join(struct cmx_arena *a, const char *base, const char *path);
+
+#endif
