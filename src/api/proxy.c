@@ -25,7 +25,6 @@
 
 #define MAX_DEPLOYMENTS   64
 #define MAX_RESPONSE_BODY (64u << 20)
-#define MAX_CHUNK_MEMBERS 64
 #define BACKOFF_BASE_MS   100
 #define BACKOFF_CAP_MS    2000
 
@@ -64,6 +63,8 @@ struct proxy {
     bool inband_error;       /* an error event was relayed */
     bool paused;             /* upstream paused for client backpressure */
     struct cmx_buf out;      /* framing scratch */
+    struct cmx_buf fixed;    /* rewritten chunk scratch */
+    uint64_t created;        /* unix seconds for chunks that lack "created" */
     struct cmx_usage usage;  /* what the upstream reported */
     /* the last failure, for the final error */
     int last_status;         /* upstream status, or 0 for a transport failure */
@@ -111,6 +112,7 @@ static void proxy_cleanup(void *arg)
     cancel_retry(p);
     release_attempt(p);
     cmx_buf_free(&p->out);
+    cmx_buf_free(&p->fixed);
 }
 
 /* Replaces every configured credential found in s with [REDACTED]. */
@@ -248,116 +250,24 @@ static void client_drained(struct cmx_http_req *req)
     }
 }
 
-static bool is_empty_array(const struct cmx_json_member *m)
-{
-    if (m->type != CMX_JSON_ARRAY)
-        return false;
-    for (size_t i = 1; i + 1 < m->val_len; i++)
-        if (m->val[i] != ' ' && m->val[i] != '\t' && m->val[i] != '\n' && m->val[i] != '\r')
-            return false;
-    return true;
-}
-
-/* Appends the text of chunk `json` minus the member at index drop (or none when drop < 0),
- * with id/object/created inserted after the opening brace when missing. */
-static void append_fixed(struct proxy *p, struct cmx_buf *b, const char *json, size_t len,
-                         const struct cmx_json_member *m, size_t n, long drop,
-                         const char *object)
-{
-    bool has_id = cmx_json_find(m, n, "id") != NULL;
-    bool has_obj = cmx_json_find(m, n, "object") != NULL;
-    bool has_created = cmx_json_find(m, n, "created") != NULL;
-    const char *open = memchr(json, '{', len);
-    const char *r = json;
-    if (open != NULL && (!has_id || !has_obj || !has_created)) {
-        cmx_buf_append(b, json, (size_t)(open + 1 - json));
-        bool first = true;
-        if (!has_id) {
-            cmx_buf_printf(b, "\"id\":\"chatcmpl-%s\"", p->ctx->request_id);
-            first = false;
-        }
-        if (!has_obj) {
-            cmx_buf_printf(b, "%s\"object\":\"%s\"", first ? "" : ",", object);
-            first = false;
-        }
-        if (!has_created) {
-            cmx_buf_printf(b, "%s\"created\":%llu", first ? "" : ",",
-                           (unsigned long long)(p->req->start_ns ? cmx_time_unix_ms() / 1000 : 0));
-            first = false;
-        }
-        if (n > 0 && !(n == 1 && drop == 0))
-            cmx_buf_puts(b, ",");
-        r = open + 1;
-        /* skip whitespace so the drop logic below sees members directly */
-    }
-    if (drop >= 0) {
-        const char *from, *to;
-        if ((size_t)drop + 1 < n) { /* remove the member and the comma after it */
-            from = m[drop].start;
-            to = m[drop + 1].start;
-        } else if (drop > 0) { /* last member: remove the comma before it */
-            from = m[drop - 1].end;
-            to = m[drop].end;
-        } else {
-            from = m[drop].start;
-            to = m[drop].end;
-        }
-        if (from < r)
-            from = r;
-        cmx_buf_append(b, r, (size_t)(from - r));
-        r = to;
-    }
-    cmx_buf_append(b, r, (size_t)(json + len - r));
-}
-
 /* One OpenAI chunk from the provider's decoder. */
 static int on_chunk(void *ud, const char *json, size_t len)
 {
     struct proxy *p = ud;
-    if (len == 6 && memcmp(json, "[DONE]", 6) == 0) {
+    struct cmx_chunk_result res;
+    int r = cmx_openai_chunk_filter(json, len, p->cr.include_usage, "chat.completion.chunk",
+                                    p->ctx->request_id, p->created, &p->usage, &p->fixed, &res);
+    if (r != 0)
+        return r;
+    if (res.done) {
         p->done_seen = true;
         return 0;
     }
-    struct cmx_json_member m[MAX_CHUNK_MEMBERS];
-    size_t n = 0;
-    enum cmx_json_type top;
-    if (cmx_json_scan(json, len, &top, m, MAX_CHUNK_MEMBERS, &n) != 0 ||
-        top != CMX_JSON_OBJECT) {
-        write_event(p, json, len); /* not ours to judge: relay as is */
+    if (res.drop)
         return 0;
-    }
-    if (cmx_json_find(m, n, "error") != NULL && cmx_json_find(m, n, "choices") == NULL) {
+    if (res.error)
         p->inband_error = true;
-        write_event(p, json, len);
-        return 0;
-    }
-    long drop = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (m[i].key_len != 5 || memcmp(m[i].key, "usage", 5) != 0)
-            continue;
-        if (m[i].type == CMX_JSON_OBJECT) {
-            struct cmx_usage u;
-            if (cmx_usage_parse(m[i].val, m[i].val_len, &u) == 0 && u.reported)
-                p->usage = u;
-        }
-        if (!p->cr.include_usage) {
-            const struct cmx_json_member *ch = cmx_json_find(m, n, "choices");
-            if (m[i].type == CMX_JSON_OBJECT && (ch == NULL || is_empty_array(ch)))
-                return 0; /* the usage-only chunk the client did not ask for */
-            drop = (long)i;
-        }
-    }
-    bool complete = cmx_json_find(m, n, "id") && cmx_json_find(m, n, "object") &&
-                    cmx_json_find(m, n, "created");
-    if (drop < 0 && complete) {
-        write_event(p, json, len);
-        return 0;
-    }
-    struct cmx_buf fixed;
-    cmx_buf_init(&fixed, len + 4096);
-    append_fixed(p, &fixed, json, len, m, n, drop, "chat.completion.chunk");
-    write_event(p, fixed.data ? fixed.data : "", fixed.len);
-    cmx_buf_free(&fixed);
+    write_event(p, res.data, res.len);
     return 0;
 }
 
@@ -434,22 +344,14 @@ static void relay_body(struct proxy *p)
         body = translated.data;
         len = translated.len;
     }
-    struct cmx_json_member m[CMX_MAX_MEMBERS];
-    size_t n = 0;
-    enum cmx_json_type top;
-    struct cmx_buf fixed;
-    cmx_buf_init(&fixed, len + 4096);
-    if (cmx_json_scan(body, len, &top, m, CMX_MAX_MEMBERS, &n) == 0 && top == CMX_JSON_OBJECT) {
-        const struct cmx_json_member *u = cmx_json_find(m, n, "usage");
-        if (u != NULL && u->type == CMX_JSON_OBJECT)
-            cmx_usage_parse(u->val, u->val_len, &p->usage);
-        if (p->cr.ep == CMX_EP_CHAT && (!cmx_json_find(m, n, "id") ||
-                                        !cmx_json_find(m, n, "created") ||
-                                        !cmx_json_find(m, n, "object"))) {
-            append_fixed(p, &fixed, body, len, m, n, -1, "chat.completion");
-            body = fixed.data;
-            len = fixed.len;
-        }
+    struct cmx_chunk_result res;
+    if (cmx_openai_chunk_filter(body, len, true,
+                                p->cr.ep == CMX_EP_CHAT ? "chat.completion" : "list",
+                                p->ctx->request_id, p->created, &p->usage, &p->fixed,
+                                &res) == 0 &&
+        p->cr.ep == CMX_EP_CHAT) {
+        body = res.data;
+        len = res.len;
     }
     fill_log(p);
     set_result_headers(p);
@@ -459,7 +361,6 @@ static void relay_body(struct proxy *p)
     if (copy != NULL)
         memcpy(copy, body, len);
     cmx_buf_free(&translated);
-    cmx_buf_free(&fixed);
     release_attempt(p);
     if (copy == NULL) {
         cmx_api_error(p->ctx, 500, "server_error", "internal_error", NULL, "Out of memory.");
@@ -732,6 +633,8 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
     p->cr.ep = (enum cmx_endpoint)endpoint;
     p->cr.request_id = ctx->request_id;
     cmx_buf_init(&p->out, 16u << 20);
+    cmx_buf_init(&p->fixed, 16u << 20);
+    p->created = cmx_time_unix_ms() / 1000;
     cmx_buf_init(&p->body, MAX_RESPONSE_BODY);
     cmx_arena_cleanup_add(&req->arena, proxy_cleanup, p);
     ctx->log.stream = false;

@@ -258,3 +258,108 @@ void cmx_openai_parse_error(int status, const struct cmx_http_header *h, size_t 
         }
     }
 }
+
+/* ---- chunk filter -------------------------------------------------------------------------- */
+
+#define MAX_CHUNK_MEMBERS 64
+
+static bool is_empty_array(const struct cmx_json_member *m)
+{
+    if (m->type != CMX_JSON_ARRAY)
+        return false;
+    for (size_t i = 1; i + 1 < m->val_len; i++)
+        if (m->val[i] != ' ' && m->val[i] != '\t' && m->val[i] != '\n' && m->val[i] != '\r')
+            return false;
+    return true;
+}
+
+int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const char *object,
+                            const char *fallback_id, uint64_t created, struct cmx_usage *u,
+                            struct cmx_buf *scratch, struct cmx_chunk_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->data = json;
+    res->len = len;
+    if (len == 6 && memcmp(json, "[DONE]", 6) == 0) {
+        res->done = true;
+        return 0;
+    }
+    struct cmx_json_member m[MAX_CHUNK_MEMBERS];
+    size_t n = 0;
+    enum cmx_json_type top;
+    if (cmx_json_scan(json, len, &top, m, MAX_CHUNK_MEMBERS, &n) != 0 || top != CMX_JSON_OBJECT)
+        return 0; /* not ours to judge: relay as is */
+    const struct cmx_json_member *choices = cmx_json_find(m, n, "choices");
+    if (cmx_json_find(m, n, "error") != NULL && choices == NULL) {
+        res->error = true;
+        return 0;
+    }
+    long drop = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].key_len != 5 || memcmp(m[i].key, "usage", 5) != 0)
+            continue;
+        if (m[i].type == CMX_JSON_OBJECT) {
+            struct cmx_usage got;
+            if (cmx_usage_parse(m[i].val, m[i].val_len, &got) == 0 && got.reported)
+                *u = got;
+        }
+        if (!keep_usage) {
+            if (m[i].type == CMX_JSON_OBJECT && (choices == NULL || is_empty_array(choices))) {
+                res->drop = true;
+                return 0;
+            }
+            drop = (long)i;
+        }
+    }
+    bool has_id = cmx_json_find(m, n, "id") != NULL;
+    bool has_obj = cmx_json_find(m, n, "object") != NULL;
+    bool has_created = cmx_json_find(m, n, "created") != NULL;
+    if (drop < 0 && has_id && has_obj && has_created)
+        return 0;
+
+    struct cmx_buf *b = scratch;
+    cmx_buf_reset(b);
+    const char *r = json;
+    if (!has_id || !has_obj || !has_created) {
+        const char *open = memchr(json, '{', len);
+        cmx_buf_append(b, json, (size_t)(open + 1 - json));
+        const char *sep = "";
+        if (!has_id) {
+            cmx_buf_puts(b, "\"id\":\"chatcmpl-");
+            cmx_buf_json_escape(b, fallback_id, strlen(fallback_id));
+            cmx_buf_puts(b, "\"");
+            sep = ",";
+        }
+        if (!has_obj) {
+            cmx_buf_printf(b, "%s\"object\":\"%s\"", sep, object);
+            sep = ",";
+        }
+        if (!has_created)
+            cmx_buf_printf(b, "%s\"created\":%llu", sep, (unsigned long long)created);
+        if (n > 0 && !(n == 1 && drop == 0))
+            cmx_buf_puts(b, ",");
+        r = open + 1;
+    }
+    if (drop >= 0) {
+        const char *from, *to;
+        if ((size_t)drop + 1 < n) { /* the member and the comma after it */
+            from = m[drop].start;
+            to = m[drop + 1].start;
+        } else if (drop > 0) { /* the last member and the comma before it */
+            from = m[drop - 1].end;
+            to = m[drop].end;
+        } else {
+            from = m[drop].start;
+            to = m[drop].end;
+        }
+        if (from < r)
+            from = r;
+        cmx_buf_append(b, r, (size_t)(from - r));
+        r = to;
+    }
+    if (cmx_buf_append(b, r, (size_t)(json + len - r)) != 0)
+        return CMX_ENOMEM;
+    res->data = b->data;
+    res->len = b->len;
+    return 0;
+}

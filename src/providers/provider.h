@@ -124,6 +124,24 @@ void cmx_openai_parse_error(int status, const struct cmx_http_header *h, size_t 
 /* Parses an OpenAI "usage" object's text into u. 0 or CMX_EJSON. */
 int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u);
 
+/* What cmx_openai_chunk_filter() decided for one chunk. */
+struct cmx_chunk_result {
+    const char *data; /* text to send: the input itself or the scratch buffer */
+    size_t len;
+    bool drop;        /* send nothing (the usage-only chunk the client did not ask for) */
+    bool done;        /* it was the [DONE] sentinel (not to be sent: the caller ends) */
+    bool error;       /* it was an in-band error event */
+};
+
+/* Inspects one OpenAI chat.completion.chunk (or a whole chat.completion when object is
+ * "chat.completion"): records usage into *u when present, removes "usage" when keep_usage
+ * is false (dropping a chunk that only carries usage), and fills in a missing id
+ * ("chatcmpl-" + fallback_id), object and created. Text that is not a JSON object passes
+ * untouched. scratch receives rewritten text. 0 or CMX_ENOMEM. */
+int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const char *object,
+                            const char *fallback_id, uint64_t created, struct cmx_usage *u,
+                            struct cmx_buf *scratch, struct cmx_chunk_result *res);
+
 /* Joins base and path with exactly one '/' into an arena string. */
 char *cmx_url_join(struct cmx_arena *a, const char *base, const char *path);
 
