@@ -39,8 +39,8 @@ struct cmx_sse_parser {
 void cmx_sse_parser_init(struct cmx_sse_parser *p, size_t max_event);
 
 /* Feeds len bytes. Returns 0, a callback's non-zero return, CMX_ETOOBIG or CMX_ENOMEM. */
-int cmx_sse_parser_feed(struct cmx_sse_parser *p, const char *buf, size_t len,
-                        cmx_sse_event_cb cb, void *ud);
+int cmx_sse_parser_feed(struct cmx_sse_parser *p, const char *buf, size_t len, cmx_sse_event_cb cb,
+                        void *ud);
 
 /* At end of input: a final event whose blank line never came is dispatched when it has
  * data (tolerance for servers that close right after the last event). Same returns. */

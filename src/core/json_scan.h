@@ -23,9 +23,9 @@ enum cmx_json_type {
 };
 
 struct cmx_json_member {
-    const char *key;         /* raw key text between the quotes (escapes not decoded) */
+    const char *key; /* raw key text between the quotes (escapes not decoded) */
     size_t key_len;
-    const char *val;         /* raw value text; for strings it includes the quotes */
+    const char *val; /* raw value text; for strings it includes the quotes */
     size_t val_len;
     enum cmx_json_type type; /* type of the value */
     const char *start;       /* first byte of the member (the key's opening quote) */
@@ -35,11 +35,16 @@ struct cmx_json_member {
 /* Scans s[0..len). On success returns 0, sets *top to the top-level type and, when it is
  * an object, stores its members (in order) into members[0..max) and their count in *n.
  * Returns CMX_EJSON for invalid JSON, CMX_ETOOBIG when the object has more than max
- * members. members/n may be NULL/0 when only validation is wanted. Thread: any. */
+ * members. members/n may be NULL/0 when only validation is wanted. Thread: any.
+ * Details: top and n may be NULL. Validity is checked first, so invalid JSON is always
+ * CMX_EJSON (*top = CMX_JSON_INVALID, *n = 0). On CMX_ETOOBIG the first max members are
+ * stored and *n = max. With members NULL, *n gets the member count and there is no
+ * CMX_ETOOBIG. Spans point into s. No allocation, no recursion. */
 int cmx_json_scan(const char *s, size_t len, enum cmx_json_type *top,
                   struct cmx_json_member *members, size_t max, size_t *n);
 
-/* Returns the last member whose decoded key equals name, or NULL. */
+/* Returns the last member whose decoded key equals name, or NULL. name is a NUL-terminated
+ * UTF-8 string, so a key holding \u0000 never matches. members may be NULL when n is 0. */
 const struct cmx_json_member *cmx_json_find(const struct cmx_json_member *members, size_t n,
                                             const char *name);
 
@@ -48,7 +53,9 @@ size_t cmx_json_count(const struct cmx_json_member *members, size_t n, const cha
 
 /* Decodes the raw text of a JSON string (without quotes, as in cmx_json_member.key or the
  * inside of a string value) into UTF-8. out must have room for len+1 bytes; the result is
- * NUL-terminated; *out_len gets its length. Returns 0 or CMX_EJSON. */
+ * NUL-terminated; *out_len gets its length. Returns 0 or CMX_EJSON. A lone or mismatched
+ * \u surrogate becomes U+FFFD, so the output is always valid UTF-8 (it may contain NUL
+ * bytes from \u0000: use *out_len). */
 int cmx_json_string_decode(const char *raw, size_t len, char *out, size_t *out_len);
 
 #endif
