@@ -17,12 +17,12 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud);
 
 /* Per-request context shared by the handlers (lives in the request arena). */
 struct cmx_api_ctx {
-    struct cmx_http_req *req;     /* the request */
-    struct cmx_worker *w;         /* its worker */
-    struct cmx_config *cfg;       /* the snapshot this request uses (one reference) */
-    const char *request_id;       /* x-request-id */
-    struct cmx_access_entry log;  /* filled as the request goes */
-    void *proxy;                  /* the proxy state, for chat/embeddings requests */
+    struct cmx_http_req *req;    /* the request */
+    struct cmx_worker *w;        /* its worker */
+    struct cmx_config *cfg;      /* the snapshot this request uses (one reference) */
+    const char *request_id;      /* x-request-id */
+    struct cmx_access_entry log; /* filled as the request goes */
+    void *proxy;                 /* the proxy state, for chat/embeddings requests */
 };
 
 /* Sends {"error":{message,type,param,code}} with status; message is printf-formatted.
@@ -31,8 +31,8 @@ void cmx_api_error(struct cmx_api_ctx *ctx, int status, const char *type, const 
                    const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Appends {"error":{...}} for the given fields to b (message as given, escaped). */
-int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type,
-                       const char *code, const char *param);
+int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type, const char *code,
+                       const char *param);
 
 /* Default OpenAI error type for an HTTP status. */
 const char *cmx_api_error_type(int status);

@@ -36,8 +36,8 @@ static void put_field(struct cmx_buf *b, const char *k, const char *v, bool last
         cmx_buf_puts(b, ",");
 }
 
-int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type,
-                       const char *code, const char *param)
+int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type, const char *code,
+                       const char *param)
 {
     cmx_buf_puts(b, "{\"error\":{");
     put_field(b, "message", message, false);

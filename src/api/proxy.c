@@ -36,39 +36,39 @@ struct retry_timer {
 };
 
 struct proxy {
-    struct cmx_api_ctx *ctx;                           /* request context */
-    struct cmx_http_req *req;                          /* the client's request */
-    struct cmx_worker *w;                              /* its worker */
-    struct cmx_client_req cr;                          /* parsed client request */
-    const struct cmx_model_cfg *model;                 /* the public model */
+    struct cmx_api_ctx *ctx;                                 /* request context */
+    struct cmx_http_req *req;                                /* the client's request */
+    struct cmx_worker *w;                                    /* its worker */
+    struct cmx_client_req cr;                                /* parsed client request */
+    const struct cmx_model_cfg *model;                       /* the public model */
     const struct cmx_deployment_cfg *order[MAX_DEPLOYMENTS]; /* attempt order */
     size_t n_order;
-    size_t next;                 /* index in order[] of the next attempt */
-    int attempts;                /* attempts started */
-    uint64_t deadline_ns;        /* uv_hrtime() by which everything must be done */
+    size_t next;          /* index in order[] of the next attempt */
+    int attempts;         /* attempts started */
+    uint64_t deadline_ns; /* uv_hrtime() by which everything must be done */
     /* the current attempt */
-    const struct cmx_deployment_cfg *dep;  /* deployment */
-    const struct cmx_provider_ops *ops;    /* its provider */
-    struct cmx_provider_req preq;          /* what was sent */
-    struct cmx_upstream_xfer *xfer;        /* in progress, NULL when none */
-    uint64_t attempt_start_ns;             /* when it started */
-    int status;                            /* upstream status, 0 before headers */
-    bool streaming;                        /* relaying an event stream */
-    void *stream_st;                       /* provider's stream decoder */
-    struct cmx_buf body;                   /* buffered upstream body (non-stream / errors) */
-    struct cmx_retry_hint hint;            /* the upstream's retry headers */
+    const struct cmx_deployment_cfg *dep; /* deployment */
+    const struct cmx_provider_ops *ops;   /* its provider */
+    struct cmx_provider_req preq;         /* what was sent */
+    struct cmx_upstream_xfer *xfer;       /* in progress, NULL when none */
+    uint64_t attempt_start_ns;            /* when it started */
+    int status;                           /* upstream status, 0 before headers */
+    bool streaming;                       /* relaying an event stream */
+    void *stream_st;                      /* provider's stream decoder */
+    struct cmx_buf body;                  /* buffered upstream body (non-stream / errors) */
+    struct cmx_retry_hint hint;           /* the upstream's retry headers */
     /* the client side */
-    bool client_started;     /* the answer's head went out */
-    bool done_seen;          /* the upstream sent [DONE] */
-    bool inband_error;       /* an error event was relayed */
-    bool paused;             /* upstream paused for client backpressure */
-    struct cmx_buf out;      /* framing scratch */
-    struct cmx_buf fixed;    /* rewritten chunk scratch */
-    uint64_t created;        /* unix seconds for chunks that lack "created" */
-    struct cmx_usage usage;  /* what the upstream reported */
+    bool client_started;    /* the answer's head went out */
+    bool done_seen;         /* the upstream sent [DONE] */
+    bool inband_error;      /* an error event was relayed */
+    bool paused;            /* upstream paused for client backpressure */
+    struct cmx_buf out;     /* framing scratch */
+    struct cmx_buf fixed;   /* rewritten chunk scratch */
+    uint64_t created;       /* unix seconds for chunks that lack "created" */
+    struct cmx_usage usage; /* what the upstream reported */
     /* the last failure, for the final error */
-    int last_status;         /* upstream status, or 0 for a transport failure */
-    int last_err;            /* transport error (CMX_E*) */
+    int last_status;                     /* upstream status, or 0 for a transport failure */
+    int last_err;                        /* transport error (CMX_E*) */
     struct cmx_upstream_error last_uerr; /* parsed upstream error */
     struct retry_timer *retry;           /* pending backoff, NULL when none */
 };
@@ -173,8 +173,7 @@ static void fill_log(struct proxy *p)
 static void mark_upstream_end(struct proxy *p)
 {
     if (p->attempt_start_ns != 0)
-        p->ctx->log.upstream_latency_us =
-            (int64_t)((uv_hrtime() - p->attempt_start_ns) / 1000);
+        p->ctx->log.upstream_latency_us = (int64_t)((uv_hrtime() - p->attempt_start_ns) / 1000);
 }
 
 /* The final answer when no attempt succeeded. */
@@ -347,8 +346,7 @@ static void relay_body(struct proxy *p)
     struct cmx_chunk_result res;
     if (cmx_openai_chunk_filter(body, len, true,
                                 p->cr.ep == CMX_EP_CHAT ? "chat.completion" : "list",
-                                p->ctx->request_id, p->created, &p->usage, &p->fixed,
-                                &res) == 0 &&
+                                p->ctx->request_id, p->created, &p->usage, &p->fixed, &res) == 0 &&
         p->cr.ep == CMX_EP_CHAT) {
         body = res.data;
         len = res.len;
@@ -466,8 +464,7 @@ static void attempt_failed(struct proxy *p)
         } else
             delay = (uint64_t)p->hint.after_ms;
     } else if (same) {
-        delay = cmx_backoff_ms(p->attempts, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
-                               cmx_worker_rand(p->w));
+        delay = cmx_backoff_ms(p->attempts, BACKOFF_BASE_MS, BACKOFF_CAP_MS, cmx_worker_rand(p->w));
     }
     if (delay >= left_ms)
         delay = left_ms / 2;
@@ -509,8 +506,8 @@ static void start_attempt(struct proxy *p)
     if (r != 0) {
         fill_log(p);
         if (r == CMX_EINVAL)
-            cmx_api_error(p->ctx, 400, "invalid_request_error", "unsupported_parameter", NULL,
-                          "%s", why ? why : "The request cannot be sent to this provider.");
+            cmx_api_error(p->ctx, 400, "invalid_request_error", "unsupported_parameter", NULL, "%s",
+                          why ? why : "The request cannot be sent to this provider.");
         else
             cmx_api_error(p->ctx, 500, "server_error", "internal_error", NULL,
                           "Could not build the upstream request: %s.", cmx_strerror(r));
@@ -529,8 +526,7 @@ static void start_attempt(struct proxy *p)
         .body_len = p->preq.body_len,
         .ca_file = pc->ca_file,
         .connect_timeout_ms = pick_timeout(pc->connect_timeout_ms, rc->connect_timeout_ms),
-        .first_byte_timeout_ms =
-            pick_timeout(pc->first_byte_timeout_ms, rc->first_byte_timeout_ms),
+        .first_byte_timeout_ms = pick_timeout(pc->first_byte_timeout_ms, rc->first_byte_timeout_ms),
         .idle_timeout_ms = pick_timeout(pc->idle_timeout_ms, rc->idle_timeout_ms),
         .total_timeout_ms = left_ms > 0 ? (int)(left_ms > 0x7fffffff ? 0x7fffffff : left_ms) : 1,
         .ud = p,
@@ -690,10 +686,10 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
     ctx->log.model = p->cr.model;
     if (endpoint == CMX_EP_CHAT) {
         p->cr.stream = get_bool(cmx_json_find(p->cr.members, p->cr.n_members, "stream"));
-        p->cr.include_usage = p->cr.stream &&
-                              client_wants_usage(cmx_json_find(p->cr.members, p->cr.n_members,
-                                                               "stream_options"),
-                                                 &req->arena);
+        p->cr.include_usage =
+            p->cr.stream &&
+            client_wants_usage(cmx_json_find(p->cr.members, p->cr.n_members, "stream_options"),
+                               &req->arena);
     }
     ctx->log.stream = p->cr.stream;
     p->model = cmx_config_find_model(ctx->cfg, p->cr.model, ml);

@@ -108,8 +108,8 @@ static void not_allowed(struct cmx_api_ctx *ctx, const char *allow)
 {
     cmx_http_add_header(ctx->req, "allow", allow);
     cmx_api_error(ctx, 405, "invalid_request_error", "method_not_allowed", NULL,
-                  "Method %s is not allowed for %s; use %s.", ctx->req->method_name,
-                  ctx->req->path, allow);
+                  "Method %s is not allowed for %s; use %s.", ctx->req->method_name, ctx->req->path,
+                  allow);
 }
 
 void cmx_api_handle(struct cmx_http_req *req, void *ud)
@@ -169,6 +169,6 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
         static const char no[] = "{\"status\":\"not ready\"}";
         return cmx_api_json(ctx, 503, no, sizeof(no) - 1);
     }
-    cmx_api_error(ctx, 404, "invalid_request_error", "unknown_url", NULL,
-                  "Invalid URL (%s %s).", req->method_name, req->path);
+    cmx_api_error(ctx, 404, "invalid_request_error", "unknown_url", NULL, "Invalid URL (%s %s).",
+                  req->method_name, req->path);
 }

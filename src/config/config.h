@@ -14,8 +14,8 @@
 #include "core/buf.h"
 
 enum cmx_provider_type {
-    CMX_PROVIDER_OPENAI,            /* api.openai.com: Authorization: Bearer, {base}/chat/completions */
-    CMX_PROVIDER_AZURE_OPENAI,      /* api-key header; classic deployments URL or /openai/v1 */
+    CMX_PROVIDER_OPENAI,       /* api.openai.com: Authorization: Bearer, {base}/chat/completions */
+    CMX_PROVIDER_AZURE_OPENAI, /* api-key header; classic deployments URL or /openai/v1 */
     CMX_PROVIDER_OPENAI_COMPATIBLE, /* vLLM, llama.cpp, Ollama...: like openai, key optional */
 };
 
@@ -27,11 +27,11 @@ struct cmx_provider_cfg {
     char *base_url;              /* http(s)://host[:port][/path], no trailing slash */
     char *api_key;               /* secret, expanded from ${ENV}; NULL when none; never logged */
     char *api_version;           /* azure_openai: classic surface when set, /openai/v1 when NULL */
-    char *ca_file;               /* tls.ca_file: extra CA bundle (tests, private CAs); NULL = system */
-    int connect_timeout_ms;      /* overrides routing.connect_timeout_ms when > 0 */
-    int first_byte_timeout_ms;   /* overrides routing.first_byte_timeout_ms when > 0 */
-    int idle_timeout_ms;         /* overrides routing.idle_timeout_ms when > 0 */
-    int line;                    /* line of the entry in the config file, for messages */
+    char *ca_file;          /* tls.ca_file: extra CA bundle (tests, private CAs); NULL = system */
+    int connect_timeout_ms; /* overrides routing.connect_timeout_ms when > 0 */
+    int first_byte_timeout_ms; /* overrides routing.first_byte_timeout_ms when > 0 */
+    int idle_timeout_ms;       /* overrides routing.idle_timeout_ms when > 0 */
+    int line;                  /* line of the entry in the config file, for messages */
 };
 
 struct cmx_price {
@@ -77,18 +77,24 @@ struct cmx_server_cfg {
     bool access_log;          /* one JSON line per request on stdout, default true */
 };
 
+struct cmx_arena;
+struct cmx_config_name_index;
+
 struct cmx_config {
-    atomic_int refcount;               /* cmx_config_ref / cmx_config_unref */
-    char *path;                        /* file it was loaded from */
-    char *listen_host;                 /* default 127.0.0.1 */
-    int listen_port;                   /* default 8080 */
-    int workers;                       /* 0 = one per core */
+    atomic_int refcount;                /* cmx_config_ref / cmx_config_unref */
+    char *path;                         /* file it was loaded from */
+    char *listen_host;                  /* default 127.0.0.1 */
+    int listen_port;                    /* default 8080 */
+    int workers;                        /* 0 = one per core */
     struct cmx_provider_cfg *providers; /* n_providers entries */
     size_t n_providers;
     struct cmx_model_cfg *models; /* n_models entries, config order */
     size_t n_models;
     struct cmx_routing_cfg routing;
     struct cmx_server_cfg server;
+    struct cmx_arena *arena;                    /* owns every string and array of the snapshot */
+    struct cmx_config_name_index *provider_idx; /* n_providers entries by name (private) */
+    struct cmx_config_name_index *model_idx;    /* n_models entries by name (private) */
 };
 
 /* Diagnostics collected while loading: one line per problem, "FILE:LINE: error: MSG" or
@@ -99,19 +105,31 @@ struct cmx_config_diag {
     int warnings;        /* number of warning lines */
 };
 
+/* Prepares an empty diag (the text is capped at 1 MiB). Never fails. */
 void cmx_config_diag_init(struct cmx_config_diag *d);
+
+/* Frees the text; the diag is empty and reusable afterwards. */
 void cmx_config_diag_free(struct cmx_config_diag *d);
 
 /* Loads and validates the YAML file at path. Expands ${VAR} and ${VAR:-default} from the
  * environment inside scalar values (a missing variable without a default is an error
  * naming the variable and the line). On success returns 0 and *out with refcount 1; on
  * failure returns CMX_ECONFIG (or CMX_EIO / CMX_ENOMEM) and fills diag; *out is NULL.
- * Warnings may be reported on success. Thread: any. */
+ * Warnings may be reported on success. Thread: any.
+ *
+ * Details: lines are appended to diag (never reset; diag may be NULL to discard them).
+ * An I/O failure is reported as "FILE: error: cannot read: REASON". Expansion applies to
+ * values, not keys; "$${" stands for a literal "${"; ${VAR:-default} uses the default when
+ * VAR is unset or empty (as sh does); the default is literal text up to the first '}'.
+ * Messages quote values as written in the file, never after expansion, and never quote
+ * api_key at all. YAML anchors and aliases are followed; merge keys ("<<") are not
+ * supported. Exactly one YAML document; an empty file is an error. */
 int cmx_config_load(const char *path, struct cmx_config **out, struct cmx_config_diag *diag);
 
-/* Same, from a YAML text in memory; name is used in diagnostics instead of a path. */
-int cmx_config_load_string(const char *yaml, size_t len, const char *name,
-                           struct cmx_config **out, struct cmx_config_diag *diag);
+/* Same, from a YAML text in memory (len bytes, no NUL needed); name is used in
+ * diagnostics and as cfg->path instead of a path (NULL: "<string>"). */
+int cmx_config_load_string(const char *yaml, size_t len, const char *name, struct cmx_config **out,
+                           struct cmx_config_diag *diag);
 
 /* Takes one more reference. Thread-safe. Returns cfg. */
 struct cmx_config *cmx_config_ref(struct cmx_config *cfg);
@@ -119,11 +137,12 @@ struct cmx_config *cmx_config_ref(struct cmx_config *cfg);
 /* Drops one reference; frees the snapshot when it was the last. NULL is ignored. */
 void cmx_config_unref(struct cmx_config *cfg);
 
-/* Looks a public model name up (exact, case-sensitive). NULL when unknown. */
+/* Looks a public model name up (exact, case-sensitive; name need not be NUL-terminated).
+ * NULL when unknown. O(log n), no allocation; thread-safe on a shared snapshot. */
 const struct cmx_model_cfg *cmx_config_find_model(const struct cmx_config *cfg, const char *name,
                                                   size_t len);
 
-/* Looks a provider up by name. NULL when unknown. */
+/* Looks a provider up by name (NUL-terminated). NULL when unknown. O(log n). */
 const struct cmx_provider_cfg *cmx_config_find_provider(const struct cmx_config *cfg,
                                                         const char *name);
 

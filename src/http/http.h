@@ -52,18 +52,18 @@ typedef void (*cmx_http_abort_cb)(struct cmx_http_req *req);
 typedef void (*cmx_http_drain_cb)(struct cmx_http_req *req);
 
 struct cmx_http_req {
-    struct cmx_arena arena;          /* everything of this request; reset when it ends */
-    struct cmx_http_conn *conn;      /* the connection it arrived on */
-    enum cmx_http_method method;     /* parsed method */
-    const char *method_name;         /* e.g. "POST" */
-    const char *path;                /* path without the query, NUL-terminated */
+    struct cmx_arena arena;      /* everything of this request; reset when it ends */
+    struct cmx_http_conn *conn;  /* the connection it arrived on */
+    enum cmx_http_method method; /* parsed method */
+    const char *method_name;     /* e.g. "POST" */
+    const char *path;            /* path without the query, NUL-terminated */
     size_t path_len;
     const char *query;               /* text after '?', NUL-terminated, "" when none */
     struct cmx_http_header *headers; /* n_headers entries, in arrival order */
     size_t n_headers;
-    struct cmx_buf body;              /* the whole request body (chunked bodies decoded) */
-    bool keep_alive;                  /* the connection may serve another request after */
-    uint64_t start_ns;                /* uv_hrtime() when the request's first byte came */
+    struct cmx_buf body;                  /* the whole request body (chunked bodies decoded) */
+    bool keep_alive;                      /* the connection may serve another request after */
+    uint64_t start_ns;                    /* uv_hrtime() when the request's first byte came */
     struct cmx_http_header *resp_headers; /* extra response headers (cmx_http_add_header) */
     size_t n_resp_headers;
     size_t cap_resp_headers;

@@ -35,31 +35,31 @@ struct hdr_off {
 };
 
 struct cmx_http_conn {
-    uv_tcp_t tcp;                  /* must stay first: handle->data is not used */
-    uv_timer_t timer;              /* header/body/keep-alive timeouts */
-    struct cmx_http_server *srv;   /* owner */
-    struct cmx_http_conn *prev;    /* server's list of connections */
+    uv_tcp_t tcp;                /* must stay first: handle->data is not used */
+    uv_timer_t timer;            /* header/body/keep-alive timeouts */
+    struct cmx_http_server *srv; /* owner */
+    struct cmx_http_conn *prev;  /* server's list of connections */
     struct cmx_http_conn *next;
-    http_parser parser;            /* request parser */
-    struct cmx_buf in;             /* received, not yet parsed bytes */
-    struct cmx_buf hbuf;           /* url and header text of the current request */
-    struct cmx_buf hoffs;          /* struct hdr_off entries into hbuf */
-    uint32_t url_off, url_len;     /* request target in hbuf */
-    enum conn_state state;         /* what we are waiting for */
-    int pending_error;             /* status to answer when parsing stopped on purpose */
-    uint64_t last_activity;        /* uv_now() of the last byte read in HEADERS/BODY */
-    size_t write_pending;          /* bytes handed to uv_write and not yet written */
-    int handles_open;              /* tcp + timer until closed */
-    bool last_was_value;           /* header callback bookkeeping */
-    bool req_active;               /* the handler owns req */
-    bool in_dispatch;              /* inside the handler call */
-    bool in_process;               /* inside process_input() */
-    bool close_after;              /* close once the answer is written */
-    bool reading;                  /* uv_read_start is active */
-    bool closing;                  /* uv_close called */
-    bool head_request;             /* current request is HEAD */
-    bool http10;                   /* current request is HTTP/1.0 */
-    struct cmx_http_req req;       /* the current request */
+    http_parser parser;        /* request parser */
+    struct cmx_buf in;         /* received, not yet parsed bytes */
+    struct cmx_buf hbuf;       /* url and header text of the current request */
+    struct cmx_buf hoffs;      /* struct hdr_off entries into hbuf */
+    uint32_t url_off, url_len; /* request target in hbuf */
+    enum conn_state state;     /* what we are waiting for */
+    int pending_error;         /* status to answer when parsing stopped on purpose */
+    uint64_t last_activity;    /* uv_now() of the last byte read in HEADERS/BODY */
+    size_t write_pending;      /* bytes handed to uv_write and not yet written */
+    int handles_open;          /* tcp + timer until closed */
+    bool last_was_value;       /* header callback bookkeeping */
+    bool req_active;           /* the handler owns req */
+    bool in_dispatch;          /* inside the handler call */
+    bool in_process;           /* inside process_input() */
+    bool close_after;          /* close once the answer is written */
+    bool reading;              /* uv_read_start is active */
+    bool closing;              /* uv_close called */
+    bool head_request;         /* current request is HEAD */
+    bool http10;               /* current request is HTTP/1.0 */
+    struct cmx_http_req req;   /* the current request */
 };
 
 struct cmx_http_server {
@@ -71,15 +71,15 @@ struct cmx_http_server {
     struct cmx_http_conn *conns; /* every open connection */
     size_t n_conns;
     size_t inflight;
-    bool listening;      /* listener not closed yet */
-    bool draining;       /* graceful stop in progress */
-    bool closing;        /* forced stop in progress */
-    bool freed_pending;  /* free once the listener and connections are closed */
+    bool listening;     /* listener not closed yet */
+    bool draining;      /* graceful stop in progress */
+    bool closing;       /* forced stop in progress */
+    bool freed_pending; /* free once the listener and connections are closed */
     void (*drain_cb)(void *);
     void *drain_arg;
     struct cmx_buf scratch; /* response heads are formatted here (one loop, one user) */
-    char date[40];       /* cached Date header value */
-    uint64_t date_sec;   /* second of date[] */
+    char date[40];          /* cached Date header value */
+    uint64_t date_sec;      /* second of date[] */
 };
 
 struct wreq {
@@ -273,8 +273,7 @@ static int format_head(struct cmx_http_conn *c, int status, const char *content_
 {
     struct cmx_http_req *req = &c->req;
     int r = cmx_buf_printf(buf, "HTTP/1.%d %d %s\r\nserver: cloudmux\r\ndate: %s\r\n",
-                           c->http10 ? 0 : 1, status, cmx_http_reason(status),
-                           date_header(c->srv));
+                           c->http10 ? 0 : 1, status, cmx_http_reason(status), date_header(c->srv));
     if (r == 0 && content_type != NULL)
         r = cmx_buf_printf(buf, "content-type: %s\r\n", content_type);
     if (r == 0 && content_length >= 0)
@@ -414,8 +413,7 @@ int cmx_http_add_header(struct cmx_http_req *req, const char *name, const char *
     return 0;
 }
 
-const struct cmx_http_header *cmx_http_find_header(const struct cmx_http_req *req,
-                                                   const char *name)
+const struct cmx_http_header *cmx_http_find_header(const struct cmx_http_req *req, const char *name)
 {
     size_t len = strlen(name);
     for (size_t i = 0; i < req->n_headers; i++)

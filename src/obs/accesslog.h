@@ -11,22 +11,22 @@
 #include "core/buf.h"
 
 struct cmx_access_entry {
-    uint64_t time_ms;             /* wall clock at the end of the request */
-    const char *request_id;       /* x-request-id */
-    const char *method;           /* HTTP method */
-    const char *path;             /* path without query */
-    const char *model;            /* public model name, NULL when none */
-    const char *provider;         /* provider that served (or last tried), NULL when none */
-    int status;                   /* status sent to the client (499: client went away) */
-    uint64_t latency_us;          /* request start to end */
-    int64_t upstream_latency_us;  /* last attempt's start to its end, -1 when none */
-    int64_t ttfb_us;              /* request start to the first byte sent, -1 when none */
-    int64_t prompt_tokens;        /* -1 when unknown */
-    int64_t completion_tokens;    /* -1 when unknown */
-    int64_t cached_tokens;        /* -1 when unknown */
-    int attempts;                 /* upstream attempts made */
-    bool stream;                  /* streamed answer */
-    const char *error;            /* error code sent, NULL on success */
+    uint64_t time_ms;            /* wall clock at the end of the request */
+    const char *request_id;      /* x-request-id */
+    const char *method;          /* HTTP method */
+    const char *path;            /* path without query */
+    const char *model;           /* public model name, NULL when none */
+    const char *provider;        /* provider that served (or last tried), NULL when none */
+    int status;                  /* status sent to the client (499: client went away) */
+    uint64_t latency_us;         /* request start to end */
+    int64_t upstream_latency_us; /* last attempt's start to its end, -1 when none */
+    int64_t ttfb_us;             /* request start to the first byte sent, -1 when none */
+    int64_t prompt_tokens;       /* -1 when unknown */
+    int64_t completion_tokens;   /* -1 when unknown */
+    int64_t cached_tokens;       /* -1 when unknown */
+    int attempts;                /* upstream attempts made */
+    bool stream;                 /* streamed answer */
+    const char *error;           /* error code sent, NULL on success */
 };
 
 struct cmx_accesslog {

@@ -41,9 +41,9 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
     if (p->api_version != NULL) {
         char *dep = encode_segment(a, d->model);
         char *base = dep ? cmx_url_join(a, p->base_url, "openai/deployments") : NULL;
-        out->url = base ? cmx_arena_printf(a, "%s/%s/%s?api-version=%s", base, dep, op,
-                                           p->api_version)
-                        : NULL;
+        out->url =
+            base ? cmx_arena_printf(a, "%s/%s/%s?api-version=%s", base, dep, op, p->api_version)
+                 : NULL;
     } else {
         size_t bl = strlen(p->base_url);
         bool has_v1 = bl >= 10 && strcmp(p->base_url + bl - 10, "/openai/v1") == 0;

@@ -10,8 +10,8 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
 {
     const struct cmx_provider_cfg *p = d->provider;
     out->method = "POST";
-    out->url = cmx_url_join(a, p->base_url,
-                            cr->ep == CMX_EP_CHAT ? "chat/completions" : "embeddings");
+    out->url =
+        cmx_url_join(a, p->base_url, cr->ep == CMX_EP_CHAT ? "chat/completions" : "embeddings");
     if (out->url == NULL)
         return CMX_ENOMEM;
     out->n_headers = 0;

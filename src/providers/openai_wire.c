@@ -29,8 +29,8 @@ struct splice {
     size_t len;
 };
 
-int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model,
-                            struct cmx_arena *a, const char **body, size_t *len)
+int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model, struct cmx_arena *a,
+                            const char **body, size_t *len)
 {
     struct splice sp[2];
     size_t n = 0;
@@ -70,8 +70,8 @@ int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model,
             if (o == NULL)
                 return CMX_ENOMEM;
             json_object_object_add(o, "include_usage", json_object_new_boolean(1));
-            const char *s = json_object_to_json_string_ext(
-                o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
             char *t = cmx_arena_strndup(a, s, strlen(s));
             json_object_put(o);
             if (t == NULL)

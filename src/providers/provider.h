@@ -24,15 +24,15 @@ enum cmx_endpoint {
 
 /* The client's request, parsed once and shared by every attempt. */
 struct cmx_client_req {
-    enum cmx_endpoint ep;                   /* which API */
-    const char *body;                       /* raw JSON body as received */
+    enum cmx_endpoint ep; /* which API */
+    const char *body;     /* raw JSON body as received */
     size_t body_len;
-    struct cmx_json_member *members;        /* its top-level members */
+    struct cmx_json_member *members; /* its top-level members */
     size_t n_members;
-    char *model;                            /* decoded "model" (public name) */
-    bool stream;                            /* "stream": true */
-    bool include_usage;                     /* the client itself asked for the usage chunk */
-    const char *request_id;                 /* x-request-id sent upstream */
+    char *model;            /* decoded "model" (public name) */
+    bool stream;            /* "stream": true */
+    bool include_usage;     /* the client itself asked for the usage chunk */
+    const char *request_id; /* x-request-id sent upstream */
 };
 
 /* One upstream request, as built by a provider. */
@@ -41,7 +41,7 @@ struct cmx_provider_req {
     char *url;               /* absolute URL */
     const char *headers[16]; /* "Name: value" lines */
     size_t n_headers;
-    const char *body;        /* request body */
+    const char *body; /* request body */
     size_t body_len;
 };
 
@@ -107,8 +107,8 @@ extern const struct cmx_provider_ops cmx_provider_azure_openai;
 /* Rewrites the client's body for an OpenAI-format upstream: "model" becomes model (when
  * model is not NULL), and a streaming request always asks for usage
  * (stream_options.include_usage = true). Every other byte is kept. 0 or CMX_ENOMEM. */
-int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model,
-                            struct cmx_arena *a, const char **body, size_t *len);
+int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model, struct cmx_arena *a,
+                            const char **body, size_t *len);
 
 /* SSE decoder passing each event's data through as a chunk. */
 void *cmx_openai_stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d);
@@ -128,9 +128,9 @@ int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u);
 struct cmx_chunk_result {
     const char *data; /* text to send: the input itself or the scratch buffer */
     size_t len;
-    bool drop;        /* send nothing (the usage-only chunk the client did not ask for) */
-    bool done;        /* it was the [DONE] sentinel (not to be sent: the caller ends) */
-    bool error;       /* it was an in-band error event */
+    bool drop;  /* send nothing (the usage-only chunk the client did not ask for) */
+    bool done;  /* it was the [DONE] sentinel (not to be sent: the caller ends) */
+    bool error; /* it was an in-band error event */
 };
 
 /* Inspects one OpenAI chat.completion.chunk (or a whole chat.completion when object is

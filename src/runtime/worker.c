@@ -93,8 +93,7 @@ static void worker_main(void *arg)
     uv_loop_close(&w->loop);
 }
 
-int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id,
-                     struct cmx_config *cfg)
+int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id, struct cmx_config *cfg)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
@@ -128,8 +127,8 @@ int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id,
             .body_timeout_ms = cfg->server.body_timeout_ms,
             .keepalive_timeout_ms = cfg->server.keepalive_timeout_ms,
         };
-        r = cmx_http_server_start(&w->loop, rt->listen_host, rt->listen_port, &lim,
-                                  cmx_api_handle, w, &w->http);
+        r = cmx_http_server_start(&w->loop, rt->listen_host, rt->listen_port, &lim, cmx_api_handle,
+                                  w, &w->http);
     }
     if (r != 0) {
         w->http = NULL;

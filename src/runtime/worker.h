@@ -18,39 +18,38 @@
 struct cmx_runtime;
 
 struct cmx_worker {
-    int id;                                 /* 0..n-1 */
-    struct cmx_runtime *rt;                 /* shared state */
-    uv_thread_t thread;                     /* the worker thread */
-    uv_loop_t loop;                         /* its loop */
-    uv_async_t wake;                        /* main -> worker: look at the commands */
-    uv_prepare_t flush;                     /* flushes the access log each iteration */
-    uv_timer_t drain_timer;                 /* bounds a graceful stop */
-    struct cmx_config *cfg;                 /* current snapshot (one reference) */
-    _Atomic(struct cmx_config *) next_cfg;  /* a reload waiting to be picked up */
-    atomic_int cmd_drain;                   /* main asked for a graceful stop */
-    struct cmx_http_server *http;           /* listener and connections */
-    const struct cmx_upstream_ops *up_ops;  /* upstream client implementation */
-    struct cmx_upstream *up;                /* this worker's client */
-    struct cmx_accesslog log;               /* access log buffer */
-    uint64_t rng[2];                        /* xorshift128+ state for ids and jitter */
-    uint64_t rr;                            /* round-robin counter for ties */
-    bool stopping;                          /* drain in progress */
+    int id;                                /* 0..n-1 */
+    struct cmx_runtime *rt;                /* shared state */
+    uv_thread_t thread;                    /* the worker thread */
+    uv_loop_t loop;                        /* its loop */
+    uv_async_t wake;                       /* main -> worker: look at the commands */
+    uv_prepare_t flush;                    /* flushes the access log each iteration */
+    uv_timer_t drain_timer;                /* bounds a graceful stop */
+    struct cmx_config *cfg;                /* current snapshot (one reference) */
+    _Atomic(struct cmx_config *) next_cfg; /* a reload waiting to be picked up */
+    atomic_int cmd_drain;                  /* main asked for a graceful stop */
+    struct cmx_http_server *http;          /* listener and connections */
+    const struct cmx_upstream_ops *up_ops; /* upstream client implementation */
+    struct cmx_upstream *up;               /* this worker's client */
+    struct cmx_accesslog log;              /* access log buffer */
+    uint64_t rng[2];                       /* xorshift128+ state for ids and jitter */
+    uint64_t rr;                           /* round-robin counter for ties */
+    bool stopping;                         /* drain in progress */
 };
 
 struct cmx_runtime {
-    struct cmx_worker *workers;  /* n_workers of them */
+    struct cmx_worker *workers; /* n_workers of them */
     int n_workers;
-    const char *listen_host;     /* effective listen address */
+    const char *listen_host; /* effective listen address */
     int listen_port;
-    uint64_t started_unix;       /* process start, seconds */
-    atomic_bool ready;           /* every listener is up */
-    atomic_bool draining;        /* SIGTERM received */
+    uint64_t started_unix; /* process start, seconds */
+    atomic_bool ready;     /* every listener is up */
+    atomic_bool draining;  /* SIGTERM received */
 };
 
 /* Starts worker w on its thread with cfg (a reference is taken). Blocks until it listens;
  * returns 0 or the error that prevented it. */
-int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id,
-                     struct cmx_config *cfg);
+int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id, struct cmx_config *cfg);
 
 /* Asks the worker to stop gracefully (finish in-flight requests, bounded by the drain
  * timeout). Thread: main. */

@@ -19,45 +19,45 @@
 #define MAX_HEADER_FIELDS 128
 
 struct sockctx {
-    uv_poll_t poll;          /* watches fd for curl */
-    struct sockctx *prev;    /* u->socks list */
+    uv_poll_t poll;       /* watches fd for curl */
+    struct sockctx *prev; /* u->socks list */
     struct sockctx *next;
-    curl_socket_t fd;        /* the socket */
-    struct cmx_upstream *u;  /* owner */
-    int events;              /* UV_READABLE|UV_WRITABLE currently requested */
+    curl_socket_t fd;       /* the socket */
+    struct cmx_upstream *u; /* owner */
+    int events;             /* UV_READABLE|UV_WRITABLE currently requested */
 };
 
 struct cmx_upstream {
-    uv_loop_t *loop;                     /* the worker's loop */
-    CURLM *multi;                        /* owns the connection pool */
-    uv_timer_t timer;                    /* curl's timeout */
-    CURL **idle;                         /* easy handles kept for reuse */
+    uv_loop_t *loop;  /* the worker's loop */
+    CURLM *multi;     /* owns the connection pool */
+    uv_timer_t timer; /* curl's timeout */
+    CURL **idle;      /* easy handles kept for reuse */
     size_t n_idle, cap_idle;
-    struct cmx_upstream_xfer *xfers;     /* transfers in progress */
-    struct sockctx *socks;               /* sockets being watched */
-    int handles_open;                    /* handles to close before done() */
-    bool destroying;                     /* destroy() called */
-    void (*done)(void *);                /* destroy() completion */
+    struct cmx_upstream_xfer *xfers; /* transfers in progress */
+    struct sockctx *socks;           /* sockets being watched */
+    int handles_open;                /* handles to close before done() */
+    bool destroying;                 /* destroy() called */
+    void (*done)(void *);            /* destroy() completion */
     void *done_arg;
 };
 
 struct cmx_upstream_xfer {
-    struct cmx_upstream *u;           /* owner */
-    struct cmx_upstream_xfer *prev;   /* u->xfers list */
+    struct cmx_upstream *u;         /* owner */
+    struct cmx_upstream_xfer *prev; /* u->xfers list */
     struct cmx_upstream_xfer *next;
-    CURL *easy;                       /* NULL once detached */
-    struct curl_slist *hdrs;          /* request headers */
-    struct cmx_upstream_request req;  /* copy of the caller's request */
-    uv_timer_t timer;                 /* first-byte, then idle timeout */
-    struct cmx_buf hbuf;              /* raw header lines of the current response */
-    int status;                       /* final status once known */
-    bool got_headers;                 /* on_headers delivered */
-    bool first_byte;                  /* any response byte arrived */
-    bool aborted;                     /* a callback asked to stop */
-    bool canceled;                    /* cancel() called: no more callbacks */
-    bool finished;                    /* on_done delivered or canceled */
-    bool paused;                      /* curl receive is paused */
-    int timeout_err;                  /* our timer fired: the error to report */
+    CURL *easy;                      /* NULL once detached */
+    struct curl_slist *hdrs;         /* request headers */
+    struct cmx_upstream_request req; /* copy of the caller's request */
+    uv_timer_t timer;                /* first-byte, then idle timeout */
+    struct cmx_buf hbuf;             /* raw header lines of the current response */
+    int status;                      /* final status once known */
+    bool got_headers;                /* on_headers delivered */
+    bool first_byte;                 /* any response byte arrived */
+    bool aborted;                    /* a callback asked to stop */
+    bool canceled;                   /* cancel() called: no more callbacks */
+    bool finished;                   /* on_done delivered or canceled */
+    bool paused;                     /* curl receive is paused */
+    int timeout_err;                 /* our timer fired: the error to report */
 };
 
 static void check_multi_info(struct cmx_upstream *u);

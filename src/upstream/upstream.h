@@ -20,18 +20,18 @@ struct cmx_upstream;
 struct cmx_upstream_xfer;
 
 struct cmx_upstream_request {
-    const char *method;             /* "POST", "GET" */
-    const char *url;                /* absolute http(s) URL */
-    const char *const *headers;     /* "Name: value" lines, n_headers of them */
+    const char *method;         /* "POST", "GET" */
+    const char *url;            /* absolute http(s) URL */
+    const char *const *headers; /* "Name: value" lines, n_headers of them */
     size_t n_headers;
-    const char *body;               /* may be NULL when body_len is 0; must outlive the xfer */
+    const char *body; /* may be NULL when body_len is 0; must outlive the xfer */
     size_t body_len;
-    const char *ca_file;            /* extra CA bundle, NULL for the system's */
-    int connect_timeout_ms;         /* TCP + TLS handshake */
-    int first_byte_timeout_ms;      /* request sent -> response headers */
-    int idle_timeout_ms;            /* max silence between body bytes */
-    int total_timeout_ms;           /* whole transfer; 0 = none */
-    void *ud;                       /* passed to the callbacks */
+    const char *ca_file;       /* extra CA bundle, NULL for the system's */
+    int connect_timeout_ms;    /* TCP + TLS handshake */
+    int first_byte_timeout_ms; /* request sent -> response headers */
+    int idle_timeout_ms;       /* max silence between body bytes */
+    int total_timeout_ms;      /* whole transfer; 0 = none */
+    void *ud;                  /* passed to the callbacks */
     /* Final response head. Return non-zero to abort (then on_done gets CMX_ECANCELED). */
     int (*on_headers)(void *ud, int status, const struct cmx_http_header *h, size_t n);
     /* Body bytes as they arrive. Return non-zero to abort as above. */

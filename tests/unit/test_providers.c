@@ -25,9 +25,8 @@ static void parse(struct fixture *f, enum cmx_endpoint ep, const char *body)
     f->cr.body_len = strlen(body);
     f->cr.members = f->m;
     enum cmx_json_type top;
-    assert_int_equal(cmx_json_scan(body, strlen(body), &top, f->m, CMX_MAX_MEMBERS,
-                                   &f->cr.n_members),
-                     0);
+    assert_int_equal(
+        cmx_json_scan(body, strlen(body), &top, f->m, CMX_MAX_MEMBERS, &f->cr.n_members), 0);
     const struct cmx_json_member *s = cmx_json_find(f->m, f->cr.n_members, "stream");
     f->cr.stream = s != NULL && s->type == CMX_JSON_TRUE;
 }
@@ -68,9 +67,8 @@ static void test_rewrite_stream_adds_usage(void **state)
 {
     struct fixture f;
     parse(&f, CMX_EP_CHAT, "{\"model\":\"m\",\"stream\":true,\"messages\":[]}\n");
-    assert_string_equal(rewrite(&f, "up"),
-                        "{\"model\":\"up\",\"stream\":true,\"messages\":[],"
-                        "\"stream_options\":{\"include_usage\":true}}\n");
+    assert_string_equal(rewrite(&f, "up"), "{\"model\":\"up\",\"stream\":true,\"messages\":[],"
+                                           "\"stream_options\":{\"include_usage\":true}}\n");
     cmx_arena_reset(&f.a);
 }
 
@@ -104,8 +102,8 @@ static void test_rewrite_no_stream_no_options(void **state)
     cmx_arena_reset(&f.a);
 }
 
-static struct cmx_provider_cfg provider(enum cmx_provider_type t, const char *base,
-                                        const char *key, const char *ver)
+static struct cmx_provider_cfg provider(enum cmx_provider_type t, const char *base, const char *key,
+                                        const char *ver)
 {
     struct cmx_provider_cfg p;
     memset(&p, 0, sizeof(p));
@@ -151,8 +149,8 @@ static void test_url_openai(void **state)
 {
     struct fixture f;
     struct cmx_provider_req r;
-    struct cmx_provider_cfg p = provider(CMX_PROVIDER_OPENAI, "https://api.openai.com/v1/",
-                                         "sk-test", NULL);
+    struct cmx_provider_cfg p =
+        provider(CMX_PROVIDER_OPENAI, "https://api.openai.com/v1/", "sk-test", NULL);
     build(&p, "gpt-4o", CMX_EP_CHAT, "{\"model\":\"x\"}", &r, &f);
     assert_string_equal(r.url, "https://api.openai.com/v1/chat/completions");
     assert_true(has_header(&r, "Authorization: Bearer sk-test"));
@@ -179,8 +177,8 @@ static void test_url_azure_classic(void **state)
 {
     struct fixture f;
     struct cmx_provider_req r;
-    struct cmx_provider_cfg p = provider(CMX_PROVIDER_AZURE_OPENAI,
-                                         "https://res.openai.azure.com", "azkey", "2024-10-21");
+    struct cmx_provider_cfg p =
+        provider(CMX_PROVIDER_AZURE_OPENAI, "https://res.openai.azure.com", "azkey", "2024-10-21");
     build(&p, "gpt4o prod/1", CMX_EP_CHAT, "{\"model\":\"x\"}", &r, &f);
     assert_string_equal(r.url, "https://res.openai.azure.com/openai/deployments/gpt4o%20prod%2F1/"
                                "chat/completions?api-version=2024-10-21");
@@ -213,8 +211,8 @@ static void test_url_azure_v1(void **state)
 static const char *filter(const char *in, bool keep, struct cmx_usage *u,
                           struct cmx_chunk_result *res, struct cmx_buf *b)
 {
-    assert_int_equal(cmx_openai_chunk_filter(in, strlen(in), keep, "chat.completion.chunk",
-                                             "req_x", 1700000000, u, b, res),
+    assert_int_equal(cmx_openai_chunk_filter(in, strlen(in), keep, "chat.completion.chunk", "req_x",
+                                             1700000000, u, b, res),
                      0);
     static char out[4096];
     memcpy(out, res->data, res->len);

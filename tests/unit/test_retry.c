@@ -106,9 +106,12 @@ static void test_backoff(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_statuses),        cmocka_unit_test(test_retry_after_ms),
-        cmocka_unit_test(test_retry_after_seconds), cmocka_unit_test(test_retry_after_date),
-        cmocka_unit_test(test_should_retry),    cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_statuses),
+        cmocka_unit_test(test_retry_after_ms),
+        cmocka_unit_test(test_retry_after_seconds),
+        cmocka_unit_test(test_retry_after_date),
+        cmocka_unit_test(test_should_retry),
+        cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
