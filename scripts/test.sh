@@ -16,7 +16,7 @@ echo "== unit tests ($BUILD)"
 unit=$?
 
 echo "== end-to-end tests ($BUILD/cloudmux)"
-node --test --test-concurrency=2 --test-timeout=120000 tests/e2e/ tests/sim/
+node --test --test-concurrency=1 --test-timeout=120000 tests/e2e/*.test.mjs tests/sim/*.test.mjs
 e2e=$?
 
 if ((unit != 0 || e2e != 0)); then

@@ -11,6 +11,7 @@
 
 struct cmx_worker;
 struct cmx_config;
+struct cmx_dep_state;
 
 /* The HTTP handler of every worker (ud is the struct cmx_worker). */
 void cmx_api_handle(struct cmx_http_req *req, void *ud);
@@ -23,6 +24,7 @@ struct cmx_api_ctx {
     const char *request_id;      /* x-request-id */
     struct cmx_access_entry log; /* filled as the request goes */
     void *proxy;                 /* the proxy state, for chat/embeddings requests */
+    struct cmx_dep_state *state; /* deployment that served (or was last tried), for metrics */
 };
 
 /* Sends {"error":{message,type,param,code}} with status; message is printf-formatted.

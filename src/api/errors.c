@@ -1,5 +1,6 @@
 #include "api/api.h"
 #include "core/log.h"
+#include "router/router.h"
 #include "runtime/worker.h"
 
 #include <stdarg.h>
@@ -59,6 +60,21 @@ void cmx_api_log(struct cmx_api_ctx *ctx, int status)
     ctx->log.status = status;
     ctx->log.latency_us = (uv_hrtime() - req->start_ns) / 1000;
     cmx_accesslog_write(&ctx->w->log, &ctx->log);
+    atomic_fetch_sub_explicit(&ctx->w->inflight, 1, memory_order_relaxed);
+    struct cmx_dep_state *s = ctx->state ? ctx->state : cmx_router_none_state();
+    if (s != NULL) {
+        struct cmx_dep_shard *sh = &s->shards[ctx->w->id];
+        cmx_counter_add(&sh->requests[cmx_metric_code_slot(status)], 1);
+        cmx_hist_observe(&sh->duration, ctx->log.latency_us);
+        if (ctx->log.ttfb_us >= 0)
+            cmx_hist_observe(&sh->ttfb, (uint64_t)ctx->log.ttfb_us);
+        if (ctx->log.prompt_tokens > 0)
+            cmx_counter_add(&sh->tokens[0], (uint64_t)ctx->log.prompt_tokens);
+        if (ctx->log.completion_tokens > 0)
+            cmx_counter_add(&sh->tokens[1], (uint64_t)ctx->log.completion_tokens);
+        if (ctx->log.cached_tokens > 0)
+            cmx_counter_add(&sh->tokens[2], (uint64_t)ctx->log.cached_tokens);
+    }
 }
 
 void cmx_api_json(struct cmx_api_ctx *ctx, int status, const char *body, size_t len)

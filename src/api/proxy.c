@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "providers/provider.h"
 #include "router/retry.h"
+#include "router/router.h"
 #include "runtime/worker.h"
 
 #include <json-c/json.h>
@@ -23,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPLOYMENTS   64
+#define MAX_TRIED         16
 #define MAX_RESPONSE_BODY (64u << 20)
 #define BACKOFF_BASE_MS   100
 #define BACKOFF_CAP_MS    2000
@@ -41,9 +42,8 @@ struct proxy {
     struct cmx_worker *w;                                    /* its worker */
     struct cmx_client_req cr;                                /* parsed client request */
     const struct cmx_model_cfg *model;                       /* the public model */
-    const struct cmx_deployment_cfg *order[MAX_DEPLOYMENTS]; /* attempt order */
-    size_t n_order;
-    size_t next;          /* index in order[] of the next attempt */
+    struct cmx_route route;                                  /* attempt order */
+    size_t next;          /* index in route.order of the next attempt */
     int attempts;         /* attempts started */
     uint64_t deadline_ns; /* uv_hrtime() by which everything must be done */
     /* the current attempt */
@@ -52,6 +52,8 @@ struct proxy {
     struct cmx_provider_req preq;         /* what was sent */
     struct cmx_upstream_xfer *xfer;       /* in progress, NULL when none */
     uint64_t attempt_start_ns;            /* when it started */
+    bool probe;                           /* it is a half-open circuit's probe */
+    bool attempt_open;                    /* started, not yet accounted for */
     int status;                           /* upstream status, 0 before headers */
     bool streaming;                       /* relaying an event stream */
     void *stream_st;                      /* provider's stream decoder */
@@ -71,6 +73,11 @@ struct proxy {
     int last_err;                        /* transport error (CMX_E*) */
     struct cmx_upstream_error last_uerr; /* parsed upstream error */
     struct retry_timer *retry;           /* pending backoff, NULL when none */
+    struct {
+        const char *provider;            /* who was tried */
+        char reason[120];                /* why it failed, no secrets */
+    } tried[MAX_TRIED];                  /* failed attempts, for the final error */
+    int n_tried;
 };
 
 static void start_attempt(struct proxy *p);
@@ -176,37 +183,143 @@ static void mark_upstream_end(struct proxy *p)
         p->ctx->log.upstream_latency_us = (int64_t)((uv_hrtime() - p->attempt_start_ns) / 1000);
 }
 
+static enum cmx_attempt_outcome outcome_of(int status, int err)
+{
+    switch (err) {
+    case 0:
+        if (status >= 200 && status < 400)
+            return CMX_OUTCOME_SUCCESS;
+        if (status == 429)
+            return CMX_OUTCOME_HTTP_429;
+        return status < 500 ? CMX_OUTCOME_HTTP_4XX : CMX_OUTCOME_HTTP_5XX;
+    case CMX_ECONNECT:
+    case CMX_ETLS:
+        return CMX_OUTCOME_CONNECT_ERROR;
+    case CMX_ETIMEOUT:
+        return CMX_OUTCOME_TIMEOUT;
+    case CMX_ERESET:
+        return CMX_OUTCOME_RESET;
+    case CMX_ECANCELED:
+        return CMX_OUTCOME_CANCELED;
+    default:
+        return CMX_OUTCOME_ERROR;
+    }
+}
+
+/* Accounts for the current attempt exactly once: metrics, circuit breaker, error rate,
+ * and the list of failures for the final error. status/err describe how it ended. */
+static void end_attempt(struct proxy *p, int status, int err)
+{
+    if (!p->attempt_open)
+        return;
+    p->attempt_open = false;
+    struct cmx_dep_state *s = p->dep->state;
+    enum cmx_attempt_outcome o = outcome_of(status, err);
+    uint64_t now = uv_hrtime();
+    bool failed = o != CMX_OUTCOME_SUCCESS && o != CMX_OUTCOME_CANCELED &&
+                  (o != CMX_OUTCOME_HTTP_4XX || cmx_retry_status(status));
+    if (s != NULL) {
+        struct cmx_dep_shard *sh = &s->shards[p->w->id];
+        cmx_counter_add(&sh->attempts[o], 1);
+        cmx_hist_observe(&sh->upstream, (now - p->attempt_start_ns) / 1000);
+        atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
+        if (o == CMX_OUTCOME_CANCELED) {
+            cmx_breaker_probe_abandoned(s, p->probe);
+        } else if (failed) {
+            const struct cmx_routing_cfg *rc = &p->ctx->cfg->routing;
+            struct cmx_breaker_cfg bc = {rc->circuit_failures, rc->circuit_cooldown_s * 1000,
+                                         rc->circuit_max_wait_s * 1000};
+            int64_t wait = o == CMX_OUTCOME_HTTP_429 || status == 503 ? p->hint.after_ms : -1;
+            if (cmx_breaker_failure(s, &bc, p->probe, wait, cmx_mono_ms()))
+                cmx_log(CMX_LOG_WARN, "circuit of %s/%s opened (%s)", s->model, s->provider,
+                        err ? cmx_strerror(err) : "upstream error status");
+        } else {
+            cmx_breaker_success(s, p->probe);
+        }
+        if (o != CMX_OUTCOME_CANCELED)
+            cmx_dep_observe_outcome(s, failed);
+    }
+    if (o != CMX_OUTCOME_SUCCESS && p->n_tried < MAX_TRIED) {
+        int i = p->n_tried++;
+        p->tried[i].provider = p->dep->provider->name;
+        if (err != 0)
+            snprintf(p->tried[i].reason, sizeof(p->tried[i].reason), "%s", cmx_strerror(err));
+        else
+            snprintf(p->tried[i].reason, sizeof(p->tried[i].reason), "HTTP %d", status);
+    }
+}
+
+/* Appends " (attempts: a: reason; b: reason)" to a message. */
+static const char *with_attempts(struct proxy *p, const char *msg)
+{
+    if (p->n_tried <= 1)
+        return msg;
+    struct cmx_buf b;
+    cmx_buf_init(&b, 1u << 16);
+    cmx_buf_printf(&b, "%s (attempts: ", msg);
+    for (int i = 0; i < p->n_tried; i++)
+        cmx_buf_printf(&b, "%s%s: %s", i ? "; " : "", p->tried[i].provider, p->tried[i].reason);
+    cmx_buf_puts(&b, ")");
+    const char *out = cmx_arena_strndup(&p->req->arena, b.data, b.len);
+    cmx_buf_free(&b);
+    return out ? out : msg;
+}
+
+/* Appends ,"attempts":[{"provider","reason"}...] before the error object's closing braces. */
+static void error_with_attempts(struct proxy *p, struct cmx_buf *b, const char *message,
+                                const char *type, const char *code, const char *param)
+{
+    cmx_api_error_json(b, message, type, code, param);
+    if (p->n_tried == 0 || b->len < 2)
+        return;
+    b->len -= 2; /* drop "}}" */
+    cmx_buf_puts(b, ",\"attempts\":[");
+    for (int i = 0; i < p->n_tried; i++) {
+        cmx_buf_puts(b, i ? ",{\"provider\":\"" : "{\"provider\":\"");
+        cmx_buf_json_escape(b, p->tried[i].provider, strlen(p->tried[i].provider));
+        cmx_buf_puts(b, "\",\"reason\":\"");
+        cmx_buf_json_escape(b, p->tried[i].reason, strlen(p->tried[i].reason));
+        cmx_buf_puts(b, "\"}");
+    }
+    cmx_buf_puts(b, "]}}");
+}
+
 /* The final answer when no attempt succeeded. */
 static void fail_final(struct proxy *p)
 {
     fill_log(p);
     set_result_headers(p);
+    struct cmx_buf b;
+    cmx_buf_init(&b, 1u << 20);
+    int status;
     if (p->last_status != 0) {
         const struct cmx_upstream_error *e = &p->last_uerr;
-        struct cmx_buf b;
-        cmx_buf_init(&b, 1u << 20);
         const char *type = e->type ? e->type : cmx_api_error_type(p->last_status);
-        cmx_api_error_json(&b, redact(p, e->message), type, redact(p, e->code),
-                           redact(p, e->param));
+        error_with_attempts(p, &b, with_attempts(p, redact(p, e->message)), type,
+                            redact(p, e->code), redact(p, e->param));
         p->ctx->log.error = e->code ? redact(p, e->code) : type;
-        int status = p->last_status;
+        status = p->last_status;
         if (p->hint.after_ms >= 0 && (status == 429 || status == 503)) {
             char v[32];
             snprintf(v, sizeof(v), "%lld", (long long)((p->hint.after_ms + 999) / 1000));
             cmx_http_add_header(p->req, "retry-after", v);
         }
-        cmx_api_json(p->ctx, status, b.data, b.len);
-        cmx_buf_free(&b);
-        return;
+    } else {
+        const char *name = p->dep ? p->dep->provider->name : "upstream";
+        char msg[256];
+        bool timeout = p->last_err == CMX_ETIMEOUT;
+        if (timeout)
+            snprintf(msg, sizeof(msg), "The upstream provider %s did not answer in time.", name);
+        else
+            snprintf(msg, sizeof(msg), "Could not get an answer from the upstream provider %s: %s.",
+                     name, cmx_strerror(p->last_err));
+        const char *code = timeout ? "upstream_timeout" : "upstream_unreachable";
+        error_with_attempts(p, &b, with_attempts(p, msg), "server_error", code, NULL);
+        p->ctx->log.error = code;
+        status = timeout ? 504 : 502;
     }
-    const char *name = p->dep ? p->dep->provider->name : "upstream";
-    if (p->last_err == CMX_ETIMEOUT)
-        cmx_api_error(p->ctx, 504, "server_error", "upstream_timeout", NULL,
-                      "The upstream provider %s did not answer in time.", name);
-    else
-        cmx_api_error(p->ctx, 502, "server_error", "upstream_unreachable", NULL,
-                      "Could not get an answer from the upstream provider %s: %s.", name,
-                      cmx_strerror(p->last_err));
+    cmx_api_json(p->ctx, status, b.data, b.len);
+    cmx_buf_free(&b);
 }
 
 /* ---- streaming --------------------------------------------------------------------------- */
@@ -264,8 +377,16 @@ static int on_chunk(void *ud, const char *json, size_t len)
     }
     if (res.drop)
         return 0;
-    if (res.error)
+    if (res.error) {
+        /* an upstream's in-band error may quote a credential, like its HTTP errors */
         p->inband_error = true;
+        const char *text = cmx_arena_strndup(&p->req->arena, res.data, res.len);
+        const char *clean = text ? redact(p, text) : NULL;
+        if (clean != NULL) {
+            write_event(p, clean, strlen(clean));
+            return 0;
+        }
+    }
     write_event(p, res.data, res.len);
     return 0;
 }
@@ -284,8 +405,9 @@ static void send_inband_error(struct proxy *p, int err)
     p->ctx->log.error = err == CMX_ETIMEOUT ? "upstream_timeout" : "upstream_stream_error";
 }
 
-static void finish_stream(struct proxy *p)
+static void finish_stream(struct proxy *p, int err)
 {
+    end_attempt(p, p->status, err);
     if (!p->inband_error) {
         static const char done[] = "data: [DONE]\n\n";
         start_client_stream(p);
@@ -305,6 +427,8 @@ static int on_headers(void *ud, int status, const struct cmx_http_header *h, siz
     struct proxy *p = ud;
     p->status = status;
     cmx_retry_hint_parse(h, n, cmx_time_unix_ms(), &p->hint);
+    if (p->dep->state != NULL && status >= 200 && status < 300)
+        cmx_dep_observe_ttfb(p->dep->state, (uv_hrtime() - p->attempt_start_ns) / 1000);
     if (status >= 200 && status < 300 && p->cr.stream) {
         p->streaming = true;
         p->stream_st = p->ops->stream_new(&p->req->arena, p->dep);
@@ -327,6 +451,7 @@ static int on_data(void *ud, const char *data, size_t len)
 /* A complete, successful non-streamed answer. */
 static void relay_body(struct proxy *p)
 {
+    end_attempt(p, p->status, 0);
     const char *body = p->body.data ? p->body.data : "";
     size_t len = p->body.len;
     struct cmx_buf translated;
@@ -377,7 +502,7 @@ static void on_done(void *ud, int err, bool first_byte)
             int r = p->ops->stream_finish(p->stream_st, on_chunk, p);
             if (r != 0 && p->client_started) {
                 send_inband_error(p, CMX_EUPSTREAM);
-                finish_stream(p);
+                finish_stream(p, CMX_EUPSTREAM);
                 return;
             }
             if (!p->client_started && !p->done_seen && r == 0) {
@@ -387,13 +512,13 @@ static void on_done(void *ud, int err, bool first_byte)
                 attempt_failed(p);
                 return;
             }
-            finish_stream(p);
+            finish_stream(p, 0);
             return;
         }
         if (p->client_started) {
             if (err != CMX_ECANCELED)
                 send_inband_error(p, err);
-            finish_stream(p);
+            finish_stream(p, err);
             return;
         }
         p->last_status = 0;
@@ -445,6 +570,7 @@ static bool retryable(struct proxy *p)
 
 static void attempt_failed(struct proxy *p)
 {
+    end_attempt(p, p->last_status, p->last_status != 0 ? 0 : p->last_err);
     release_attempt(p);
     int max = p->ctx->cfg->routing.max_attempts;
     uint64_t now = uv_hrtime();
@@ -452,7 +578,7 @@ static void attempt_failed(struct proxy *p)
         fail_final(p);
         return;
     }
-    bool same = p->next >= p->n_order; /* the last deployment is retried in place */
+    bool same = p->next >= p->route.n; /* the last deployment is retried in place */
     uint64_t delay = 0;
     uint64_t left_ms = (p->deadline_ns - now) / 1000000u;
     if (p->hint.after_ms >= 0) {
@@ -484,15 +610,32 @@ static void attempt_failed(struct proxy *p)
     uv_timer_start(&rt->t, retry_timer_cb, delay, 0);
 }
 
-static int pick_timeout(int per_provider, int global)
+static int pick_timeout(int per_deployment, int per_provider, int global)
 {
-    return per_provider > 0 ? per_provider : global;
+    return per_deployment > 0 ? per_deployment : per_provider > 0 ? per_provider : global;
+}
+
+/* The next deployment to try: skips one whose circuit is open (or whose half-open probe
+ * another request holds) while later ones remain; the last one left is used regardless. */
+static void pick_deployment(struct proxy *p)
+{
+    uint64_t now = cmx_mono_ms();
+    for (;;) {
+        size_t idx = p->next < p->route.n ? p->next++ : p->route.n - 1;
+        const struct cmx_deployment_cfg *d = p->route.order[idx];
+        bool probe = false;
+        bool ok = d->state == NULL || cmx_breaker_allow(d->state, now, &probe);
+        if (ok || p->next >= p->route.n) {
+            p->dep = d;
+            p->probe = probe;
+            return;
+        }
+    }
 }
 
 static void start_attempt(struct proxy *p)
 {
-    size_t idx = p->next < p->n_order ? p->next++ : p->n_order - 1;
-    p->dep = p->order[idx];
+    pick_deployment(p);
     p->ops = cmx_provider_ops_for(p->dep->provider->type);
     p->attempts++;
     p->status = 0;
@@ -525,9 +668,12 @@ static void start_attempt(struct proxy *p)
         .body = p->preq.body,
         .body_len = p->preq.body_len,
         .ca_file = pc->ca_file,
-        .connect_timeout_ms = pick_timeout(pc->connect_timeout_ms, rc->connect_timeout_ms),
-        .first_byte_timeout_ms = pick_timeout(pc->first_byte_timeout_ms, rc->first_byte_timeout_ms),
-        .idle_timeout_ms = pick_timeout(pc->idle_timeout_ms, rc->idle_timeout_ms),
+        .connect_timeout_ms = pick_timeout(p->dep->connect_timeout_ms, pc->connect_timeout_ms,
+                                           rc->connect_timeout_ms),
+        .first_byte_timeout_ms = pick_timeout(p->dep->first_byte_timeout_ms,
+                                              pc->first_byte_timeout_ms, rc->first_byte_timeout_ms),
+        .idle_timeout_ms =
+            pick_timeout(p->dep->idle_timeout_ms, pc->idle_timeout_ms, rc->idle_timeout_ms),
         .total_timeout_ms = left_ms > 0 ? (int)(left_ms > 0x7fffffff ? 0x7fffffff : left_ms) : 1,
         .ud = p,
         .on_headers = on_headers,
@@ -537,6 +683,10 @@ static void start_attempt(struct proxy *p)
     if (ur.first_byte_timeout_ms > left_ms)
         ur.first_byte_timeout_ms = (int)(left_ms > 0 ? left_ms : 1);
     p->attempt_start_ns = now;
+    p->attempt_open = true;
+    if (p->dep->state != NULL)
+        atomic_fetch_add_explicit(&p->dep->state->inflight, 1, memory_order_relaxed);
+    p->ctx->state = p->dep->state;
     r = p->w->up_ops->start(p->w->up, &ur, &p->xfer);
     if (r != 0) {
         p->xfer = NULL;
@@ -553,6 +703,7 @@ static void on_abort(struct cmx_http_req *req)
     struct proxy *p = ctx->proxy;
     cancel_retry(p);
     mark_upstream_end(p);
+    end_attempt(p, p->status, CMX_ECANCELED);
     release_attempt(p);
     fill_log(p);
     if (ctx->log.error == NULL)
@@ -578,40 +729,6 @@ static bool client_wants_usage(const struct cmx_json_member *so, struct cmx_aren
     if (cmx_json_scan(so->val, so->val_len, &top, m, 32, &n) != 0)
         return false;
     return get_bool(cmx_json_find(m, n, "include_usage"));
-}
-
-static void order_deployments(struct proxy *p)
-{
-    const struct cmx_model_cfg *m = p->model;
-    size_t n = m->n_deployments < MAX_DEPLOYMENTS ? m->n_deployments : MAX_DEPLOYMENTS;
-    for (size_t i = 0; i < n; i++)
-        p->order[i] = &m->deployments[i];
-    /* stable insertion sort on priority: deployment lists are short */
-    for (size_t i = 1; i < n; i++) {
-        const struct cmx_deployment_cfg *d = p->order[i];
-        size_t j = i;
-        while (j > 0 && p->order[j - 1]->priority > d->priority) {
-            p->order[j] = p->order[j - 1];
-            j--;
-        }
-        p->order[j] = d;
-    }
-    /* rotate each run of equal priority so ties share the load */
-    uint64_t rr = p->w->rr++;
-    for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        while (j < n && p->order[j]->priority == p->order[i]->priority)
-            j++;
-        size_t len = j - i;
-        if (len > 1) {
-            const struct cmx_deployment_cfg *tmp[MAX_DEPLOYMENTS];
-            for (size_t k = 0; k < len; k++)
-                tmp[k] = p->order[i + (k + rr) % len];
-            memcpy(&p->order[i], tmp, len * sizeof(tmp[0]));
-        }
-        i = j;
-    }
-    p->n_order = n;
 }
 
 void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
@@ -699,7 +816,30 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
                       p->cr.model);
         return;
     }
-    order_deployments(p);
+    struct cmx_route_input in = {
+        .cfg = ctx->cfg,
+        .model = p->model,
+        .worker = p->w->id,
+        .rr = p->w->rr++,
+        .rnd = cmx_worker_rand(p->w),
+        .now_ms = cmx_mono_ms(),
+    };
+    const struct cmx_http_header *rh = cmx_http_find_header(req, "x-cloudmux-route");
+    if (rh != NULL)
+        in.route = cmx_arena_strndup(&req->arena, rh->value, rh->value_len);
+    char *bad = NULL;
+    if (cmx_router_plan(&in, &p->route, &bad) != 0) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_route", "x-cloudmux-route",
+                      "x-cloudmux-route names '%s', which is not a provider of model '%s'.",
+                      bad ? bad : "", p->model->name);
+        return;
+    }
+    if (p->route.n == 0) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_route", "x-cloudmux-route",
+                      "x-cloudmux-route leaves no deployment of model '%s' to try.",
+                      p->model->name);
+        return;
+    }
     p->deadline_ns = req->start_ns + (uint64_t)ctx->cfg->routing.timeout_s * 1000000000ull;
     req->on_abort = on_abort;
     start_attempt(p);

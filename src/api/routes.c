@@ -3,7 +3,12 @@
 #include "config/config.h"
 #include "core/err.h"
 #include "providers/provider.h"
+#include "obs/metrics.h"
+#include "router/router.h"
 #include "runtime/worker.h"
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -98,6 +103,101 @@ static void model_get(struct cmx_api_ctx *ctx, const char *id_raw)
     cmx_buf_free(&b);
 }
 
+static void metrics(struct cmx_api_ctx *ctx)
+{
+    int64_t inflight = 0;
+    for (int i = 0; i < ctx->w->rt->n_workers; i++)
+        inflight += atomic_load_explicit(&ctx->w->rt->workers[i].inflight, memory_order_relaxed);
+    struct cmx_buf b;
+    cmx_buf_init(&b, 256u << 20);
+    if (cmx_metrics_render(&b, inflight) != 0) {
+        cmx_buf_free(&b);
+        cmx_api_error(ctx, 500, "server_error", "internal_error", NULL, "Metrics too large.");
+        return;
+    }
+    cmx_api_log(ctx, 200);
+    cmx_http_respond(ctx->req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    cmx_buf_free(&b);
+}
+
+static const char *circuit_name(int c)
+{
+    return c == CMX_CIRCUIT_OPEN ? "open" : c == CMX_CIRCUIT_HALF_OPEN ? "half_open" : "closed";
+}
+
+static void json_str(struct cmx_buf *b, const char *k, const char *v, bool comma)
+{
+    cmx_buf_printf(b, "%s\"%s\":", comma ? "," : "", k);
+    if (v == NULL) {
+        cmx_buf_puts(b, "null");
+        return;
+    }
+    cmx_buf_puts(b, "\"");
+    cmx_buf_json_escape(b, v, strlen(v));
+    cmx_buf_puts(b, "\"");
+}
+
+/* GET /admin/v1/deployments: every deployment of the running config with its health. */
+static void admin_deployments(struct cmx_api_ctx *ctx)
+{
+    struct cmx_buf b;
+    cmx_buf_init(&b, 64u << 20);
+    uint64_t now = cmx_mono_ms();
+    cmx_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    bool first = true;
+    for (size_t i = 0; i < ctx->cfg->n_models; i++) {
+        const struct cmx_model_cfg *m = &ctx->cfg->models[i];
+        const char *strategy = m->strategy ? m->strategy : ctx->cfg->routing.strategy;
+        for (size_t j = 0; j < m->n_deployments; j++) {
+            const struct cmx_deployment_cfg *d = &m->deployments[j];
+            const struct cmx_dep_state *s = d->state;
+            cmx_buf_puts(&b, first ? "{" : ",{");
+            first = false;
+            json_str(&b, "model", m->name, false);
+            json_str(&b, "provider", d->provider->name, true);
+            json_str(&b, "type", cmx_provider_type_name(d->provider->type), true);
+            json_str(&b, "cloud", d->provider->cloud, true);
+            json_str(&b, "region", d->provider->region, true);
+            json_str(&b, "upstream_model", d->model, true);
+            json_str(&b, "strategy", strategy, true);
+            cmx_buf_printf(&b, ",\"priority\":%d,\"weight\":%d", d->priority, d->weight);
+            if (s == NULL) {
+                cmx_buf_puts(&b, "}");
+                continue;
+            }
+            int c = atomic_load(&s->circuit);
+            uint64_t until = atomic_load(&s->open_until_ms);
+            int64_t ewma = atomic_load(&s->ewma_ttfb_us);
+            json_str(&b, "state", circuit_name(c), true);
+            cmx_buf_printf(&b, ",\"consecutive_failures\":%d", atomic_load(&s->consecutive_failures));
+            if (c != CMX_CIRCUIT_CLOSED && until > now)
+                cmx_buf_printf(&b, ",\"open_for_ms\":%llu", (unsigned long long)(until - now));
+            else
+                cmx_buf_puts(&b, ",\"open_for_ms\":0");
+            if (ewma >= 0)
+                cmx_buf_printf(&b, ",\"ewma_ttfb_ms\":%lld.%03lld", (long long)(ewma / 1000),
+                               (long long)(ewma % 1000));
+            else
+                cmx_buf_puts(&b, ",\"ewma_ttfb_ms\":null");
+            int64_t ppm = atomic_load(&s->error_rate_ppm);
+            cmx_buf_printf(&b, ",\"inflight\":%lld,\"error_rate\":%lld.%06lld}",
+                           (long long)atomic_load(&s->inflight), (long long)(ppm / 1000000),
+                           (long long)(ppm % 1000000));
+        }
+    }
+    cmx_buf_puts(&b, "]}");
+    cmx_api_json(ctx, 200, b.data, b.len);
+    cmx_buf_free(&b);
+}
+
+/* POST /admin/v1/reload: the same as SIGHUP (the main thread does the work). */
+static void admin_reload(struct cmx_api_ctx *ctx)
+{
+    kill(getpid(), SIGHUP);
+    static const char ok[] = "{\"status\":\"reload requested\"}";
+    cmx_api_json(ctx, 202, ok, sizeof(ok) - 1);
+}
+
 static bool path_is(const struct cmx_http_req *req, const char *p)
 {
     size_t n = strlen(p);
@@ -130,6 +230,7 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
     ctx->request_id = request_id(req, w);
     cmx_http_add_header(req, "x-request-id", ctx->request_id);
     req->data = ctx;
+    atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
 
     enum cmx_http_method m = req->method;
     bool get = m == CMX_HTTP_GET || m == CMX_HTTP_HEAD;
@@ -168,6 +269,21 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
         }
         static const char no[] = "{\"status\":\"not ready\"}";
         return cmx_api_json(ctx, 503, no, sizeof(no) - 1);
+    }
+    if (path_is(req, "/metrics")) {
+        if (!get)
+            return not_allowed(ctx, "GET");
+        return metrics(ctx);
+    }
+    if (path_is(req, "/admin/v1/deployments")) {
+        if (!get)
+            return not_allowed(ctx, "GET");
+        return admin_deployments(ctx);
+    }
+    if (path_is(req, "/admin/v1/reload")) {
+        if (m != CMX_HTTP_POST)
+            return not_allowed(ctx, "POST");
+        return admin_reload(ctx);
     }
     cmx_api_error(ctx, 404, "invalid_request_error", "unknown_url", NULL, "Invalid URL (%s %s).",
                   req->method_name, req->path);

@@ -3,6 +3,8 @@
 #include "config/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "router/health.h"
+#include "router/router.h"
 #include "runtime/worker.h"
 #include "upstream/upstream.h"
 
@@ -79,6 +81,11 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     if (diag.text.len > 0)
         cmx_log(CMX_LOG_WARN, "%s", diag.text.data);
     cmx_config_diag_free(&diag);
+    if (cmx_router_attach(cfg) != 0) {
+        cmx_log(CMX_LOG_ERROR, "reload of %s failed: out of memory", s->config_path);
+        cmx_config_unref(cfg);
+        return;
+    }
     if (strcmp(cfg->listen_host, s->rt.listen_host) != 0 || cfg->listen_port != s->rt.listen_port)
         cmx_log(CMX_LOG_WARN, "reload: a new listen address takes a restart; keeping %s:%d",
                 s->rt.listen_host, s->rt.listen_port);
@@ -140,6 +147,11 @@ int cmx_cli_serve(int argc, char **argv)
         fprintf(stderr, "cloudmux serve: %s is not a valid configuration\n", s.config_path);
         return 1;
     }
+    if (cmx_router_attach(cfg) != 0) {
+        fprintf(stderr, "cloudmux serve: out of memory\n");
+        cmx_config_unref(cfg);
+        return 1;
+    }
     char *host = NULL;
     int port = cfg->listen_port;
     if (listen != NULL) {
@@ -156,6 +168,11 @@ int cmx_cli_serve(int argc, char **argv)
     if (workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n > 0 ? (int)n : 1;
+    }
+    if (workers > CMX_MAX_WORKERS) {
+        fprintf(stderr, "cloudmux serve: at most %d workers; using %d\n", CMX_MAX_WORKERS,
+                CMX_MAX_WORKERS);
+        workers = CMX_MAX_WORKERS;
     }
     signal(SIGPIPE, SIG_IGN);
     if (cmx_upstream_global_init() != 0) {
@@ -208,5 +225,6 @@ int cmx_cli_serve(int argc, char **argv)
     free(s.rt.workers);
     free(host);
     cmx_config_unref(cfg);
+    cmx_dep_states_free();
     return rc;
 }

@@ -13,6 +13,8 @@
 
 #include "core/buf.h"
 
+struct cmx_dep_state;
+
 enum cmx_provider_type {
     CMX_PROVIDER_OPENAI,       /* api.openai.com: Authorization: Bearer, {base}/chat/completions */
     CMX_PROVIDER_AZURE_OPENAI, /* api-key header; classic deployments URL or /openai/v1 */
@@ -47,6 +49,10 @@ struct cmx_deployment_cfg {
     int weight;                        /* for weighted routing; default 1 */
     bool has_price;                    /* price block present */
     struct cmx_price price;            /* valid when has_price */
+    int connect_timeout_ms;            /* deployments[].timeouts: override provider/global > 0 */
+    int first_byte_timeout_ms;
+    int idle_timeout_ms;
+    struct cmx_dep_state *state;       /* shared health/metrics (cmx_router_attach) */
     int line;                          /* line of the entry, for messages */
 };
 
@@ -65,6 +71,9 @@ struct cmx_routing_cfg {
     int connect_timeout_ms;    /* default 10000 */
     int first_byte_timeout_ms; /* until the upstream's response headers, default 600000 */
     int idle_timeout_ms;       /* max silence between streamed chunks, default 120000 */
+    int circuit_failures;      /* routing.circuit.failures: consecutive failures, default 5 */
+    int circuit_cooldown_s;    /* routing.circuit.cooldown_s: open -> probe, default 30 */
+    int circuit_max_wait_s;    /* routing.circuit.max_wait_s: longer retry-after opens, default 10 */
 };
 
 struct cmx_server_cfg {

@@ -895,12 +895,15 @@ static void accept_cb(uv_stream_t *listener, int status)
 
 static void maybe_server_done(struct cmx_http_server *s)
 {
-    if (s->draining && s->drain_cb != NULL && s->n_conns == 0 && !s->listening) {
+    if (s->n_conns > 0 || s->listening)
+        return;
+    if (s->drain_cb != NULL) {
         void (*cb)(void *) = s->drain_cb;
         s->drain_cb = NULL;
-        cb(s->drain_arg);
+        cb(s->drain_arg); /* may close (and so free) the server: touch nothing after */
+        return;
     }
-    if (s->freed_pending && s->n_conns == 0 && !s->listening) {
+    if (s->freed_pending) {
         cmx_buf_free(&s->scratch);
         free(s);
     }
@@ -987,6 +990,7 @@ void cmx_http_server_drain(struct cmx_http_server *s, void (*done_cb)(void *), v
 void cmx_http_server_close(struct cmx_http_server *s)
 {
     s->closing = true;
+    s->drain_cb = NULL; /* a forced stop ends any drain: nobody waits for it any more */
     s->freed_pending = true;
     close_listener(s);
     struct cmx_http_conn *c = s->conns, *next;

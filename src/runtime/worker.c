@@ -41,6 +41,9 @@ static void upstream_gone_cb(void *arg)
 
 static void shut_down(struct cmx_worker *w)
 {
+    if (w->shut)
+        return;
+    w->shut = true;
     if (w->http != NULL) {
         cmx_http_server_close(w->http);
         w->http = NULL;

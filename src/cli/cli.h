@@ -1,0 +1,21 @@
+/* Subcommands of the cloudmux binary, one file each in src/cli/. main.c picks one by
+ * argv[1] and passes the rest, so that each receives argv[0] == its own name. */
+#ifndef CMX_CLI_CLI_H
+#define CMX_CLI_CLI_H
+
+/* "cloudmux check --config FILE": loads and validates FILE without starting anything.
+ * argv[0] is "check". On errors prints each diagnostic line to stderr and returns 1; on
+ * success prints the warnings to stderr and a summary to stdout and returns 0. Usage
+ * problems (missing --config, unknown option) print the usage to stderr and return 2;
+ * -h/--help prints it to stdout and returns 0. Reads the environment for ${VAR}. */
+int cmx_cli_check(int argc, char **argv);
+
+/* "cloudmux serve --config FILE [--listen HOST:PORT] [--workers N]": runs the gateway until
+ * SIGTERM/SIGINT (graceful drain, returns 0). SIGHUP reloads the config. Returns 1 when the
+ * config is invalid or a listener cannot be started, 2 on usage errors. */
+int cmx_cli_serve(int argc, char **argv);
+
+/* Usage text of the whole binary, and of one command (NULL when unknown). */
+const char *cmx_cli_usage(const char *command);
+
+#endif
