@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libcurl4-openssl-dev
             libjson-c-dev libfyaml-dev libssl-dev libcmocka-dev)
 run_pkgs=(nodejs npm)
-test_pkgs=(nodejs npm clang libclang-rt-14-dev)
+test_pkgs=(nodejs npm clang libclang-rt-14-dev prometheus)
 bench_pkgs=(nginx-light wrk linux-perf)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 

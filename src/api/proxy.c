@@ -227,8 +227,8 @@ static void end_attempt(struct proxy *p, int status, int err)
             cmx_breaker_probe_abandoned(s, p->probe);
         } else if (failed) {
             const struct cmx_routing_cfg *rc = &p->ctx->cfg->routing;
-            struct cmx_breaker_cfg bc = {rc->circuit_failures, rc->circuit_cooldown_s * 1000,
-                                         rc->circuit_max_wait_s * 1000};
+            struct cmx_breaker_cfg bc = {rc->circuit_failures, rc->circuit_cooldown_ms,
+                                         rc->circuit_max_wait_ms};
             int64_t wait = o == CMX_OUTCOME_HTTP_429 || status == 503 ? p->hint.after_ms : -1;
             if (cmx_breaker_failure(s, &bc, p->probe, wait, cmx_mono_ms()))
                 cmx_log(CMX_LOG_WARN, "circuit of %s/%s opened (%s)", s->model, s->provider,

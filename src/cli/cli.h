@@ -15,6 +15,11 @@ int cmx_cli_check(int argc, char **argv);
  * config is invalid or a listener cannot be started, 2 on usage errors. */
 int cmx_cli_serve(int argc, char **argv);
 
+/* "cloudmux reload (--pid PID | --pidfile FILE | --url http://HOST:PORT)": asks a running
+ * gateway to re-read its config, by SIGHUP or by POST /admin/v1/reload (with
+ * $CLOUDMUX_ADMIN_KEY as bearer token when set). Returns 0 when the request was delivered. */
+int cmx_cli_reload(int argc, char **argv);
+
 /* Usage text of the whole binary, and of one command (NULL when unknown). */
 const char *cmx_cli_usage(const char *command);
 

@@ -97,7 +97,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
 
 int cmx_cli_serve(int argc, char **argv)
 {
-    const char *listen = NULL;
+    const char *listen = NULL, *pidfile = NULL;
     int workers = -1;
     struct serve s;
     memset(&s, 0, sizeof(s));
@@ -109,6 +109,9 @@ int cmx_cli_serve(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--listen") == 0 && v) {
             listen = v;
+            i++;
+        } else if (strcmp(a, "--pidfile") == 0 && v) {
+            pidfile = v;
             i++;
         } else if (strcmp(a, "--workers") == 0 && v) {
             char *end;
@@ -206,6 +209,13 @@ int cmx_cli_serve(int argc, char **argv)
         uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
         uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
         uv_signal_start(&s.sighup, on_reload_signal, SIGHUP);
+        if (pidfile != NULL) {
+            FILE *f = fopen(pidfile, "w");
+            if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0)
+                cmx_log(CMX_LOG_WARN, "cannot write pid file %s", pidfile);
+            if (f != NULL)
+                fclose(f);
+        }
         atomic_store(&s.rt.ready, true);
         cmx_log(CMX_LOG_INFO, "cloudmux %s listening on %s:%d with %d worker%s (config %s)",
                 CMX_VERSION, host, port, workers, workers == 1 ? "" : "s", s.config_path);
@@ -220,6 +230,8 @@ int cmx_cli_serve(int argc, char **argv)
     for (int i = 0; i < started; i++)
         cmx_worker_join(&s.rt.workers[i]);
     uv_loop_close(s.loop);
+    if (rc == 0 && pidfile != NULL)
+        unlink(pidfile);
     if (rc == 0)
         cmx_log(CMX_LOG_INFO, "cloudmux stopped");
     free(s.rt.workers);
