@@ -52,8 +52,8 @@ struct cmx_deployment_cfg {
     int connect_timeout_ms;            /* deployments[].timeouts: override provider/global > 0 */
     int first_byte_timeout_ms;
     int idle_timeout_ms;
-    struct cmx_dep_state *state;       /* shared health/metrics (cmx_router_attach) */
-    int line;                          /* line of the entry, for messages */
+    struct cmx_dep_state *state; /* shared health/metrics (cmx_router_attach) */
+    int line;                    /* line of the entry, for messages */
 };
 
 struct cmx_model_cfg {
@@ -72,8 +72,8 @@ struct cmx_routing_cfg {
     int first_byte_timeout_ms; /* until the upstream's response headers, default 600000 */
     int idle_timeout_ms;       /* max silence between streamed chunks, default 120000 */
     int circuit_failures;      /* routing.circuit.failures: consecutive failures, default 5 */
-    int circuit_cooldown_s;    /* routing.circuit.cooldown_s: open -> probe, default 30 */
-    int circuit_max_wait_s;    /* routing.circuit.max_wait_s: longer retry-after opens, default 10 */
+    int circuit_cooldown_ms;   /* routing.circuit.cooldown_s (decimal seconds), default 30 s */
+    int circuit_max_wait_ms;   /* routing.circuit.max_wait_s (decimal seconds), default 10 s */
 };
 
 struct cmx_server_cfg {
@@ -132,7 +132,9 @@ void cmx_config_diag_free(struct cmx_config_diag *d);
  * VAR is unset or empty (as sh does); the default is literal text up to the first '}'.
  * Messages quote values as written in the file, never after expansion, and never quote
  * api_key at all. YAML anchors and aliases are followed; merge keys ("<<") are not
- * supported. Exactly one YAML document; an empty file is an error. */
+ * supported. Exactly one YAML document; an empty file is an error. The text must be
+ * UTF-8 without control characters, with tabs only on comment lines (this also keeps
+ * away inputs that crash or hang Debian's libfyaml 0.7.12). */
 int cmx_config_load(const char *path, struct cmx_config **out, struct cmx_config_diag *diag);
 
 /* Same, from a YAML text in memory (len bytes, no NUL needed); name is used in
