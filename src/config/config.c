@@ -47,6 +47,10 @@ struct cmx_config_name_index {
         .name = (n), .kind = CMX_CONFIG_MICROS, .off = offsetof(T, f), .min = (lo), .max = (hi),   \
         .flags = (fl)                                                                              \
     }
+#define K_SECS_MS(n, T, f, lo, hi)                                                                 \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_SECS_MS, .off = offsetof(T, f), .min = (lo), .max = (hi)   \
+    }
 #define K_ENUM(n, T, f, list)                                                                      \
     {                                                                                              \
         .name = (n), .kind = CMX_CONFIG_ENUM, .off = offsetof(T, f), .choices = (list)             \
@@ -338,15 +342,14 @@ static const char *raw_name(struct cmx_config_ctx *ctx, struct fy_node *n)
     while ((p = fy_node_mapping_iterate(n, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p), *v = fy_node_pair_value(p);
         size_t klen, len;
-        const char *kt =
-            k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &klen) : NULL;
+        const char *kt = cmx_config_scalar(ctx, k, &klen);
         if (kt == NULL || klen != 4 || memcmp(kt, "name", 4) != 0)
             continue;
         if (v != NULL && fy_node_is_alias(v))
             v = fy_node_resolve_alias(v);
         if (v == NULL || fy_node_get_type(v) != FYNT_SCALAR)
             return NULL;
-        const char *t = fy_node_get_scalar(v, &len);
+        const char *t = cmx_config_scalar(ctx, v, &len);
         if (t == NULL || len == 0)
             return NULL;
         cmx_config_quote(q, sizeof(q), t, len);
@@ -562,7 +565,7 @@ static int deployment_provider_fn(struct cmx_config_ctx *ctx, struct fy_node *va
     char q[CMX_CONFIG_QUOTE_MAX * 2 + 8];
     size_t raw_len = 0;
     struct fy_node *r = fy_node_is_alias(val) ? fy_node_resolve_alias(val) : val;
-    const char *raw = r ? fy_node_get_scalar(r, &raw_len) : NULL;
+    const char *raw = cmx_config_scalar(ctx, r, &raw_len);
     cmx_config_quote(q, sizeof(q), raw ? raw : "", raw ? raw_len : 0);
 
     /* Suggest the closest provider among the first 64 whose names are written plainly,
@@ -606,12 +609,20 @@ static int price_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, c
     return 0;
 }
 
+static const struct cmx_config_key deployment_timeout_keys[] = {
+    K_INT("connect_ms", struct cmx_deployment_cfg, connect_timeout_ms, 0, INT_MAX),
+    K_INT("first_byte_ms", struct cmx_deployment_cfg, first_byte_timeout_ms, 0, INT_MAX),
+    K_INT("idle_ms", struct cmx_deployment_cfg, idle_timeout_ms, 0, INT_MAX),
+    K_END,
+};
+
 static const struct cmx_config_key deployment_keys[] = {
     K_FN("provider", deployment_provider_fn, REQ),
     K_STR("model", struct cmx_deployment_cfg, model, REQ),
     K_INT("priority", struct cmx_deployment_cfg, priority, 0, INT_MAX),
     K_INT("weight", struct cmx_deployment_cfg, weight, 0, WEIGHT_MAX),
     K_FN("price", price_fn, 0),
+    K_MAP("timeouts", deployment_timeout_keys),
     K_END,
 };
 
@@ -722,6 +733,13 @@ static const struct cmx_config_key server_keys[] = {
     K_END,
 };
 
+static const struct cmx_config_key circuit_keys[] = {
+    K_INT("failures", struct cmx_config, routing.circuit_failures, 1, 1000000),
+    K_SECS_MS("cooldown_s", struct cmx_config, routing.circuit_cooldown_ms, 1, 86400000),
+    K_SECS_MS("max_wait_s", struct cmx_config, routing.circuit_max_wait_ms, 0, 86400000),
+    K_END,
+};
+
 static const struct cmx_config_key routing_keys[] = {
     K_ENUM("strategy", struct cmx_config, routing.strategy, strategies),
     K_INT("max_attempts", struct cmx_config, routing.max_attempts, 1, 100),
@@ -729,6 +747,7 @@ static const struct cmx_config_key routing_keys[] = {
     K_INT("connect_timeout_ms", struct cmx_config, routing.connect_timeout_ms, 1, INT_MAX),
     K_INT("first_byte_timeout_ms", struct cmx_config, routing.first_byte_timeout_ms, 1, INT_MAX),
     K_INT("idle_timeout_ms", struct cmx_config, routing.idle_timeout_ms, 1, INT_MAX),
+    K_MAP("circuit", circuit_keys),
     K_END,
 };
 
@@ -797,6 +816,9 @@ static void set_defaults(struct cmx_config *cfg)
     cfg->routing.connect_timeout_ms = 10000;
     cfg->routing.first_byte_timeout_ms = 600000;
     cfg->routing.idle_timeout_ms = 120000;
+    cfg->routing.circuit_failures = 5;
+    cfg->routing.circuit_cooldown_ms = 30000;
+    cfg->routing.circuit_max_wait_ms = 10000;
 }
 
 static struct cmx_config *config_new(const char *name)

@@ -34,14 +34,15 @@
 #define CMX_CONFIG_SECRET   2u /* never quote the value in a message */
 
 enum cmx_config_kind {
-    CMX_CONFIG_STR,    /* char *: expanded text copied into the arena; empty = NULL */
-    CMX_CONFIG_INT,    /* int in [min, max] */
-    CMX_CONFIG_SIZE,   /* size_t bytes in [min, max], "10MiB"-style suffixes accepted */
-    CMX_CONFIG_BOOL,   /* bool: true/false, yes/no, on/off */
-    CMX_CONFIG_MICROS, /* int64_t: decimal text scaled by 10^6 (cmx_decimal_parse), [min, max] */
-    CMX_CONFIG_ENUM,   /* const char *: one of choices (the stored pointer is the static choice) */
-    CMX_CONFIG_MAP,    /* nested mapping described by sub, stored into the same object */
-    CMX_CONFIG_FN,     /* custom handler fn */
+    CMX_CONFIG_STR,     /* char *: expanded text copied into the arena; empty = NULL */
+    CMX_CONFIG_INT,     /* int in [min, max] */
+    CMX_CONFIG_SIZE,    /* size_t bytes in [min, max], "10MiB"-style suffixes accepted */
+    CMX_CONFIG_BOOL,    /* bool: true/false, yes/no, on/off */
+    CMX_CONFIG_MICROS,  /* int64_t: decimal text scaled by 10^6 (cmx_decimal_parse), [min, max] */
+    CMX_CONFIG_SECS_MS, /* int: decimal seconds ("0.5") stored as milliseconds, [min, max] ms */
+    CMX_CONFIG_ENUM,    /* const char *: one of choices (the stored pointer is the static choice) */
+    CMX_CONFIG_MAP,     /* nested mapping described by sub, stored into the same object */
+    CMX_CONFIG_FN,      /* custom handler fn */
 };
 
 struct cmx_config_ctx;
@@ -83,6 +84,8 @@ struct cmx_config_ctx {
     char yaml_output[CMX_CONFIG_YAML_OUTPUT]; /* first line libfyaml printed, not collected */
     size_t n_provider_idx;                    /* named entries in cfg->provider_idx so far */
     const char **provider_raw; /* per provider: its name as written, quoted, or NULL */
+    const char *input;         /* the YAML text (single-quoted scalars are decoded from it) */
+    size_t input_len;          /* its length */
 };
 
 /* Records an error / a warning at line (printf format). Never fails: on allocation failure
@@ -105,6 +108,10 @@ bool cmx_config_visit(struct cmx_config_ctx *ctx, int line);
  * line and gives NULL with *bad set. */
 struct fy_node *cmx_config_resolve(struct cmx_config_ctx *ctx, struct fy_node *n, int line,
                                    bool *bad);
+
+/* The text of scalar node n (NULL for a non-scalar), *len its length. Use this instead of
+ * fy_node_get_scalar(), which leaks in libfyaml 0.7.12 for some single-quoted scalars. */
+const char *cmx_config_scalar(struct cmx_config_ctx *ctx, struct fy_node *n, size_t *len);
 
 /* True for a YAML null: a missing value, or a plain "", "~", "null", "Null", "NULL". */
 bool cmx_config_is_null(struct fy_node *n);

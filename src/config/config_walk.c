@@ -178,7 +178,7 @@ struct fy_node *cmx_config_resolve(struct cmx_config_ctx *ctx, struct fy_node *n
     if (target == NULL) {
         char q[CMX_CONFIG_QUOTE_MAX * 2 + 8];
         size_t len = 0;
-        const char *name = fy_node_get_scalar(n, &len);
+        const char *name = fy_node_get_scalar(n, &len); /* an alias: its anchor name */
         cmx_config_quote(q, sizeof(q), name ? name : "", name ? len : 0);
         cmx_config_error(ctx, line, "undefined YAML alias \"*%s\"", q);
         *bad = true;
@@ -309,6 +309,64 @@ too_long:
     return -1;
 }
 
+/* Decodes the body of a single-quoted scalar (s, n: the text between the quotes): "''"
+ * is a quote, and line breaks fold as YAML says (spaces around them trimmed, one break
+ * gives a space, k > 1 breaks give k - 1 newlines). The result is never longer than n. */
+static size_t sq_decode(const char *s, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+
+    while (i < n) {
+        char c = s[i];
+        if (c == '\'' && i + 1 < n && s[i + 1] == '\'') {
+            out[o++] = '\'';
+            i += 2;
+        } else if (c == '\r' || c == '\n') {
+            size_t breaks = 0;
+            while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+                o--;
+            for (; i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'); i++) {
+                if (s[i] == '\n' || (s[i] == '\r' && (i + 1 >= n || s[i + 1] != '\n')))
+                    breaks++;
+            }
+            if (breaks == 1)
+                out[o++] = ' ';
+            for (size_t k = 1; k < breaks; k++)
+                out[o++] = '\n';
+        } else {
+            out[o++] = c;
+            i++;
+        }
+    }
+    return o;
+}
+
+const char *cmx_config_scalar(struct cmx_config_ctx *ctx, struct fy_node *n, size_t *len)
+{
+    *len = 0;
+    if (n == NULL || fy_node_get_type(n) != FYNT_SCALAR)
+        return NULL;
+    if (fy_node_get_style(n) != FYNS_SINGLE_QUOTED)
+        return fy_node_get_scalar(n, len);
+
+    /* libfyaml 0.7.12 leaks the text of single-quoted scalars with five or more ''
+     * escapes (found by fuzz/fuzz_config.c), so these are decoded here from the input. */
+    struct fy_token *t = fy_node_get_scalar_token(n);
+    const struct fy_mark *sm = t ? fy_token_start_mark(t) : NULL;
+    const struct fy_mark *em = t ? fy_token_end_mark(t) : NULL;
+    if (sm == NULL || em == NULL || sm->input_pos > em->input_pos || em->input_pos > ctx->input_len)
+        return "";
+    size_t n_raw = em->input_pos - sm->input_pos;
+    char *out = cmx_arena_alloc(ctx->arena, n_raw + 1);
+    if (out == NULL) {
+        ctx->nomem = true;
+        return "";
+    }
+    *len = sq_decode(ctx->input + sm->input_pos, n_raw, out);
+    out[*len] = '\0';
+    return out;
+}
+
 bool cmx_config_is_null(struct fy_node *n)
 {
     static const char *const nulls[] = {"~", "null", "Null", "NULL"};
@@ -351,7 +409,7 @@ int cmx_config_text(struct cmx_config_ctx *ctx, struct fy_node *n, int line, con
                              kind_name(fy_node_get_type(n)));
             return -1;
         }
-        raw = fy_node_get_scalar(n, &raw_len);
+        raw = cmx_config_scalar(ctx, n, &raw_len);
     }
     if (raw == NULL) {
         raw = "";
@@ -400,7 +458,7 @@ void cmx_config_bad_value(struct cmx_config_ctx *ctx, struct fy_node *n, int lin
 
     n = cmx_config_resolve(ctx, n, line, &bad);
     if (n != NULL && fy_node_get_type(n) == FYNT_SCALAR)
-        raw = fy_node_get_scalar(n, &raw_len);
+        raw = cmx_config_scalar(ctx, n, &raw_len);
     if ((flags & CMX_CONFIG_SECRET) || raw == NULL) {
         cmx_config_error(ctx, line, "%s %s", ctx->path, msg);
         return;
@@ -611,6 +669,18 @@ static int store(struct cmx_config_ctx *ctx, const struct cmx_config_key *k, str
         }
         *(int64_t *)(void *)field = v;
         return 0;
+    case CMX_CONFIG_SECS_MS:
+        if (cmx_decimal_parse(text, len, 3, &v) != 0 || v < k->min || v > k->max) {
+            snprintf(msg, sizeof(msg),
+                     "must be a number of seconds (decimals allowed, to the millisecond) from "
+                     "%lld.%03lld to %lld.%03lld",
+                     (long long)(k->min / 1000), (long long)(k->min % 1000),
+                     (long long)(k->max / 1000), (long long)(k->max % 1000));
+            cmx_config_bad_value(ctx, val, line, k->flags, msg);
+            return -1;
+        }
+        *(int *)(void *)field = (int)v;
+        return 0;
     case CMX_CONFIG_ENUM: {
         struct cmx_buf list;
         for (size_t i = 0; k->choices[i] != NULL; i++) {
@@ -755,7 +825,7 @@ void cmx_config_walk(struct cmx_config_ctx *ctx, struct fy_node *n, int line, co
         if (bad)
             continue;
         if (key != NULL && fy_node_get_type(key) == FYNT_SCALAR)
-            ktext = fy_node_get_scalar(key, &klen);
+            ktext = cmx_config_scalar(ctx, key, &klen);
         if (ktext == NULL) {
             cmx_config_error(ctx, kline, "keys must be plain words, not %s (%s)",
                              key ? kind_name(fy_node_get_type(key)) : "null", in_where);
@@ -853,24 +923,44 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-/* The config must be UTF-8 text without control characters other than tab, CR and LF.
- * Checked before libfyaml sees it: besides giving a clear message, this keeps away the
- * inputs that make libfyaml 0.7.12 loop for ever or read out of bounds (invalid UTF-8 in
- * a directive, e.g. "%\"\xa6": pantoniou/libfyaml#101, fixed after 0.7.12). */
+/* The config must be UTF-8 text without control characters other than CR and LF, and
+ * with tabs only on comment lines. Checked before libfyaml sees it: besides giving a clear
+ * message, this keeps away inputs that crash Debian's libfyaml 0.7.12:
+ *   - invalid UTF-8 in a directive loops for ever ("%\"\xa6": pantoniou/libfyaml#101,
+ *     fixed after 0.7.12) or reads out of bounds (#175);
+ *   - a tab before a block sequence in an explicit key ("? e:\t-") is a NULL write in
+ *     fy_parser_destroy (found by fuzz/fuzz_config.c).
+ * YAML forbids tabs for indentation anyway; inside values write \t in double quotes. */
 static bool check_text(struct cmx_config_ctx *ctx, const char *yaml, size_t len)
 {
     const unsigned char *s = (const unsigned char *)yaml;
     int line = 1;
     size_t col = 1, i = 0;
+    bool comment_line = false, line_start = true;
 
     if (len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
         i = 3; /* a UTF-8 byte order mark */
     while (i < len) {
         unsigned char c = s[i];
         size_t n = utf8_len(s + i, len - i);
+        if (line_start && c != ' ' && c != '\t') {
+            /* A line whose first non-blank is '#' is a comment (or text inside a quoted
+             * scalar, where a tab is harmless content). */
+            comment_line = c == '#';
+            line_start = false;
+        }
+        if (c == '\t' && !comment_line) {
+            cmx_config_error(ctx, line,
+                             "tab character at column %zu: indent and separate with spaces "
+                             "(write \\t inside double quotes for a tab in a value)",
+                             col);
+            return false;
+        }
         if (n == 0) {
-            cmx_config_error(ctx, line, "invalid UTF-8 (byte 0x%02x at column %zu); the "
-                             "configuration must be UTF-8 text", c, col);
+            cmx_config_error(ctx, line,
+                             "invalid UTF-8 (byte 0x%02x at column %zu); the "
+                             "configuration must be UTF-8 text",
+                             c, col);
             return false;
         }
         if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
@@ -884,6 +974,8 @@ static bool check_text(struct cmx_config_ctx *ctx, const char *yaml, size_t len)
         if (c == '\n') {
             line++;
             col = 0;
+            line_start = true;
+            comment_line = false;
         }
         i += n;
         col++;
@@ -900,6 +992,8 @@ struct fy_document *cmx_config_yaml_parse(struct cmx_config_ctx *ctx, const char
 
     *parser = NULL;
     *fydiag = NULL;
+    ctx->input = yaml;
+    ctx->input_len = len;
     if (!check_text(ctx, yaml, len))
         return NULL;
     char *first_output = ctx->yaml_output;
