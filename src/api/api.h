@@ -25,6 +25,7 @@ struct cmx_api_ctx {
     struct cmx_access_entry log; /* filled as the request goes */
     void *proxy;                 /* the proxy state, for chat/embeddings requests */
     struct cmx_dep_state *state; /* deployment that served (or was last tried), for metrics */
+    bool unmetered;              /* /healthz, /readyz, /metrics: not counted in metrics */
 };
 
 /* Sends {"error":{message,type,param,code}} with status; message is printf-formatted.

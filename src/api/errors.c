@@ -61,8 +61,9 @@ void cmx_api_log(struct cmx_api_ctx *ctx, int status)
     ctx->log.latency_us = (uv_hrtime() - req->start_ns) / 1000;
     cmx_accesslog_write(&ctx->w->log, &ctx->log);
     atomic_fetch_sub_explicit(&ctx->w->inflight, 1, memory_order_relaxed);
+    /* health checks and scrapes are not API traffic: they stay out of the metrics */
     struct cmx_dep_state *s = ctx->state ? ctx->state : cmx_router_none_state();
-    if (s != NULL) {
+    if (s != NULL && !ctx->unmetered) {
         struct cmx_dep_shard *sh = &s->shards[ctx->w->id];
         cmx_counter_add(&sh->requests[cmx_metric_code_slot(status)], 1);
         cmx_hist_observe(&sh->duration, ctx->log.latency_us);

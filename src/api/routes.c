@@ -8,6 +8,7 @@
 #include "runtime/worker.h"
 
 #include <signal.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <stdio.h>
@@ -105,7 +106,7 @@ static void model_get(struct cmx_api_ctx *ctx, const char *id_raw)
 
 static void metrics(struct cmx_api_ctx *ctx)
 {
-    int64_t inflight = 0;
+    int64_t inflight = -1; /* this scrape is not a request in flight */
     for (int i = 0; i < ctx->w->rt->n_workers; i++)
         inflight += atomic_load_explicit(&ctx->w->rt->workers[i].inflight, memory_order_relaxed);
     struct cmx_buf b;
@@ -198,6 +199,39 @@ static void admin_reload(struct cmx_api_ctx *ctx)
     cmx_api_json(ctx, 202, ok, sizeof(ok) - 1);
 }
 
+/* Constant-time comparison of a presented token with the expected one. */
+static bool token_equal(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned char)((i < alen ? a[i] : 0) ^ b[i]);
+    return diff == 0;
+}
+
+/* The admin API: with admin_key set, "Authorization: Bearer <admin_key>" is required; without it,
+ * only clients on the loopback interface are served. */
+static bool admin_allowed(struct cmx_api_ctx *ctx)
+{
+    struct cmx_http_req *req = ctx->req;
+    const char *key = ctx->cfg->admin_key;
+    if (key == NULL || key[0] == '\0') {
+        if (cmx_http_peer_is_loopback(req))
+            return true;
+        cmx_api_error(ctx, 403, "permission_error", "admin_disabled", NULL,
+                      "The admin API is only served on loopback unless admin_key is set.");
+        return false;
+    }
+    const struct cmx_http_header *h = cmx_http_find_header(req, "authorization");
+    if (h != NULL && h->value_len > 7 && strncasecmp(h->value, "Bearer ", 7) == 0 &&
+        token_equal(h->value + 7, h->value_len - 7, key))
+        return true;
+    cmx_http_add_header(req, "www-authenticate", "Bearer");
+    cmx_api_error(ctx, 401, "authentication_error", "invalid_admin_key", NULL,
+                  "The admin API needs Authorization: Bearer <admin_key>.");
+    return false;
+}
+
 static bool path_is(const struct cmx_http_req *req, const char *p)
 {
     size_t n = strlen(p);
@@ -254,6 +288,8 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
             return not_allowed(ctx, "GET");
         return model_get(ctx, req->path + 11);
     }
+    ctx->unmetered = path_is(req, "/healthz") || path_is(req, "/readyz") ||
+                     path_is(req, "/metrics");
     if (path_is(req, "/healthz")) {
         if (!get)
             return not_allowed(ctx, "GET");
@@ -275,6 +311,8 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
             return not_allowed(ctx, "GET");
         return metrics(ctx);
     }
+    if (strncmp(req->path, "/admin/", 7) == 0 && !admin_allowed(ctx))
+        return;
     if (path_is(req, "/admin/v1/deployments")) {
         if (!get)
             return not_allowed(ctx, "GET");

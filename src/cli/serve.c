@@ -21,6 +21,7 @@ struct serve {
     uv_loop_t *loop;
     uv_signal_t sigterm, sigint, sighup;
     bool stopping;
+    bool listen_overridden; /* --listen given: the file's listen is not used */
 };
 
 static int parse_listen(const char *s, char **host, int *port)
@@ -86,7 +87,8 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         cmx_config_unref(cfg);
         return;
     }
-    if (strcmp(cfg->listen_host, s->rt.listen_host) != 0 || cfg->listen_port != s->rt.listen_port)
+    if (!s->listen_overridden && (strcmp(cfg->listen_host, s->rt.listen_host) != 0 ||
+                                  cfg->listen_port != s->rt.listen_port))
         cmx_log(CMX_LOG_WARN, "reload: a new listen address takes a restart; keeping %s:%d",
                 s->rt.listen_host, s->rt.listen_port);
     for (int i = 0; i < s->rt.n_workers; i++)
@@ -158,6 +160,7 @@ int cmx_cli_serve(int argc, char **argv)
     char *host = NULL;
     int port = cfg->listen_port;
     if (listen != NULL) {
+        s.listen_overridden = true;
         if (parse_listen(listen, &host, &port) != 0) {
             fprintf(stderr, "cloudmux serve: --listen needs HOST:PORT, got '%s'\n", listen);
             cmx_config_unref(cfg);

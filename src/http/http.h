@@ -103,6 +103,9 @@ void cmx_http_server_close(struct cmx_http_server *s);
 /* Number of requests currently being handled on this server. */
 size_t cmx_http_server_inflight(const struct cmx_http_server *s);
 
+/* True when the request's connection comes from a loopback address (127.0.0.0/8, ::1). */
+bool cmx_http_peer_is_loopback(const struct cmx_http_req *req);
+
 /* Returns the first request header named name (lower-case), or NULL. */
 const struct cmx_http_header *cmx_http_find_header(const struct cmx_http_req *req,
                                                    const char *name);

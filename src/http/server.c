@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -411,6 +413,26 @@ int cmx_http_add_header(struct cmx_http_req *req, const char *name, const char *
             *p = ' ';
     req->n_resp_headers++;
     return 0;
+}
+
+bool cmx_http_peer_is_loopback(const struct cmx_http_req *req)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (req->conn == NULL || uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(in6->sin6_addr.s6_addr, v4mapped, 12) == 0)
+            return in6->sin6_addr.s6_addr[12] == 127;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    return false;
 }
 
 const struct cmx_http_header *cmx_http_find_header(const struct cmx_http_req *req, const char *name)

@@ -1,5 +1,6 @@
 #include "obs/metrics.h"
 #include "router/health.h"
+#include "router/router.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -159,7 +160,8 @@ static void each_state(struct cmx_dep_state *s, void *arg)
         break;
     }
     case CIRC:
-        if (s->provider[0] == '\0')
+        /* only deployments of the running config: a removed one has no circuit to show */
+        if (s->provider[0] == '\0' || atomic_load(&s->generation) != cmx_router_generation())
             break;
         cmx_buf_puts(b, "cloudmux_circuit_open{");
         label(b, "model", s->model, true);

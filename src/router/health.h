@@ -84,6 +84,7 @@ struct cmx_dep_state {
     atomic_int_fast64_t inflight;        /* attempts in progress */
     atomic_int_fast64_t error_rate_ppm;  /* EWMA of failures, parts per million */
     atomic_uint_fast64_t last_change_ms; /* wall-clock ms of the last circuit change */
+    atomic_uint_fast64_t generation;     /* config generation that last attached it */
     struct cmx_dep_shard shards[CMX_MAX_WORKERS];
     struct cmx_dep_state *next; /* registry list */
 };

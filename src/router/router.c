@@ -16,8 +16,16 @@ int cmx_strategy_parse(const char *name)
     return -1;
 }
 
+static atomic_uint_fast64_t generation;
+
+uint64_t cmx_router_generation(void)
+{
+    return atomic_load(&generation);
+}
+
 int cmx_router_attach(struct cmx_config *cfg)
 {
+    uint64_t gen = atomic_fetch_add(&generation, 1) + 1;
     for (size_t i = 0; i < cfg->n_models; i++) {
         struct cmx_model_cfg *m = &cfg->models[i];
         for (size_t j = 0; j < m->n_deployments; j++) {
@@ -26,6 +34,7 @@ int cmx_router_attach(struct cmx_config *cfg)
                 cmx_dep_state_get(m->name, d->provider->name, d->provider->cloud, d->model);
             if (d->state == NULL)
                 return CMX_ENOMEM;
+            atomic_store(&d->state->generation, gen);
         }
     }
     return cmx_router_none_state() ? 0 : CMX_ENOMEM;

@@ -63,6 +63,10 @@ int cmx_router_plan(const struct cmx_route_input *in, struct cmx_route *out, cha
  * loading a config, before it serves. 0 or CMX_ENOMEM. */
 int cmx_router_attach(struct cmx_config *cfg);
 
+/* Generation of the latest cmx_router_attach() (states of deployments that the running
+ * config no longer has keep an older one). */
+uint64_t cmx_router_generation(void);
+
 /* The catch-all state used for requests that reach no deployment (metrics only). */
 struct cmx_dep_state *cmx_router_none_state(void);
 

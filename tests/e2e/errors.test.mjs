@@ -293,7 +293,15 @@ describe('failover (routing.max_attempts: 3)', () => {
           ],
         },
       ],
-      routing: { max_attempts: 3, timeout_s: 30, first_byte_timeout_ms: 300, connect_timeout_ms: 1000 },
+      // these subtests fail the primary on purpose many times in a row: keep its circuit
+      // closed so that each subtest sees the priority order (circuit.test.mjs covers opening)
+      routing: {
+        max_attempts: 3,
+        timeout_s: 30,
+        first_byte_timeout_ms: 300,
+        connect_timeout_ms: 1000,
+        circuit: { failures: 1000 },
+      },
     });
   });
   after(() => st?.close());
