@@ -5,6 +5,7 @@
  * top_keys[] below, and put its result in struct cmx_config. Rows run in table order, so a
  * section that refers to another one (models -> providers) comes after it in the table. */
 #include "config/config_int.h"
+#include "config/config_agreements.h"
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -674,6 +675,7 @@ static const struct cmx_config_key model_routing_keys[] = {
 static const struct cmx_config_key model_keys[] = {
     K_STR("name", struct cmx_model_cfg, name, REQ),
     K_MAP("routing", model_routing_keys),
+    K_FN("product", cmx_config_model_product_fn, 0),
     K_FN("deployments", deployments_fn, REQ),
     K_END,
 };
@@ -759,6 +761,10 @@ static const struct cmx_config_key top_keys[] = {
     K_FN("providers", providers_fn, 0),
     K_MAP("routing", routing_keys),
     K_FN("models", models_fn, 0),
+    K_FN("maker", cmx_config_maker_fn, 0), /* agreements: after models, products first */
+    K_FN("products", cmx_config_products_fn, 0),
+    K_FN("agreements", cmx_config_agreements_fn, 0),
+    K_STR("admin_key", struct cmx_config, admin_key, CMX_CONFIG_SECRET),
     K_END,
 };
 
@@ -906,6 +912,7 @@ int cmx_config_load_string(const char *yaml, size_t len, const char *name, struc
             cmx_config_walk(&ctx, root, cmx_config_node_line(root, 1), NULL, top_keys, cfg, &seen);
             int models_line = seen.lines[cmx_config_key_index(top_keys, "models")];
             check_usage(&ctx, models_line > 0 ? models_line : 1);
+            cmx_config_agreements_finish(&ctx);
         }
     }
     cmx_config_yaml_free(parser, fydiag, doc);
