@@ -93,12 +93,12 @@ struct cmx_agr_optout {
 };
 
 struct cmx_agr_licence {
-    size_t cloud;                /* licensee: index into cmx_agreements.clouds */
-    struct cmx_agr_scope scope;  /* products: "*" or a list */
-    int64_t from;                /* first ms in force; default: the version's effective */
-    int64_t until;               /* last ms in force (23:59:59.999Z of the until date) */
-    bool exclusive;              /* shuts out every other cloud but the maker's */
-    int line;                    /* line of the entry */
+    size_t cloud;               /* licensee: index into cmx_agreements.clouds */
+    struct cmx_agr_scope scope; /* products: "*" or a list */
+    int64_t from;               /* first ms in force; default: the version's effective */
+    int64_t until;              /* last ms in force (23:59:59.999Z of the until date) */
+    bool exclusive;             /* shuts out every other cloud but the maker's */
+    int line;                   /* line of the entry */
 };
 
 /* base of a revenue share: all revenue, or the revenue of some clouds and/or products. */
@@ -150,18 +150,18 @@ struct cmx_agr_series;
 struct cmx_agr_aseries;
 
 struct cmx_agreements {
-    char *maker;                  /* maker: the maker's own cloud label, NULL when not given */
-    int64_t maker_cloud;          /* its index in clouds, -1 when none */
-    char **clouds;                /* every cloud label of the config, sorted (strcmp) */
-    size_t n_clouds;              /* entries of clouds */
+    char *maker;                      /* maker: the maker's own cloud label, NULL when not given */
+    int64_t maker_cloud;              /* its index in clouds, -1 when none */
+    char **clouds;                    /* every cloud label of the config, sorted (strcmp) */
+    size_t n_clouds;                  /* entries of clouds */
     struct cmx_agr_product *products; /* products, config order */
     size_t n_products;
     struct cmx_agr_agreement *agreements; /* agreements, config order */
     size_t n_agreements;
-    int64_t *provider_cloud;      /* per cfg->providers entry: its cloud index */
-    int64_t *model_product;       /* per cfg->models entry: product index, -1 ungoverned */
+    int64_t *provider_cloud; /* per cfg->providers entry: its cloud index */
+    int64_t *model_product;  /* per cfg->models entry: product index, -1 ungoverned */
     /* precomputed (private to src/agreements/): */
-    struct cmx_agr_series *series; /* [(product * n_clouds + cloud) * CMX_CAP_COUNT + cap] */
+    struct cmx_agr_series *series;   /* [(product * n_clouds + cloud) * CMX_CAP_COUNT + cap] */
     struct cmx_agr_aseries *applied; /* [product * n_clouds + cloud] */
     void *load;                      /* loader state while the config is read (then NULL) */
 };
@@ -198,8 +198,7 @@ int64_t cmx_agreements_product(const struct cmx_agreements *a, const char *name)
 int64_t cmx_agreements_cloud(const struct cmx_agreements *a, const char *name);
 
 /* The product index governing model m of cfg, -1 when ungoverned (or no agreements). */
-int64_t cmx_agreements_model_product(const struct cmx_config *cfg,
-                                     const struct cmx_model_cfg *m);
+int64_t cmx_agreements_model_product(const struct cmx_config *cfg, const struct cmx_model_cfg *m);
 
 /* ---- decisions ------------------------------------------------------------------------ */
 
@@ -225,8 +224,9 @@ int64_t cmx_agreements_allowed_from(const struct cmx_agreements *a, size_t p, si
                                     unsigned caps, int64_t at);
 
 /* A one-line human message for decision d of (p, c) into buf (NUL-terminated, truncated to
- * cap). Denials: "gpt-6 has not launched on the primary cloud azure (microsoft@2026-10-28)";
- * allowed: "aws may serve gpt-5 (amazon@2026-03-01)". Returns the length. */
+ * cap), without the agreement (d->by) so that clouds denied for the same reason read the
+ * same. Denials: "gpt-6 has not launched on the primary cloud azure"; allowed: "aws may
+ * serve gpt-5". Returns the length. */
 size_t cmx_agreements_message(const struct cmx_agreements *a, size_t p, size_t c,
                               const struct cmx_agr_decision *d, char *buf, size_t cap);
 
@@ -300,7 +300,7 @@ int cmx_agreements_timeline(const struct cmx_config *cfg, const char *product,
 /* GET /admin/v1/agreements/matrix?at=: every product x cloud at at_ms, as JSON:
  * {"at":ISO,"maker":..,"clouds":[..],"products":[..],"cells":[{"product","cloud",
  * "decision":"allowed"|"denied"|"partial","reason","message","agreement","next_change",
- * "capabilities":{"chat":{"decision","reason","message","agreement","next_change"},..}}]}
+ * "applied","capabilities":{"chat":{"decision","reason","message","agreement","next_change"},..}}]}
  * (reason/agreement/next_change null when none). With no agreements configured the lists
  * are empty. Appends to out; 0 or the buffer's error. */
 int cmx_agreements_matrix_json(const struct cmx_config *cfg, uint64_t at_ms, struct cmx_buf *out);
@@ -309,30 +309,30 @@ int cmx_agreements_matrix_json(const struct cmx_config *cfg, uint64_t at_ms, str
  * JSON {"product","model","cloud","capabilities":[..],"at","governed","decision","reason",
  * "message","agreement","applied","next_change","may_serve_from"}. product or model (one of
  * them, NUL-terminated), cloud required; capability: a name, a comma-separated list, or
- * NULL for chat. An ungoverned model is allowed ("governed": false). Returns 0; CMX_EINVAL
- * or CMX_ENOTFOUND with a message in err (NUL-terminated, for a 400/404) when a name is
- * unknown or missing; the buffer's error otherwise. */
-int cmx_agreements_check_json(const struct cmx_config *cfg, const char *product,
-                              const char *model, const char *cloud, const char *capability,
-                              uint64_t at_ms, struct cmx_buf *out, char *err, size_t err_cap);
+ * NULL for chat (for a product without chat: its first capability). An ungoverned model is allowed
+ * ("governed": false). Returns 0; CMX_EINVAL or CMX_ENOTFOUND with a message in err
+ * (NUL-terminated, for a 400/404) when a name is unknown or missing; the buffer's error otherwise.
+ */
+int cmx_agreements_check_json(const struct cmx_config *cfg, const char *product, const char *model,
+                              const char *cloud, const char *capability, uint64_t at_ms,
+                              struct cmx_buf *out, char *err, size_t err_cap);
 
 /* `agreements check`: the same decision as one line, "allowed: MESSAGE [agreements];
  * next change DATE" or "denied REASON: MESSAGE (id@eff); CLOUD may serve it from DATE",
  * ending in '\n', appended to out; *allowed tells which. Arguments and errors as
  * cmx_agreements_check_json(). */
-int cmx_agreements_check_line(const struct cmx_config *cfg, const char *product,
-                              const char *model, const char *cloud, const char *capability,
-                              uint64_t at_ms, bool *allowed, struct cmx_buf *out, char *err,
-                              size_t err_cap);
+int cmx_agreements_check_line(const struct cmx_config *cfg, const char *product, const char *model,
+                              const char *cloud, const char *capability, uint64_t at_ms,
+                              bool *allowed, struct cmx_buf *out, char *err, size_t err_cap);
 
 /* ---- revenue shares (for the ledger) --------------------------------------------------- */
 
 /* A revenue-share term in force. */
 struct cmx_agr_share_view {
-    const char *agreement;                /* "id@effective" of its version */
+    const char *agreement;                 /* "id@effective" of its version */
     const struct cmx_agr_version *version; /* the version holding it */
     const struct cmx_agr_revshare *term;   /* the term (payee, rate_ppm, cap, currency...) */
-    size_t index;                         /* its position in version->shares (identity) */
+    size_t index;                          /* its position in version->shares (identity) */
 };
 
 /* Lists the revenue-share terms in force at at_ms whose base covers revenue earned on

@@ -32,16 +32,24 @@ struct cmx_agr_aseries {
     size_t n;
 };
 
+/* Most evaluation steps (points x terms) precomputation may take: about a second. */
+#define CMX_AGR_MAX_WORK (UINT64_C(300) * 1000 * 1000)
+
 /* Builds a->series and a->applied from the resolved terms (allocating from arena).
- * Returns 0 or CMX_ENOMEM. Called once by the config loader when the terms are valid. */
+ * Returns 0, CMX_ENOMEM, or CMX_ETOOBIG when the terms exceed CMX_AGR_MAX_WORK. Called once
+ * by the config loader when the terms are valid. */
 int cmx_agreements_precompute(struct cmx_agreements *a, struct cmx_arena *arena);
 
 /* Does scope s cover product p? */
-bool cmx_agr_scope_covers(const struct cmx_agreements *a, const struct cmx_agr_scope *s,
-                          size_t p);
+bool cmx_agr_scope_covers(const struct cmx_agreements *a, const struct cmx_agr_scope *s, size_t p);
 
 /* The version of ag in force at t, NULL before the first. */
 const struct cmx_agr_version *cmx_agr_in_force(const struct cmx_agr_agreement *ag, int64_t t);
+
+/* The version whose first-launch rule keeps cloud c from serving capability cap of
+ * product p at t (awaiting the primary's launch first, then holdback), or NULL. */
+const struct cmx_agr_version *cmx_agr_first_launch_denial(const struct cmx_agreements *a, size_t p,
+                                                          size_t c, unsigned cap, int64_t t);
 
 /* Every instant at which some decision or applied set of product p may change, sorted and
  * unique, into a malloc'd array (*out, caller frees); returns the count or (size_t)-1 when

@@ -13,8 +13,8 @@
 /* ---- names ------------------------------------------------------------------------- */
 
 static const char *const reason_names[CMX_AGR_REASON_COUNT] = {
-    "allowed",         "exclusive_to_other",      "no_licence", "licence_expired",
-    "not_launched",    "awaiting_primary_launch", "holdback",
+    "allowed",      "exclusive_to_other",      "no_licence", "licence_expired",
+    "not_launched", "awaiting_primary_launch", "holdback",
 };
 
 static const char *const cap_names[CMX_CAP_COUNT] = {"chat", "embeddings", "tools", "vision",
@@ -77,7 +77,8 @@ int64_t cmx_agreements_cloud(const struct cmx_agreements *a, const char *name)
 int64_t cmx_agreements_model_product(const struct cmx_config *cfg, const struct cmx_model_cfg *m)
 {
     const struct cmx_agreements *a = cfg->agreements;
-    if (a == NULL || a->model_product == NULL || m < cfg->models || m >= cfg->models + cfg->n_models)
+    if (a == NULL || a->model_product == NULL || m < cfg->models ||
+        m >= cfg->models + cfg->n_models)
         return -1;
     return a->model_product[m - cfg->models];
 }
@@ -229,6 +230,24 @@ void cmx_agreements_evaluate(const struct cmx_agreements *a, size_t p, size_t c,
         out->by = grant;
 }
 
+const struct cmx_agr_version *cmx_agr_first_launch_denial(const struct cmx_agreements *a, size_t p,
+                                                          size_t c, unsigned cap, int64_t t)
+{
+    const struct cmx_agr_version *holdback = NULL;
+    for (size_t i = 0; i < a->n_agreements; i++) {
+        const struct cmx_agr_version *v = cmx_agr_in_force(&a->agreements[i], t);
+        if (v == NULL || !first_launch_binds(a, v, p, c) || opted_out(v, p, cap, t))
+            continue;
+        int64_t lp = a->products[p].launches[v->primary];
+        if (lp == CMX_AGR_NEVER || t < lp)
+            return v;
+        int64_t end = cmx_clock_day_start(lp) + (int64_t)v->holdback_days * CMX_CLOCK_DAY_MS;
+        if (t < end && holdback == NULL)
+            holdback = v;
+    }
+    return holdback;
+}
+
 /* ---- precomputation ---------------------------------------------------------------- */
 
 static int cmp_i64(const void *x, const void *y)
@@ -372,6 +391,25 @@ int cmx_agreements_precompute(struct cmx_agreements *a, struct cmx_arena *arena)
     struct cmx_agr_applied *atmp = NULL;
     struct cmx_buf text;
     int rc = CMX_ENOMEM;
+
+    /* Bound the work (and memory): evaluation points times the terms each one reads. */
+    size_t terms = 1, points = 0;
+    for (size_t i = 0; i < a->n_agreements; i++) {
+        for (size_t k = 0; k < a->agreements[i].n_versions; k++) {
+            const struct cmx_agr_version *v = &a->agreements[i].versions[k];
+            terms += 1 + v->n_licences + v->n_opt_outs + v->n_shares;
+        }
+    }
+    for (size_t p = 0; p < a->n_products; p++) {
+        int64_t *bp;
+        size_t nbp = cmx_agr_breakpoints(a, p, &bp);
+        if (nbp == (size_t)-1)
+            return CMX_ENOMEM;
+        free(bp);
+        points += (nbp + 1) * a->n_clouds * (CMX_CAP_COUNT + 1);
+        if (points > CMX_AGR_MAX_WORK / terms)
+            return CMX_ETOOBIG;
+    }
 
     cmx_buf_init(&text, 1u << 20);
     a->series = cmx_arena_calloc(arena, (cells ? cells : 1) * CMX_CAP_COUNT * sizeof(*a->series));
@@ -609,9 +647,10 @@ size_t cmx_agreements_message(const struct cmx_agreements *a, size_t p, size_t c
     char what[256], when[40];
     int n = 0;
 
-    /* Name the capability when it is not the endpoint's own. */
+    /* Name the capability when it is not the endpoint's own and the reason can depend on it
+     * (only first launch does, through opt-outs). */
     if (d->cap != 0 && d->cap != CMX_CAP_CHAT && d->cap != CMX_CAP_EMBEDDINGS &&
-        d->reason != CMX_AGR_ALLOWED)
+        (d->reason == CMX_AGR_AWAITING_PRIMARY_LAUNCH || d->reason == CMX_AGR_HOLDBACK))
         snprintf(what, sizeof(what), "%s (%s)", prod, cmx_cap_name(d->cap));
     else
         snprintf(what, sizeof(what), "%s", prod);
@@ -650,7 +689,8 @@ size_t cmx_agreements_message(const struct cmx_agreements *a, size_t p, size_t c
         n = snprintf(buf, cap, "%s has not launched on the primary cloud %s", what, other);
         break;
     case CMX_AGR_HOLDBACK:
-        n = snprintf(buf, cap, "%s is held back on %s until %s (%d day%s after its launch on the "
+        n = snprintf(buf, cap,
+                     "%s is held back on %s until %s (%d day%s after its launch on the "
                      "primary cloud %s)",
                      what, cloud, when, d->by ? d->by->holdback_days : 0,
                      d->by && d->by->holdback_days == 1 ? "" : "s", other);

@@ -205,11 +205,11 @@ const char *cmx_agreements_applied(const struct cmx_agreement_check *chk,
 /* ---- the 403 message --------------------------------------------------------------- */
 
 struct denied_cloud {
-    size_t cloud;   /* cloud index */
-    int64_t from;   /* cmx_agreements_allowed_from() */
-    char msg[320];  /* cmx_agreements_message() */
-    bool dup_msg;   /* the same message as an earlier cloud's */
-    bool listed;    /* already named in a "may serve it from" clause */
+    size_t cloud;  /* cloud index */
+    int64_t from;  /* cmx_agreements_allowed_from() */
+    char msg[320]; /* cmx_agreements_message() */
+    bool dup_msg;  /* the same message as an earlier cloud's */
+    bool listed;   /* already named in a "may serve it from" clause */
 };
 
 int cmx_agreements_denial(const struct cmx_agreement_check *chk,
@@ -256,24 +256,29 @@ int cmx_agreements_denial(const struct cmx_agreement_check *chk,
         rc = cmx_buf_printf(out, "%s%s", first ? "" : "; ", v[i].msg);
         first = false;
     }
-    /* "azure and aws may serve it from 2026-12-15", one clause per date. */
-    for (size_t i = 0; i < nv && rc == 0; i++) {
-        if (v[i].listed || v[i].from == CMX_AGR_NEVER)
-            continue;
-        size_t k = 0, count = 0;
-        for (size_t j = i; j < nv; j++)
-            count += !v[j].listed && v[j].from == v[i].from;
+    /* "azure and aws may serve it from 2026-12-15", one clause per date, earliest first. */
+    for (;;) {
+        int64_t date = CMX_AGR_NEVER;
+        size_t count = 0, k = 0;
+        for (size_t i = 0; i < nv; i++) {
+            if (!v[i].listed && v[i].from < date)
+                date = v[i].from;
+        }
+        if (date == CMX_AGR_NEVER || rc != 0)
+            break;
+        for (size_t i = 0; i < nv; i++)
+            count += !v[i].listed && v[i].from == date;
         rc = cmx_buf_puts(out, "; ");
-        for (size_t j = i; j < nv && rc == 0; j++) {
-            if (v[j].listed || v[j].from != v[i].from)
+        for (size_t i = 0; i < nv && rc == 0; i++) {
+            if (v[i].listed || v[i].from != date)
                 continue;
             const char *sep = k == 0 ? "" : k + 1 == count ? " and " : ", ";
-            rc = cmx_buf_printf(out, "%s%s", sep, a->clouds[v[j].cloud]);
-            v[j].listed = true;
+            rc = cmx_buf_printf(out, "%s%s", sep, a->clouds[v[i].cloud]);
+            v[i].listed = true;
             k++;
         }
         char d[40];
-        cmx_clock_format_short(v[i].from, d, sizeof(d));
+        cmx_clock_format_short(date, d, sizeof(d));
         if (rc == 0)
             rc = cmx_buf_printf(out, " may serve it from %s", d);
     }

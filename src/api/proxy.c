@@ -37,15 +37,15 @@ struct retry_timer {
 };
 
 struct proxy {
-    struct cmx_api_ctx *ctx;                                 /* request context */
-    struct cmx_http_req *req;                                /* the client's request */
-    struct cmx_worker *w;                                    /* its worker */
-    struct cmx_client_req cr;                                /* parsed client request */
-    const struct cmx_model_cfg *model;                       /* the public model */
-    struct cmx_route route;                                  /* attempt order */
-    size_t next;          /* index in route.order of the next attempt */
-    int attempts;         /* attempts started */
-    uint64_t deadline_ns; /* uv_hrtime() by which everything must be done */
+    struct cmx_api_ctx *ctx;           /* request context */
+    struct cmx_http_req *req;          /* the client's request */
+    struct cmx_worker *w;              /* its worker */
+    struct cmx_client_req cr;          /* parsed client request */
+    const struct cmx_model_cfg *model; /* the public model */
+    struct cmx_route route;            /* attempt order */
+    size_t next;                       /* index in route.order of the next attempt */
+    int attempts;                      /* attempts started */
+    uint64_t deadline_ns;              /* uv_hrtime() by which everything must be done */
     /* the current attempt */
     const struct cmx_deployment_cfg *dep; /* deployment */
     const struct cmx_provider_ops *ops;   /* its provider */
@@ -74,9 +74,9 @@ struct proxy {
     struct cmx_upstream_error last_uerr; /* parsed upstream error */
     struct retry_timer *retry;           /* pending backoff, NULL when none */
     struct {
-        const char *provider;            /* who was tried */
-        char reason[120];                /* why it failed, no secrets */
-    } tried[MAX_TRIED];                  /* failed attempts, for the final error */
+        const char *provider; /* who was tried */
+        char reason[120];     /* why it failed, no secrets */
+    } tried[MAX_TRIED];       /* failed attempts, for the final error */
     int n_tried;
 };
 

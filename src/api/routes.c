@@ -170,7 +170,8 @@ static void admin_deployments(struct cmx_api_ctx *ctx)
             uint64_t until = atomic_load(&s->open_until_ms);
             int64_t ewma = atomic_load(&s->ewma_ttfb_us);
             json_str(&b, "state", circuit_name(c), true);
-            cmx_buf_printf(&b, ",\"consecutive_failures\":%d", atomic_load(&s->consecutive_failures));
+            cmx_buf_printf(&b, ",\"consecutive_failures\":%d",
+                           atomic_load(&s->consecutive_failures));
             if (c != CMX_CIRCUIT_CLOSED && until > now)
                 cmx_buf_printf(&b, ",\"open_for_ms\":%llu", (unsigned long long)(until - now));
             else
@@ -288,8 +289,8 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
             return not_allowed(ctx, "GET");
         return model_get(ctx, req->path + 11);
     }
-    ctx->unmetered = path_is(req, "/healthz") || path_is(req, "/readyz") ||
-                     path_is(req, "/metrics");
+    ctx->unmetered =
+        path_is(req, "/healthz") || path_is(req, "/readyz") || path_is(req, "/metrics");
     if (path_is(req, "/healthz")) {
         if (!get)
             return not_allowed(ctx, "GET");

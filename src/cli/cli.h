@@ -20,6 +20,14 @@ int cmx_cli_serve(int argc, char **argv);
  * $CLOUDMUX_ADMIN_KEY as bearer token when set). Returns 0 when the request was delivered. */
 int cmx_cli_reload(int argc, char **argv);
 
+/* "cloudmux agreements (check|matrix|timeline) --config FILE ...": evaluates the distribution
+ * agreements of FILE without starting anything. argv[0] is "agreements". check prints one
+ * line and returns 0 when allowed, 3 when denied; matrix and timeline print a report
+ * (--format table|csv|json) and return 0. Returns 1 on an invalid config or unknown name,
+ * 2 on usage errors. */
+int cmx_cli_agreements(int argc, char **argv);
+extern const char cmx_cli_agreements_usage[]; /* its usage text */
+
 /* Usage text of the whole binary, and of one command (NULL when unknown). */
 const char *cmx_cli_usage(const char *command);
 

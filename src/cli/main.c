@@ -15,6 +15,8 @@ static const char usage_all[] =
     "  check --config FILE validate a config; print FILE:LINE errors or a summary\n"
     "  reload (--pid PID | --pidfile FILE | --url URL)\n"
     "                      make a running gateway re-read its config\n"
+    "  agreements (check|matrix|timeline) --config FILE ...\n"
+    "                      who may serve which product where, and when\n"
     "  help [COMMAND]      show help for a command\n"
     "  --version           print the version\n";
 
@@ -56,6 +58,8 @@ const char *cmx_cli_usage(const char *command)
         return usage_check;
     if (strcmp(command, "reload") == 0)
         return usage_reload;
+    if (strcmp(command, "agreements") == 0)
+        return cmx_cli_agreements_usage;
     if (strcmp(command, "help") == 0)
         return usage_all;
     return NULL;
@@ -91,6 +95,8 @@ int main(int argc, char **argv)
         return cmx_cli_check(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return cmx_cli_reload(argc - 1, argv + 1);
+    if (strcmp(cmd, "agreements") == 0)
+        return cmx_cli_agreements(argc - 1, argv + 1);
     fprintf(stderr, "cloudmux: unknown command '%s'\n%s", cmd, usage_all);
     return 2;
 }

@@ -87,8 +87,8 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         cmx_config_unref(cfg);
         return;
     }
-    if (!s->listen_overridden && (strcmp(cfg->listen_host, s->rt.listen_host) != 0 ||
-                                  cfg->listen_port != s->rt.listen_port))
+    if (!s->listen_overridden &&
+        (strcmp(cfg->listen_host, s->rt.listen_host) != 0 || cfg->listen_port != s->rt.listen_port))
         cmx_log(CMX_LOG_WARN, "reload: a new listen address takes a restart; keeping %s:%d",
                 s->rt.listen_host, s->rt.listen_port);
     for (int i = 0; i < s->rt.n_workers; i++)

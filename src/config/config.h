@@ -62,7 +62,7 @@ struct cmx_model_cfg {
     size_t n_deployments;                   /* >= 1 */
     char *strategy;                         /* models[].routing.strategy; NULL = global */
     char *product; /* models[].product, default: its name when such a product is defined */
-    int line;                               /* line of the entry, for messages */
+    int line;      /* line of the entry, for messages */
 };
 
 struct cmx_routing_cfg {
@@ -103,11 +103,11 @@ struct cmx_config {
     size_t n_models;
     struct cmx_routing_cfg routing;
     struct cmx_server_cfg server;
-    char *admin_key; /* bearer token of the admin API; NULL = served on loopback only */
-    struct cmx_arena *arena;                    /* owns every string and array of the snapshot */
+    char *admin_key;         /* bearer token of the admin API; NULL = served on loopback only */
+    struct cmx_arena *arena; /* owns every string and array of the snapshot */
     struct cmx_config_name_index *provider_idx; /* n_providers entries by name (private) */
     struct cmx_config_name_index *model_idx;    /* n_models entries by name (private) */
-    struct cmx_agreements *agreements; /* products, maker, agreements (NULL when none) */
+    struct cmx_agreements *agreements;          /* products, maker, agreements (NULL when none) */
 };
 
 /* Diagnostics collected while loading: one line per problem, "FILE:LINE: error: MSG" or

@@ -353,7 +353,8 @@ static int read_time(struct cmx_config_ctx *ctx, struct fy_node *val, int line, 
 
     if (cmx_config_text(ctx, val, line, &text, &len) != 0)
         return -1;
-    rc = date_only ? cmx_clock_parse_date(text, len, out) : cmx_clock_parse_iso(text, len, out, NULL);
+    rc = date_only ? cmx_clock_parse_date(text, len, out)
+                   : cmx_clock_parse_iso(text, len, out, NULL);
     if (rc != 0) {
         cmx_config_bad_value(ctx, val, line, 0,
                              date_only ? "must be a date YYYY-MM-DD (UTC)"
@@ -443,7 +444,8 @@ int cmx_config_model_product_fn(struct cmx_config_ctx *ctx, struct fy_node *val,
         l->models = v;
         l->cap_models = cap;
     }
-    l->models[l->n_models++] = (struct model_ref){.model = (size_t)(m - ctx->cfg->models), .ref = r};
+    l->models[l->n_models++] =
+        (struct model_ref){.model = (size_t)(m - ctx->cfg->models), .ref = r};
     m->product = (char *)r.name;
     return 0;
 }
@@ -460,8 +462,8 @@ static int capabilities_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int 
     return 0;
 }
 
-static int launches_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                       const char *where, void *obj)
+static int launches_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                       void *obj)
 {
     struct product_load *pl = obj;
     struct fy_node *n;
@@ -645,8 +647,8 @@ static const struct cmx_config_key optout_keys[] = {
     K_END,
 };
 
-static int opt_outs_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                       const char *where, void *obj)
+static int opt_outs_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                       void *obj)
 {
     struct version_load *vl = obj;
     struct fy_node *seq, *item;
@@ -701,8 +703,8 @@ static const struct cmx_config_key first_launch_keys[] = {
     K_END,
 };
 
-static int licensee_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                       const char *where, void *obj)
+static int licensee_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                       void *obj)
 {
     struct licence_load *ll = obj;
     return read_ref(ctx, val, line, &ll->licensee);
@@ -791,8 +793,8 @@ static int cap_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, con
     return 0;
 }
 
-static int currency_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                       const char *where, void *obj)
+static int currency_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                       void *obj)
 {
     struct share_load *sl = obj;
     const char *text;
@@ -860,8 +862,9 @@ static int base_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, co
         if (cmx_config_text(ctx, r, line, &text, &len) != 0)
             return -1;
         if (strcmp(text, "all") != 0) {
-            cmx_config_bad_value(ctx, r, line, 0,
-                                 "must be all or a mapping { clouds: [...] } / { products: [...] }");
+            cmx_config_bad_value(
+                ctx, r, line, 0,
+                "must be all or a mapping { clouds: [...] } / { products: [...] }");
             return -1;
         }
         sl->s.base_all = true;
@@ -951,8 +954,8 @@ static int read_terms(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
     return 0;
 }
 
-static int licences_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                       const char *where, void *obj)
+static int licences_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                       void *obj)
 {
     struct version_load *vl = obj;
     void *v;
@@ -986,8 +989,8 @@ static int effective_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int lin
     return 0;
 }
 
-static int primary_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                      const char *where, void *obj)
+static int primary_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                      void *obj)
 {
     struct version_load *vl = obj;
     vl->primary_line = line;
@@ -1018,8 +1021,8 @@ static const struct cmx_config_key version_keys[] = {
     K_END,
 };
 
-static int versions_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                       const char *where, void *obj)
+static int versions_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                       void *obj)
 {
     struct agreement_load *al = obj;
     struct fy_node *seq, *item;
@@ -1195,12 +1198,12 @@ static int64_t resolve_product(struct cmx_config_ctx *ctx, const struct cmx_agre
         names[n++] = a->products[i].name;
     const char *hint = cmx_config_suggest(r->name, strlen(r->name), names, n);
     if (hint != NULL && strcmp(r->raw, r->name) == 0)
-        cmx_config_error(ctx, r->line, "%s: no product named \"%s\" is defined (did you mean \"%s\"?)",
-                         r->path, r->raw, hint);
-    else
         cmx_config_error(ctx, r->line,
-                         "%s: no product named \"%s\" is defined under products", r->path,
-                         r->raw);
+                         "%s: no product named \"%s\" is defined (did you mean \"%s\"?)", r->path,
+                         r->raw, hint);
+    else
+        cmx_config_error(ctx, r->line, "%s: no product named \"%s\" is defined under products",
+                         r->path, r->raw);
     return -1;
 }
 
@@ -1252,10 +1255,10 @@ static int resolve_version(struct cmx_config_ctx *ctx, struct cmx_agreements *a,
     }
 
     v->n_opt_outs = 0;
-    v->opt_outs = cmx_arena_calloc(ctx->arena, (vl->n_opt_outs ? vl->n_opt_outs : 1) *
-                                                   sizeof(*v->opt_outs));
-    v->licences = cmx_arena_calloc(ctx->arena, (vl->n_licences ? vl->n_licences : 1) *
-                                                   sizeof(*v->licences));
+    v->opt_outs =
+        cmx_arena_calloc(ctx->arena, (vl->n_opt_outs ? vl->n_opt_outs : 1) * sizeof(*v->opt_outs));
+    v->licences =
+        cmx_arena_calloc(ctx->arena, (vl->n_licences ? vl->n_licences : 1) * sizeof(*v->licences));
     v->shares =
         cmx_arena_calloc(ctx->arena, (vl->n_shares ? vl->n_shares : 1) * sizeof(*v->shares));
     if (v->opt_outs == NULL || v->licences == NULL || v->shares == NULL)
@@ -1285,9 +1288,8 @@ static int resolve_version(struct cmx_config_ctx *ctx, struct cmx_agreements *a,
         if (lic.until < lic.from) {
             char d[40];
             cmx_clock_format_short(lic.from, d, sizeof(d));
-            cmx_config_error(ctx, ll->until_line,
-                             "%s: licence of %s ends before it starts (%s%s)", v->label,
-                             ll->licensee.raw, ll->has_from ? "from " : "effective ", d);
+            cmx_config_error(ctx, ll->until_line, "%s: licence of %s ends before it starts (%s%s)",
+                             v->label, ll->licensee.raw, ll->has_from ? "from " : "effective ", d);
             continue;
         }
         v->licences[v->n_licences++] = lic;
@@ -1341,8 +1343,8 @@ static int cmp_version(const void *x, const void *y)
 
 static int resolve_agreements(struct cmx_config_ctx *ctx, struct cmx_agreements *a, struct load *l)
 {
-    a->agreements =
-        cmx_arena_calloc(ctx->arena, (l->n_agreements ? l->n_agreements : 1) * sizeof(*a->agreements));
+    a->agreements = cmx_arena_calloc(ctx->arena, (l->n_agreements ? l->n_agreements : 1) *
+                                                     sizeof(*a->agreements));
     if (a->agreements == NULL)
         return nomem(ctx), -1;
     for (size_t i = 0; i < l->n_agreements; i++) {
@@ -1350,17 +1352,17 @@ static int resolve_agreements(struct cmx_config_ctx *ctx, struct cmx_agreements 
         struct cmx_agr_agreement *ag;
         bool dup = false;
 
-        if (al->a.id == NULL || al->n_versions == 0)
+        if (al->a.id == NULL)
             continue; /* reported */
-        for (size_t j = 0; j < a->n_agreements; j++) {
-            if (strcmp(a->agreements[j].id, al->a.id) == 0) {
+        for (size_t j = 0; j < i && !dup; j++) {
+            if (l->agreements[j].a.id != NULL && strcmp(l->agreements[j].a.id, al->a.id) == 0) {
                 cmx_config_error(ctx, al->id_line,
                                  "duplicate agreement id \"%s\" (first defined at line %d)",
-                                 al->raw ? al->raw : "", a->agreements[j].line);
+                                 al->raw ? al->raw : "", l->agreements[j].a.line);
                 dup = true;
             }
         }
-        if (dup)
+        if (dup || al->n_versions == 0)
             continue;
         ag = &a->agreements[a->n_agreements];
         *ag = al->a;
@@ -1397,6 +1399,13 @@ static int resolve_agreements(struct cmx_config_ctx *ctx, struct cmx_agreements 
                                  "agreement \"%s\" has two versions effective %s (the other at "
                                  "line %d); give each amendment its own effective date",
                                  ag->id, d, order[k - 1]->v.line);
+                /* Still check its terms, into a version that is then dropped. */
+                struct cmx_agr_version scratch;
+                vl->v.label = cmx_arena_printf(ctx->arena, "%s@%s", ag->id, d);
+                if (vl->v.label == NULL || resolve_version(ctx, a, vl, &scratch) != 0) {
+                    free(order);
+                    return nomem(ctx), -1;
+                }
                 continue;
             }
             struct cmx_agr_version *v = &ag->versions[ag->n_versions];
@@ -1428,13 +1437,18 @@ static int resolve_agreements(struct cmx_config_ctx *ctx, struct cmx_agreements 
 
 /* ---- cross-section checks --------------------------------------------------------------- */
 
-/* Launch dates on other clouds earlier than first launch lets them serve. */
+/* Launch dates on other clouds that first launch overrides: the launch is on day L, but a
+ * first-launch rule (awaiting the primary's launch, or its holdback) keeps the cloud from
+ * serving then. The warning says which date will actually apply. */
 static void check_launch_order(struct cmx_config_ctx *ctx, const struct cmx_agreements *a,
                                const struct load *l)
 {
     for (size_t p = 0; p < a->n_products; p++) {
         const struct product_load *pl = NULL;
-        for (size_t i = 0; i < l->n_products; i++) {
+        int64_t *bp = NULL;
+        size_t nbp = 0;
+
+        for (size_t i = 0; i < l->n_products && pl == NULL; i++) {
             if (l->products[i].p.name == a->products[p].name)
                 pl = &l->products[i];
         }
@@ -1443,63 +1457,48 @@ static void check_launch_order(struct cmx_config_ctx *ctx, const struct cmx_agre
         for (size_t j = 0; j < pl->n_launches; j++) {
             const struct launch_load *ll = &pl->launches[j];
             size_t c = cloud_of(a, ll->cloud.name);
-            if ((int64_t)c == a->maker_cloud)
+            unsigned cap = a->products[p].caps & (~a->products[p].caps + 1);
+            const struct cmx_agr_version *v =
+                cmx_agr_first_launch_denial(a, p, c, cap ? cap : CMX_CAP_CHAT, ll->at);
+            if (v == NULL)
                 continue;
-            for (size_t i = 0; i < a->n_agreements; i++) {
-                const struct cmx_agr_agreement *ag = &a->agreements[i];
-                const struct cmx_agr_version *hit = NULL;
-                int64_t allow = 0;
-                for (size_t k = 0; k < ag->n_versions && hit == NULL; k++) {
-                    const struct cmx_agr_version *v = &ag->versions[k];
-                    if (!v->has_first_launch || v->primary < 0 || (size_t)v->primary == c ||
-                        !cmx_agr_scope_covers(a, &v->first_launch, p))
-                        continue;
-                    int64_t lp = a->products[p].launches[v->primary];
-                    allow = lp == CMX_AGR_NEVER ? CMX_AGR_NEVER
-                                                : cmx_clock_day_start(lp) +
-                                                      (int64_t)v->holdback_days * CMX_CLOCK_DAY_MS;
-                    /* Does this version delay the launch: in force at some time in
-                     * [launch, allow), without a product-wide opt-out by then? */
-                    if (!(ll->at < allow && v->effective < allow && v->end > ll->at))
-                        continue;
-                    int64_t from = ll->at > v->effective ? ll->at : v->effective;
-                    bool out = false;
-                    for (size_t o = 0; o < v->n_opt_outs; o++) {
-                        const struct cmx_agr_optout *op = &v->opt_outs[o];
-                        if ((op->product < 0 || (size_t)op->product == p) && op->caps == 0 &&
-                            op->since <= from)
-                            out = true;
-                    }
-                    if (!out)
-                        hit = v;
+            if (bp == NULL) {
+                nbp = cmx_agr_breakpoints(a, p, &bp);
+                if (nbp == (size_t)-1) {
+                    nomem(ctx);
+                    return;
                 }
-                if (hit == NULL)
-                    continue;
-                char at[40], ps[40];
-                cmx_clock_format_short(ll->at, at, sizeof(at));
-                const char *prim = a->clouds[hit->primary];
-                if (allow == CMX_AGR_NEVER) {
-                    cmx_config_warn(ctx, ll->cloud.line,
-                                    "%s: %s launches on %s on %s, but it has no launch date on "
-                                    "the primary cloud %s (first launch under %s): %s will not "
-                                    "serve it while that rule is in force",
-                                    ll->cloud.path, a->products[p].name, a->clouds[c], at, prim,
-                                    hit->label, a->clouds[c]);
-                } else {
-                    char ap[40];
-                    cmx_clock_format_short(a->products[p].launches[hit->primary], ps, sizeof(ps));
-                    cmx_clock_format_short(allow, ap, sizeof(ap));
-                    cmx_config_warn(ctx, ll->cloud.line,
-                                    "%s: %s launches on %s on %s, before the primary cloud %s "
-                                    "(%s%s, first launch under %s): %s will serve it from %s, "
-                                    "not %s",
-                                    ll->cloud.path, a->products[p].name, a->clouds[c], at, prim,
-                                    ps, hit->holdback_days ? " plus the holdback" : "", hit->label,
-                                    a->clouds[c], ap, at);
-                }
-                break;
             }
+            int64_t from = CMX_AGR_NEVER;
+            for (size_t i = 0; i < nbp && from == CMX_AGR_NEVER; i++) {
+                if (bp[i] > ll->at &&
+                    cmx_agr_first_launch_denial(a, p, c, cap ? cap : CMX_CAP_CHAT, bp[i]) == NULL)
+                    from = bp[i];
+            }
+            char at[40], ps[40], when[40];
+            int64_t lp = a->products[p].launches[v->primary];
+            cmx_clock_format_short(ll->at, at, sizeof(at));
+            if (lp == CMX_AGR_NEVER)
+                snprintf(ps, sizeof(ps), "no launch date");
+            else
+                cmx_clock_format_short(lp, ps, sizeof(ps));
+            char tail[200];
+            if (from == CMX_AGR_NEVER) {
+                snprintf(tail, sizeof(tail), "%s will not serve it under the current terms",
+                         a->clouds[c]);
+            } else {
+                cmx_clock_format_short(from, when, sizeof(when));
+                snprintf(tail, sizeof(tail), "%s will serve it from %s, not %s", a->clouds[c], when,
+                         at);
+            }
+            cmx_config_warn(ctx, ll->cloud.line,
+                            "%s: %s launches on %s on %s, before first launch under %s lets it "
+                            "(primary cloud %s: %s%s%d day%s holdback); %s",
+                            ll->cloud.path, a->products[p].name, a->clouds[c], at, v->label,
+                            a->clouds[v->primary], ps, lp == CMX_AGR_NEVER ? ", " : " + ",
+                            v->holdback_days, v->holdback_days == 1 ? "" : "s", tail);
         }
+        free(bp);
     }
 }
 
@@ -1634,8 +1633,16 @@ void cmx_config_agreements_finish(struct cmx_config_ctx *ctx)
                         "products are defined but no agreements: only the maker's own cloud%s%s "
                         "may serve them",
                         a->maker ? " " : "", a->maker ? a->maker : "");
-    if (ctx->errors == 0 && cmx_agreements_precompute(a, ctx->arena) != 0)
-        nomem(ctx);
+    if (ctx->errors == 0) {
+        int rc = cmx_agreements_precompute(a, ctx->arena);
+        if (rc == CMX_ETOOBIG)
+            cmx_config_error(ctx, a->n_products ? a->products[0].line : 1,
+                             "the agreements are too large to precompute (%zu products x %zu "
+                             "clouds, with their terms): split them or remove old versions",
+                             a->n_products, a->n_clouds);
+        else if (rc != 0)
+            nomem(ctx);
+    }
 out:
     a->load = NULL;
 }

@@ -30,8 +30,7 @@ int cmx_router_attach(struct cmx_config *cfg)
         struct cmx_model_cfg *m = &cfg->models[i];
         for (size_t j = 0; j < m->n_deployments; j++) {
             struct cmx_deployment_cfg *d = &m->deployments[j];
-            d->state =
-                cmx_dep_state_get(m->name, d->provider->name, d->provider->cloud, d->model);
+            d->state = cmx_dep_state_get(m->name, d->provider->name, d->provider->cloud, d->model);
             if (d->state == NULL)
                 return CMX_ENOMEM;
             atomic_store(&d->state->generation, gen);
@@ -86,8 +85,7 @@ static bool by_price(const struct cmx_deployment_cfg *a, const struct cmx_deploy
 
 static int64_t latency_of(const struct cmx_deployment_cfg *d)
 {
-    int64_t v = d->state ? atomic_load_explicit(&d->state->ewma_ttfb_us, memory_order_relaxed)
-                         : -1;
+    int64_t v = d->state ? atomic_load_explicit(&d->state->ewma_ttfb_us, memory_order_relaxed) : -1;
     return v < 0 ? 0 : v; /* never measured: try it first to learn */
 }
 
@@ -264,8 +262,8 @@ int cmx_router_plan(const struct cmx_route_input *in, struct cmx_route *out, cha
         strategy = CMX_STRATEGY_PRIORITY;
     if (!header) {
         order_by(strategy, ready, nr, in);
-        order_by(strategy == CMX_STRATEGY_WEIGHTED ? CMX_STRATEGY_PRIORITY : strategy, open,
-                 no, in);
+        order_by(strategy == CMX_STRATEGY_WEIGHTED ? CMX_STRATEGY_PRIORITY : strategy, open, no,
+                 in);
     }
     memcpy(out->order, ready, nr * sizeof(ready[0]));
     memcpy(out->order + nr, open, no * sizeof(open[0]));

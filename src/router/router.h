@@ -22,18 +22,17 @@ enum cmx_strategy {
 
 /* An eligibility filter: returns true when d may serve this request; otherwise sets *why
  * (a static or arena string) for the error listing. */
-typedef bool (*cmx_route_filter_fn)(void *ud, const struct cmx_deployment_cfg *d,
-                                    const char **why);
+typedef bool (*cmx_route_filter_fn)(void *ud, const struct cmx_deployment_cfg *d, const char **why);
 
 struct cmx_route_input {
-    const struct cmx_config *cfg;     /* snapshot */
+    const struct cmx_config *cfg;      /* snapshot */
     const struct cmx_model_cfg *model; /* the public model */
-    int worker;                       /* worker index, for per-worker strategy state */
-    uint64_t rr;                      /* round-robin counter (ties) */
-    uint64_t rnd;                     /* random value (exploration) */
-    uint64_t now_ms;                  /* cmx_mono_ms() */
-    const char *route;                /* x-cloudmux-route header value, or NULL */
-    cmx_route_filter_fn filters[4];   /* extra eligibility filters, NULL-terminated */
+    int worker;                        /* worker index, for per-worker strategy state */
+    uint64_t rr;                       /* round-robin counter (ties) */
+    uint64_t rnd;                      /* random value (exploration) */
+    uint64_t now_ms;                   /* cmx_mono_ms() */
+    const char *route;                 /* x-cloudmux-route header value, or NULL */
+    cmx_route_filter_fn filters[4];    /* extra eligibility filters, NULL-terminated */
     void *filter_ud[4];
 };
 

@@ -120,7 +120,10 @@ int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id, struc
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     cmx_accesslog_init(&w->log, STDOUT_FILENO, cfg->server.access_log);
-    w->up_ops = &cmx_upstream_curl;
+    /* CLOUDMUX_UPSTREAM=curl|h1 picks the upstream client; h1 (which leaves https to curl)
+     * unless told otherwise */
+    const char *up = getenv("CLOUDMUX_UPSTREAM");
+    w->up_ops = up != NULL && strcmp(up, "curl") == 0 ? &cmx_upstream_curl : &cmx_upstream_h1;
     r = w->up_ops->create(&w->loop, &w->up);
     if (r == 0) {
         struct cmx_http_limits lim = {

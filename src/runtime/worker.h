@@ -34,9 +34,9 @@ struct cmx_worker {
     struct cmx_accesslog log;              /* access log buffer */
     uint64_t rng[2];                       /* xorshift128+ state for ids and jitter */
     uint64_t rr;                           /* round-robin counter for ties */
-    atomic_int_fast64_t inflight; /* requests being handled (read by /metrics) */
+    atomic_int_fast64_t inflight;          /* requests being handled (read by /metrics) */
     bool stopping;                         /* drain in progress */
-    bool shut;     /* shut_down() ran */
+    bool shut;                             /* shut_down() ran */
 };
 
 struct cmx_runtime {

@@ -61,6 +61,16 @@ struct cmx_upstream_ops {
 /* The libcurl multi_socket client (src/upstream/curl.c). */
 extern const struct cmx_upstream_ops cmx_upstream_curl;
 
+/* The lean HTTP/1.1 client (src/upstream/h1.c): plain http:// URLs on libuv TCP with a
+ * per-instance keep-alive pool per host:port (LIFO, 60 s idle, 256 idle per key) and its own
+ * DNS cache; https:// and anything else it does not handle (userinfo, odd URLs, or when
+ * http_proxy/all_proxy is set) go to an embedded cmx_upstream_curl instance, transparently.
+ * Same contract as above, plus: a reused connection that fails before any response byte is
+ * retried once on a fresh one; the idle timeout does not run while paused; connect and
+ * resolve failures, a connect timeout and total_timeout_ms expiring while connecting give
+ * CMX_ECONNECT. One instance per worker loop, no locks. */
+extern const struct cmx_upstream_ops cmx_upstream_h1;
+
 /* Process-wide initialisation (curl_global_init). Call once before any thread starts. */
 int cmx_upstream_global_init(void);
 
