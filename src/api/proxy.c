@@ -17,6 +17,8 @@
 #include "providers/provider.h"
 #include "router/retry.h"
 #include "router/router.h"
+#include "agreements/agreements.h"
+#include "core/clock.h"
 #include "runtime/worker.h"
 
 #include <json-c/json.h>
@@ -37,15 +39,16 @@ struct retry_timer {
 };
 
 struct proxy {
-    struct cmx_api_ctx *ctx;           /* request context */
-    struct cmx_http_req *req;          /* the client's request */
-    struct cmx_worker *w;              /* its worker */
-    struct cmx_client_req cr;          /* parsed client request */
-    const struct cmx_model_cfg *model; /* the public model */
-    struct cmx_route route;            /* attempt order */
-    size_t next;                       /* index in route.order of the next attempt */
-    int attempts;                      /* attempts started */
-    uint64_t deadline_ns;              /* uv_hrtime() by which everything must be done */
+    struct cmx_api_ctx *ctx;                /* request context */
+    struct cmx_http_req *req;               /* the client's request */
+    struct cmx_worker *w;                   /* its worker */
+    struct cmx_client_req cr;               /* parsed client request */
+    const struct cmx_model_cfg *model;      /* the public model */
+    struct cmx_agreement_check *agreements; /* NULL when no agreement governs */
+    struct cmx_route route;                 /* attempt order */
+    size_t next;                            /* index in route.order of the next attempt */
+    int attempts;                           /* attempts started */
+    uint64_t deadline_ns;                   /* uv_hrtime() by which everything must be done */
     /* the current attempt */
     const struct cmx_deployment_cfg *dep; /* deployment */
     const struct cmx_provider_ops *ops;   /* its provider */
@@ -157,6 +160,11 @@ static void set_result_headers(struct proxy *p)
     char n[16];
     if (p->dep != NULL)
         cmx_http_add_header(p->req, "x-cloudmux-provider", p->dep->provider->name);
+    if (p->dep != NULL && p->agreements != NULL) {
+        const char *applied = cmx_agreements_applied(p->agreements, p->dep);
+        if (applied != NULL)
+            cmx_http_add_header(p->req, "x-cloudmux-agreement", applied);
+    }
     if (p->attempts > 0) {
         snprintf(n, sizeof(n), "%d", p->attempts);
         cmx_http_add_header(p->req, "x-cloudmux-attempts", n);
@@ -824,6 +832,21 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
         .rnd = cmx_worker_rand(p->w),
         .now_ms = cmx_mono_ms(),
     };
+    /* distribution agreements drop the deployments their terms do not allow */
+    struct cmx_agreement_check *chk = NULL;
+    if (ctx->cfg->agreements != NULL) {
+        chk = cmx_arena_calloc(&req->arena, sizeof(*chk));
+        if (chk != NULL) {
+            chk->cfg = ctx->cfg;
+            chk->model = p->model;
+            chk->caps = cmx_caps_from_request(endpoint == CMX_EP_CHAT ? 0 : 1, p->cr.body,
+                                              p->cr.body_len, p->cr.members, p->cr.n_members);
+            chk->now_ms = cmx_clock_now_ms();
+            chk->arena = &req->arena;
+            in.filters[0] = cmx_agreements_filter;
+            in.filter_ud[0] = chk;
+        }
+    }
     const struct cmx_http_header *rh = cmx_http_find_header(req, "x-cloudmux-route");
     if (rh != NULL)
         in.route = cmx_arena_strndup(&req->arena, rh->value, rh->value_len);
@@ -834,6 +857,18 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
                       bad ? bad : "", p->model->name);
         return;
     }
+    if (p->route.n == 0 && chk != NULL && p->route.n_excluded > 0) {
+        struct cmx_buf b;
+        cmx_buf_init(&b, 1u << 16);
+        if (cmx_agreements_denial(chk, p->route.excluded, p->route.n_excluded, &b) == 0) {
+            cmx_api_error(ctx, 403, "invalid_request_error", "distribution_denied", "model", "%s",
+                          b.data ? b.data : "");
+            cmx_buf_free(&b);
+            return;
+        }
+        cmx_buf_free(&b);
+    }
+    p->agreements = chk;
     if (p->route.n == 0) {
         cmx_api_error(ctx, 400, "invalid_request_error", "invalid_route", "x-cloudmux-route",
                       "x-cloudmux-route leaves no deployment of model '%s' to try.",

@@ -30,6 +30,8 @@ static const char usage_serve[] =
     "  --listen HOST:PORT  overrides `listen:` ([::1]:8080 for IPv6)\n"
     "  --workers N         overrides `workers:`; 0 = one per core\n"
     "  --pidfile FILE      write the process id to FILE (removed at exit)\n"
+    "  --now ISO8601       freeze the clock of agreements (and the ledger) at this UTC time,\n"
+    "                      for tests and what-if runs; no request can move it\n"
     "Signals: SIGTERM/SIGINT stop accepting, finish requests in flight (bounded by\n"
     "server.drain_timeout_s) and exit 0; SIGHUP re-reads FILE and swaps it in when valid.\n"
     "Environment: CLOUDMUX_LOG=debug for debug logging on stderr.\n";

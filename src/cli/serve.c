@@ -1,6 +1,7 @@
 /* cloudmux serve: load the config, start the workers, handle signals. */
 #include "cli/cli.h"
 #include "config/config.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "router/health.h"
@@ -111,6 +112,15 @@ int cmx_cli_serve(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--listen") == 0 && v) {
             listen = v;
+            i++;
+        } else if (strcmp(a, "--now") == 0 && v) {
+            int64_t ms;
+            bool is_date;
+            if (cmx_clock_parse_iso(v, strlen(v), &ms, &is_date) != 0 || ms < 0) {
+                fprintf(stderr, "cloudmux serve: --now needs an ISO-8601 date or time (UTC)\n");
+                return 2;
+            }
+            cmx_clock_freeze((uint64_t)ms);
             i++;
         } else if (strcmp(a, "--pidfile") == 0 && v) {
             pidfile = v;
