@@ -28,11 +28,11 @@ struct cmx_breaker_cfg {
 };
 
 /* Status codes tracked one by one in cmx_requests_total; others count as "other". */
-#define CMX_METRIC_CODES(XX)                                                                       \
-    XX(200)                                                                                        \
-    XX(400)                                                                                        \
-    XX(401) XX(403) XX(404) XX(405) XX(408) XX(409) XX(413) XX(415) XX(422) XX(429) XX(431)        \
-        XX(499) XX(500) XX(502) XX(503) XX(504) XX(529)
+// clang-format off
+#define CMX_METRIC_CODES(XX) \
+    XX(200) XX(400) XX(401) XX(403) XX(404) XX(405) XX(408) XX(409) XX(413) XX(415) XX(422) \
+    XX(429) XX(431) XX(499) XX(500) XX(502) XX(503) XX(504) XX(529)
+// clang-format on
 #define CMX_N_CODES 20 /* the list above + "other" */
 
 enum cmx_attempt_outcome {
