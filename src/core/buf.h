@@ -25,7 +25,8 @@ int cmx_buf_puts(struct cmx_buf *b, const char *s);
 
 /* Appends printf output. Same returns as cmx_buf_append. */
 int cmx_buf_printf(struct cmx_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int cmx_buf_vprintf(struct cmx_buf *b, const char *fmt, va_list ap);
+int cmx_buf_vprintf(struct cmx_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Appends s as the body of a JSON string (escaped, without the quotes). */
 int cmx_buf_json_escape(struct cmx_buf *b, const char *s, size_t n);
