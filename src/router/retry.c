@@ -66,8 +66,14 @@ static int parse_thousandths(const char *s, int64_t *out)
             return CMX_EINVAL;
         if (frac >= 3)
             continue;
-        if (v > INT64_MAX / 100)
-            return CMX_EINVAL;
+        /* saturate: a delay of more than ~31,000 years is "for ever" all the same, and the
+         * final scaling below must not overflow */
+        if (v >= 100000000000000LL) {
+            v = 100000000000000LL;
+            if (frac >= 0)
+                frac++;
+            continue;
+        }
         v = v * 10 + (*p - '0');
         if (frac >= 0)
             frac++;

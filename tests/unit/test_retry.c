@@ -47,6 +47,12 @@ static void test_retry_after_seconds(void **state)
     struct cmx_http_header f[] = {hdr("retry-after", "1.5")};
     cmx_retry_hint_parse(f, 1, 0, &h);
     assert_int_equal(h.after_ms, 1500);
+    struct cmx_http_header huge[] = {hdr("retry-after", "51001111111100111999999")};
+    cmx_retry_hint_parse(huge, 1, 0, &h);
+    assert_true(h.after_ms > 0); /* saturates instead of overflowing */
+    struct cmx_http_header hugems[] = {hdr("retry-after-ms", "99999999999999999999.5")};
+    cmx_retry_hint_parse(hugems, 1, 0, &h);
+    assert_true(h.after_ms > 0);
     struct cmx_http_header none[] = {hdr("x-other", "1")};
     cmx_retry_hint_parse(none, 1, 0, &h);
     assert_int_equal(h.after_ms, -1);
