@@ -52,20 +52,8 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
     }
     if (out->url == NULL)
         return CMX_ENOMEM;
-    out->n_headers = 0;
-    out->headers[out->n_headers++] = "Content-Type: application/json";
-    if (p->api_key != NULL) {
-        char *h = cmx_arena_printf(a, "api-key: %s", p->api_key);
-        if (h == NULL)
-            return CMX_ENOMEM;
-        out->headers[out->n_headers++] = h;
-    }
-    if (cr->request_id != NULL) {
-        char *h = cmx_arena_printf(a, "x-ms-client-request-id: %s", cr->request_id);
-        if (h == NULL)
-            return CMX_ENOMEM;
-        out->headers[out->n_headers++] = h;
-    }
+    if (cmx_openai_headers(out, cr, a, "api-key: ", p->api_key, "x-ms-client-request-id") != 0)
+        return CMX_ENOMEM;
     return cmx_openai_rewrite_body(cr, d->model, a, &out->body, &out->body_len);
 }
 

@@ -14,20 +14,9 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
         cmx_url_join(a, p->base_url, cr->ep == CMX_EP_CHAT ? "chat/completions" : "embeddings");
     if (out->url == NULL)
         return CMX_ENOMEM;
-    out->n_headers = 0;
-    out->headers[out->n_headers++] = "Content-Type: application/json";
-    if (p->api_key != NULL && p->api_key[0] != '\0') {
-        char *h = cmx_arena_printf(a, "Authorization: Bearer %s", p->api_key);
-        if (h == NULL)
-            return CMX_ENOMEM;
-        out->headers[out->n_headers++] = h;
-    }
-    if (cr->request_id != NULL) {
-        char *h = cmx_arena_printf(a, "X-Client-Request-Id: %s", cr->request_id);
-        if (h == NULL)
-            return CMX_ENOMEM;
-        out->headers[out->n_headers++] = h;
-    }
+    if (cmx_openai_headers(out, cr, a, "Authorization: Bearer ", p->api_key,
+                           "X-Client-Request-Id") != 0)
+        return CMX_ENOMEM;
     return cmx_openai_rewrite_body(cr, d->model, a, &out->body, &out->body_len);
 }
 

@@ -22,6 +22,27 @@ char *cmx_url_join(struct cmx_arena *a, const char *base, const char *path)
     return cmx_arena_printf(a, "%.*s/%s", (int)bl, base, path);
 }
 
+int cmx_openai_headers(struct cmx_provider_req *out, const struct cmx_client_req *cr,
+                       struct cmx_arena *a, const char *auth_prefix, const char *key,
+                       const char *id_header)
+{
+    out->n_headers = 0;
+    out->headers[out->n_headers++] = "Content-Type: application/json";
+    if (key != NULL && key[0] != '\0') {
+        char *h = cmx_arena_printf(a, "%s%s", auth_prefix, key);
+        if (h == NULL)
+            return CMX_ENOMEM;
+        out->headers[out->n_headers++] = h;
+    }
+    if (cr->request_id != NULL) {
+        char *h = cmx_arena_printf(a, "%s: %s", id_header, cr->request_id);
+        if (h == NULL)
+            return CMX_ENOMEM;
+        out->headers[out->n_headers++] = h;
+    }
+    return 0;
+}
+
 struct splice {
     const char *from; /* replaced range in the original */
     const char *to;

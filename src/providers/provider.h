@@ -110,6 +110,12 @@ extern const struct cmx_provider_ops cmx_provider_azure_openai;
 int cmx_openai_rewrite_body(const struct cmx_client_req *cr, const char *model, struct cmx_arena *a,
                             const char **body, size_t *len);
 
+/* Fills out->headers with Content-Type, "<auth_prefix><key>" (when key is set) and
+ * "<id_header>: <request id>" (when there is one). 0 or CMX_ENOMEM. */
+int cmx_openai_headers(struct cmx_provider_req *out, const struct cmx_client_req *cr,
+                       struct cmx_arena *a, const char *auth_prefix, const char *key,
+                       const char *id_header);
+
 /* SSE decoder passing each event's data through as a chunk. */
 void *cmx_openai_stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d);
 int cmx_openai_stream_feed(void *st, const char *data, size_t len, cmx_chunk_cb cb, void *ud);
