@@ -615,7 +615,11 @@ static void attempt_failed(struct proxy *p)
     uv_timer_init(&p->w->loop, &rt->t);
     rt->t.data = rt;
     p->retry = rt;
-    uv_timer_start(&rt->t, retry_timer_cb, delay, 0);
+    /* A wait the upstream asked for is a floor: libuv measures from the loop's
+     * cached, millisecond-truncated clock, which can lag real time by up to a
+     * millisecond plus this iteration's work. Refresh it and round up. */
+    uv_update_time(&p->w->loop);
+    uv_timer_start(&rt->t, retry_timer_cb, delay + 1, 0);
 }
 
 static int pick_timeout(int per_deployment, int per_provider, int global)
