@@ -1,5 +1,8 @@
 /* Path routing and the small local endpoints: models, health, readiness. */
 #include "api/api.h"
+#include "agreements/agreements.h"
+#include "core/clock.h"
+#include "http/query.h"
 #include "config/config.h"
 #include "core/err.h"
 #include "providers/provider.h"
@@ -192,6 +195,101 @@ static void admin_deployments(struct cmx_api_ctx *ctx)
     cmx_buf_free(&b);
 }
 
+/* The "at" query parameter (ISO 8601 date or time, UTC) or the gateway's clock (which
+ * `serve --now` freezes). False after answering 400. */
+static bool query_at(struct cmx_api_ctx *ctx, uint64_t *at_ms)
+{
+    const char *at;
+    int64_t ms;
+    bool is_date;
+
+    int rc = cmx_query_get(ctx->req->query, "at", &ctx->req->arena, &at);
+    if (rc == CMX_ENOTFOUND) {
+        *at_ms = cmx_clock_now_ms();
+        return true;
+    }
+    if (rc != 0 || cmx_clock_parse_iso(at, strlen(at), &ms, &is_date) != 0 || ms < 0) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_value", "at",
+                      "Query parameter at must be an ISO 8601 date or time in UTC "
+                      "(e.g. 2026-12-15 or 2026-12-15T09:30:00Z).");
+        return false;
+    }
+    *at_ms = (uint64_t)ms;
+    return true;
+}
+
+/* An optional query parameter: NULL when absent. False after answering 400. */
+static bool query_opt(struct cmx_api_ctx *ctx, const char *name, const char **value)
+{
+    int rc = cmx_query_get(ctx->req->query, name, &ctx->req->arena, value);
+    if (rc == CMX_ENOTFOUND) {
+        *value = NULL;
+        return true;
+    }
+    if (rc == 0)
+        return true;
+    cmx_api_error(ctx, 400, "invalid_request_error", "invalid_value", name,
+                  "Query parameter %s is not validly percent-encoded.", name);
+    return false;
+}
+
+/* GET /admin/v1/agreements/matrix?at=: products x clouds, as `agreements matrix --format json`. */
+static void admin_agreements_matrix(struct cmx_api_ctx *ctx)
+{
+    uint64_t at;
+    struct cmx_buf b;
+
+    if (!query_at(ctx, &at))
+        return;
+    cmx_buf_init(&b, 64u << 20);
+    if (cmx_agreements_matrix_json(ctx->cfg, at, &b) != 0) {
+        cmx_buf_free(&b);
+        cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory building the matrix.");
+        return;
+    }
+    cmx_api_json(ctx, 200, b.data, b.len);
+    cmx_buf_free(&b);
+}
+
+/* GET /admin/v1/agreements/check?(product=|model=)&cloud=&capability=&at=: one decision, as
+ * `agreements check` but JSON. */
+static void admin_agreements_check(struct cmx_api_ctx *ctx)
+{
+    const char *product, *model, *cloud, *cap;
+    uint64_t at;
+    char err[256];
+    struct cmx_buf b;
+
+    if (!query_opt(ctx, "product", &product) || !query_opt(ctx, "model", &model) ||
+        !query_opt(ctx, "cloud", &cloud) || !query_opt(ctx, "capability", &cap) ||
+        !query_at(ctx, &at))
+        return;
+    if ((product == NULL) == (model == NULL) || cloud == NULL) {
+        cmx_api_error(ctx, 400, "invalid_request_error", "missing_required_parameter",
+                      cloud == NULL ? "cloud" : "product",
+                      "Give cloud and exactly one of product or model, e.g. "
+                      "/admin/v1/agreements/check?model=gpt-5&cloud=aws&at=2026-12-01.");
+        return;
+    }
+    cmx_buf_init(&b, 1u << 20);
+    err[0] = '\0';
+    int rc =
+        cmx_agreements_check_json(ctx->cfg, product, model, cloud, cap, at, &b, err, sizeof(err));
+    if (rc == CMX_EINVAL || rc == CMX_ENOTFOUND) {
+        cmx_buf_free(&b);
+        cmx_api_error(ctx, rc == CMX_ENOTFOUND ? 404 : 400, "invalid_request_error",
+                      rc == CMX_ENOTFOUND ? "not_found" : "invalid_value", NULL, "%s", err);
+        return;
+    }
+    if (rc != 0) {
+        cmx_buf_free(&b);
+        cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory building the answer.");
+        return;
+    }
+    cmx_api_json(ctx, 200, b.data, b.len);
+    cmx_buf_free(&b);
+}
+
 /* POST /admin/v1/reload: the same as SIGHUP (the main thread does the work). */
 static void admin_reload(struct cmx_api_ctx *ctx)
 {
@@ -318,6 +416,16 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
         if (!get)
             return not_allowed(ctx, "GET");
         return admin_deployments(ctx);
+    }
+    if (path_is(req, "/admin/v1/agreements/matrix")) {
+        if (!get)
+            return not_allowed(ctx, "GET");
+        return admin_agreements_matrix(ctx);
+    }
+    if (path_is(req, "/admin/v1/agreements/check")) {
+        if (!get)
+            return not_allowed(ctx, "GET");
+        return admin_agreements_check(ctx);
     }
     if (path_is(req, "/admin/v1/reload")) {
         if (m != CMX_HTTP_POST)
