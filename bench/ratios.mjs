@@ -16,6 +16,16 @@ for (const c of [32, 128, 1]) {
     `ratio ${fmt(g.rps / n.rps)}x; cloudmux CPU ${g.gw_cpu_pct}% vs nginx ${n.gw_cpu_pct}%` +
     (d ? `; added p50 over direct ${fmt(g.p50_ms - d.p50_ms, 3)} ms (nginx ${fmt(n.p50_ms - d.p50_ms, 3)} ms)` : ''));
 }
+// Extra cloudmux targets (cloudmux-routed, ...) against plain cloudmux in the same run: the
+// cost of what they switch on.
+for (const t of [...new Set(load.map((r) => r.target))].filter((t) => t.startsWith('cloudmux-'))) {
+  for (const c of [32, 128, 1]) {
+    const x = at(t, c), g = at('cloudmux', c), n = at('nginx-proxy', c);
+    if (!x || !g) continue;
+    out.push(`conns ${c}: ${t} ${fmt(+x.rps, 0)} req/s = ${fmt(x.rps / g.rps, 3)}x cloudmux` +
+      (n ? `, ${fmt(x.rps / n.rps)}x nginx-proxy` : ''));
+  }
+}
 const rss = Math.max(...load.filter((r) => r.target === 'cloudmux').map((r) => +r.rss_mb));
 out.push(`cloudmux peak RSS ${fmt(rss, 1)} MiB`);
 try {
