@@ -52,7 +52,8 @@ int cmx_query_get(const char *query, const char *name, struct cmx_arena *a, cons
         size_t klen = eq ? (size_t)(eq - p) : plen;
         char key[64];
 
-        if (klen < sizeof(key) && decode(p, klen, key) == (long)nlen && memcmp(key, name, nlen) == 0) {
+        if (klen < sizeof(key) && decode(p, klen, key) == (long)nlen &&
+            memcmp(key, name, nlen) == 0) {
             size_t vlen = eq ? plen - klen - 1 : 0;
             char *v = cmx_arena_alloc(a, vlen + 1);
             if (v == NULL)

@@ -2,7 +2,6 @@
 #include "core/log.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,34 +12,68 @@ void cmx_accesslog_init(struct cmx_accesslog *l, int fd, bool enabled)
     cmx_buf_init(&l->buf, 4u << 20);
     l->fd = fd;
     l->enabled = enabled;
+    l->ts_sec = 0;
+}
+
+/* Appends ,"key": — keys are literals without characters to escape. */
+static void put_key(struct cmx_buf *b, const char *key)
+{
+    char k[48];
+    size_t n = strlen(key);
+    if (n > sizeof(k) - 4)
+        n = sizeof(k) - 4;
+    k[0] = ',';
+    k[1] = '"';
+    memcpy(k + 2, key, n);
+    k[n + 2] = '"';
+    k[n + 3] = ':';
+    cmx_buf_append(b, k, n + 4);
+}
+
+/* Appends the decimal digits of v; with frac_digits > 0, v is fixed-point with that many
+ * decimals (v = 1234, 3 -> "1.234"). */
+static void put_num(struct cmx_buf *b, uint64_t v, int frac_digits)
+{
+    char d[32];
+    size_t i = sizeof(d);
+    int f = 0;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+        if (++f == frac_digits)
+            d[--i] = '.';
+    } while (v != 0 || f < frac_digits + (frac_digits > 0));
+    cmx_buf_append(b, d + i, sizeof(d) - i);
 }
 
 static void put_str(struct cmx_buf *b, const char *key, const char *v)
 {
-    cmx_buf_printf(b, ",\"%s\":", key);
+    put_key(b, key);
     if (v == NULL) {
-        cmx_buf_puts(b, "null");
+        cmx_buf_append(b, "null", 4);
         return;
     }
-    cmx_buf_puts(b, "\"");
+    cmx_buf_append(b, "\"", 1);
     cmx_buf_json_escape(b, v, strlen(v));
-    cmx_buf_puts(b, "\"");
+    cmx_buf_append(b, "\"", 1);
 }
 
 static void put_int(struct cmx_buf *b, const char *key, int64_t v)
 {
+    put_key(b, key);
     if (v < 0)
-        cmx_buf_printf(b, ",\"%s\":null", key);
+        cmx_buf_append(b, "null", 4);
     else
-        cmx_buf_printf(b, ",\"%s\":%" PRId64, key, v);
+        put_num(b, (uint64_t)v, 0);
 }
 
 static void put_ms(struct cmx_buf *b, const char *key, int64_t us)
 {
+    put_key(b, key);
     if (us < 0)
-        cmx_buf_printf(b, ",\"%s\":null", key);
+        cmx_buf_append(b, "null", 4);
     else
-        cmx_buf_printf(b, ",\"%s\":%" PRId64 ".%03d", key, us / 1000, (int)(us % 1000));
+        put_num(b, (uint64_t)us, 3);
 }
 
 void cmx_accesslog_write(struct cmx_accesslog *l, const struct cmx_access_entry *e)
@@ -48,24 +81,39 @@ void cmx_accesslog_write(struct cmx_accesslog *l, const struct cmx_access_entry 
     if (!l->enabled)
         return;
     struct cmx_buf *b = &l->buf;
-    char ts[32];
-    cmx_time_iso(ts, e->time_ms);
-    cmx_buf_printf(b, "{\"time\":\"%s\"", ts);
+    uint64_t sec = e->time_ms / 1000;
+    if (l->ts_sec != sec + 1) { /* formatted once per second per worker */
+        char ts[32];
+        cmx_time_iso(ts, e->time_ms);
+        memcpy(l->ts_text, ts, 19);
+        l->ts_sec = sec + 1;
+    }
+    char ms[5] = {'.', (char)('0' + e->time_ms % 1000 / 100), (char)('0' + e->time_ms % 100 / 10),
+                  (char)('0' + e->time_ms % 10), 'Z'};
+    cmx_buf_append(b, "{\"time\":\"", 9);
+    cmx_buf_append(b, l->ts_text, 19);
+    cmx_buf_append(b, ms, 5);
+    cmx_buf_append(b, "\"", 1);
     put_str(b, "request_id", e->request_id);
     put_str(b, "method", e->method);
     put_str(b, "path", e->path);
     put_str(b, "model", e->model);
     put_str(b, "provider", e->provider);
-    cmx_buf_printf(b, ",\"status\":%d", e->status);
+    put_int(b, "status", e->status);
     put_ms(b, "latency_ms", (int64_t)e->latency_us);
     put_ms(b, "upstream_latency_ms", e->upstream_latency_us);
     put_ms(b, "ttfb_ms", e->ttfb_us);
     put_int(b, "prompt_tokens", e->prompt_tokens);
     put_int(b, "completion_tokens", e->completion_tokens);
     put_int(b, "cached_tokens", e->cached_tokens);
-    cmx_buf_printf(b, ",\"attempts\":%d,\"stream\":%s", e->attempts, e->stream ? "true" : "false");
+    put_int(b, "attempts", e->attempts);
+    put_key(b, "stream");
+    if (e->stream)
+        cmx_buf_append(b, "true", 4);
+    else
+        cmx_buf_append(b, "false", 5);
     put_str(b, "error", e->error);
-    cmx_buf_puts(b, "}\n");
+    cmx_buf_append(b, "}\n", 2);
     if (b->len >= FLUSH_AT)
         cmx_accesslog_flush(l);
 }

@@ -33,6 +33,8 @@ struct cmx_accesslog {
     struct cmx_buf buf; /* pending lines */
     int fd;             /* where they go */
     bool enabled;       /* false: entries are dropped */
+    uint64_t ts_sec;    /* the second ts_text holds ("YYYY-MM-DDTHH:MM:SS"), +1 */
+    char ts_text[24];
 };
 
 /* Prepares a log writing to fd (not owned). */

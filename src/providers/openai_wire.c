@@ -182,38 +182,59 @@ void cmx_openai_stream_free(void *p)
 
 /* ---- usage and errors -------------------------------------------------------------------- */
 
-static int64_t get_int(json_object *o, const char *k)
+/* The integer value of member name, or -1 when absent or not an integer (JSON number text
+ * without fraction or exponent that fits in 18 digits). */
+static int64_t member_int(const struct cmx_json_member *m, size_t n, const char *name)
 {
-    json_object *v;
-    if (o == NULL || !json_object_object_get_ex(o, k, &v) || v == NULL)
+    const struct cmx_json_member *v = cmx_json_find(m, n, name);
+    if (v == NULL || v->type != CMX_JSON_NUMBER || v->val_len == 0)
         return -1;
-    if (!json_object_is_type(v, json_type_int))
+    const char *p = v->val, *e = v->val + v->val_len;
+    bool neg = *p == '-';
+    if (neg)
+        p++;
+    if (p == e || e - p > 18)
         return -1;
-    return json_object_get_int64(v);
+    int64_t x = 0;
+    for (; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        x = x * 10 + (*p - '0');
+    }
+    return neg ? -x : x;
+}
+
+/* member_int() of name inside the object member obj, or -1. */
+static int64_t nested_int(const struct cmx_json_member *m, size_t n, const char *obj,
+                          const char *name)
+{
+    struct cmx_json_member in[32];
+    enum cmx_json_type top;
+    size_t k = 0;
+    const struct cmx_json_member *o = cmx_json_find(m, n, obj);
+    if (o == NULL || o->type != CMX_JSON_OBJECT)
+        return -1;
+    int rc = cmx_json_scan(o->val, o->val_len, &top, in, 32, &k);
+    if (rc != 0 && rc != CMX_ETOOBIG)
+        return -1;
+    return member_int(in, k, name);
 }
 
 int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u)
 {
-    json_tokener *tok = json_tokener_new();
-    if (tok == NULL)
-        return CMX_ENOMEM;
-    json_object *o = json_tokener_parse_ex(tok, json, (int)len);
-    json_tokener_free(tok);
-    if (o == NULL || !json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
+    struct cmx_json_member m[32];
+    enum cmx_json_type top;
+    size_t n = 0;
+
+    /* A usage object has a handful of members; with more than 32 the first 32 are read. */
+    int rc = cmx_json_scan(json, len, &top, m, 32, &n);
+    if ((rc != 0 && rc != CMX_ETOOBIG) || top != CMX_JSON_OBJECT)
         return CMX_EJSON;
-    }
-    u->prompt_tokens = get_int(o, "prompt_tokens");
-    u->completion_tokens = get_int(o, "completion_tokens");
-    json_object *d;
-    u->cached_tokens = json_object_object_get_ex(o, "prompt_tokens_details", &d)
-                           ? get_int(d, "cached_tokens")
-                           : -1;
-    u->reasoning_tokens = json_object_object_get_ex(o, "completion_tokens_details", &d)
-                              ? get_int(d, "reasoning_tokens")
-                              : -1;
+    u->prompt_tokens = member_int(m, n, "prompt_tokens");
+    u->completion_tokens = member_int(m, n, "completion_tokens");
+    u->cached_tokens = nested_int(m, n, "prompt_tokens_details", "cached_tokens");
+    u->reasoning_tokens = nested_int(m, n, "completion_tokens_details", "reasoning_tokens");
     u->reported = u->prompt_tokens >= 0 || u->completion_tokens >= 0;
-    json_object_put(o);
     return 0;
 }
 

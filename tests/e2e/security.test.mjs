@@ -115,6 +115,11 @@ test('access log: one JSON line per request with the documented fields', T, asyn
     assert.ok(Object.hasOwn(line, k), `access log lacks ${k}: ${JSON.stringify(line)}`);
   }
   assert.ok(!Number.isNaN(Date.parse(typeof line.time === 'number' ? new Date(line.time).toISOString() : line.time)), `time ${line.time}`);
+  assert.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.ok(Math.abs(Date.parse(line.time) - Date.now()) < 10_000, `time ${line.time} is now`);
+  assert.equal(line.attempts, 1);
+  assert.equal(line.stream, false);
+  assert.equal(line.error, null);
   assert.equal(line.method, 'POST');
   assert.equal(line.path, '/v1/chat/completions');
   assert.equal(line.model, 'gpt-4o');

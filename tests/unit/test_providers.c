@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/err.h"
 #include "core/json_scan.h"
 #include "providers/provider.h"
 
@@ -286,6 +287,62 @@ static void test_chunk_filter(void **state)
     cmx_buf_free(&b);
 }
 
+static struct cmx_usage usage_of(const char *json, int want_rc)
+{
+    struct cmx_usage u;
+    memset(&u, 0x5a, sizeof(u));
+    assert_int_equal(cmx_usage_parse(json, strlen(json), &u), want_rc);
+    return u;
+}
+
+static void test_usage_parse(void **state)
+{
+    (void)state;
+    struct cmx_usage u =
+        usage_of("{\"prompt_tokens\":1200,\"completion_tokens\":300,\"total_tokens\":1500,"
+                 "\"prompt_tokens_details\":{\"cached_tokens\":1024,\"audio_tokens\":0},"
+                 "\"completion_tokens_details\":{\"reasoning_tokens\":256,\"accepted_prediction_"
+                 "tokens\":0}}",
+                 0);
+    assert_int_equal(u.prompt_tokens, 1200);
+    assert_int_equal(u.completion_tokens, 300);
+    assert_int_equal(u.cached_tokens, 1024);
+    assert_int_equal(u.reasoning_tokens, 256);
+    assert_true(u.reported);
+
+    /* no details, null details, whitespace */
+    u = usage_of(" { \"prompt_tokens\" : 7 , \"completion_tokens\" : 0 , "
+                 "\"prompt_tokens_details\" : null } ",
+                 0);
+    assert_int_equal(u.prompt_tokens, 7);
+    assert_int_equal(u.completion_tokens, 0);
+    assert_int_equal(u.cached_tokens, -1);
+    assert_int_equal(u.reasoning_tokens, -1);
+    assert_true(u.reported);
+
+    /* 64-bit counts; a non-integer or absurd count is "not reported" (-1) */
+    u = usage_of("{\"prompt_tokens\":123456789012,\"completion_tokens\":1.5}", 0);
+    assert_int_equal(u.prompt_tokens, 123456789012LL);
+    assert_int_equal(u.completion_tokens, -1);
+    u = usage_of("{\"prompt_tokens\":1e3,\"completion_tokens\":\"5\","
+                 "\"prompt_tokens_details\":{\"cached_tokens\":99999999999999999999}}",
+                 0);
+    assert_int_equal(u.prompt_tokens, -1);
+    assert_int_equal(u.completion_tokens, -1);
+    assert_int_equal(u.cached_tokens, -1);
+    assert_false(u.reported);
+
+    /* a duplicate key: the last one counts (as json-c and JavaScript read it) */
+    u = usage_of("{\"prompt_tokens\":1,\"prompt_tokens\":2}", 0);
+    assert_int_equal(u.prompt_tokens, 2);
+
+    /* not an object, or not JSON */
+    usage_of("null", CMX_EJSON);
+    usage_of("[1,2]", CMX_EJSON);
+    usage_of("{\"prompt_tokens\":1", CMX_EJSON);
+    usage_of("", CMX_EJSON);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_url_azure_classic),
         cmocka_unit_test(test_url_azure_v1),
         cmocka_unit_test(test_chunk_filter),
+        cmocka_unit_test(test_usage_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,13 +40,13 @@ static void test_values(void **state)
     (void)state;
     want_value("at=2026-12-01", "at", "2026-12-01");
     want_value("cloud=aws&at=2026-12-01T00%3A00%3A00Z", "at", "2026-12-01T00:00:00Z");
-    want_value("a=1&b=2&a=3", "a", "1");                  /* the first wins */
-    want_value("q=a+b%20c", "q", "a b c");                 /* '+' and %20 are spaces */
-    want_value("flag&x=1", "flag", "");                    /* no '=' */
+    want_value("a=1&b=2&a=3", "a", "1");   /* the first wins */
+    want_value("q=a+b%20c", "q", "a b c"); /* '+' and %20 are spaces */
+    want_value("flag&x=1", "flag", "");    /* no '=' */
     want_value("x=", "x", "");
-    want_value("%61t=now", "at", "now");                   /* names are decoded too */
-    want_value("x=%e2%82%AC", "x", "\xe2\x82\xac");        /* either hex case */
-    want_value("atx=1&at=2", "at", "2");                   /* no prefix matches */
+    want_value("%61t=now", "at", "now");            /* names are decoded too */
+    want_value("x=%e2%82%AC", "x", "\xe2\x82\xac"); /* either hex case */
+    want_value("atx=1&at=2", "at", "2");            /* no prefix matches */
     want_value("at=1&", "at", "1");
 }
 
