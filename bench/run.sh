@@ -12,3 +12,7 @@ mkdir -p "$BENCH_WORK"
 bench/peers/run.sh "$@" nginx-proxy cloudmux || exit $?
 last=$(ls -td "$BENCH_WORK"/.run/*/ | head -1)
 node bench/ratios.mjs "$last"
+# The routing decision alone (strategy + agreements filter), on one core, as a share of the
+# gateway CPU per request (about 25 us on the 2-vCPU machines here).
+[[ -x build/bench_route ]] && build/bench_route examples/partnership.yaml gpt-5 && build/bench_route examples/partnership.yaml gpt-6
+exit 0

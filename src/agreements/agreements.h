@@ -252,10 +252,16 @@ struct cmx_agreement_check {
 
 /* A cmx_route_filter_fn: ud is a struct cmx_agreement_check. True when deployment d (of
  * chk->model) may serve the request under the agreements (always true for an ungoverned
- * model or a config without agreements). Otherwise *why = "<reason_code>: <message>" in
- * chk->arena (the bare reason code if that allocation fails). Allocation only on denial.
- * Thread: any. */
+ * model or a config without agreements). Otherwise *why = the reason code (a static
+ * string); cmx_agreements_why() and cmx_agreements_denial() build the messages when a
+ * caller needs them. No allocation: a binary search per deployment. Thread: any. */
 bool cmx_agreements_filter(void *ud, const struct cmx_deployment_cfg *d, const char **why);
+
+/* Why the agreements deny deployment d for chk's request: "<reason_code>: <message>" in
+ * buf (NUL-terminated, truncated to cap), as cmx_agreements_filter() decides. Returns the
+ * length written; 0 (buf "") when d is allowed or not governed. */
+size_t cmx_agreements_why(const struct cmx_agreement_check *chk, const struct cmx_deployment_cfg *d,
+                          char *buf, size_t cap);
 
 /* The 403 message when routing left no deployment: for the deployments in ex[0..n) that
  * the agreements denied (others are skipped), each distinct reason once, then when each

@@ -182,15 +182,29 @@ bool cmx_agreements_filter(void *ud, const struct cmx_deployment_cfg *d, const c
     if (r == CMX_AGR_ALLOWED)
         return true;
 
+    *why = cmx_agr_reason_name(r); /* the message is built only when a 403 needs it */
+    return false;
+}
+
+size_t cmx_agreements_why(const struct cmx_agreement_check *chk, const struct cmx_deployment_cfg *d,
+                          char *buf, size_t cap)
+{
+    size_t p, c;
     struct cmx_agr_decision dec;
     char msg[512];
-    const char *text = NULL;
-    cmx_agreements_decide(a, p, c, caps_of(chk), at, &dec);
-    cmx_agreements_message(a, p, c, &dec, msg, sizeof(msg));
-    if (chk->arena != NULL)
-        text = cmx_arena_printf(chk->arena, "%s: %s", cmx_agr_reason_name(r), msg);
-    *why = text != NULL ? text : cmx_agr_reason_name(r);
-    return false;
+
+    if (cap == 0)
+        return 0;
+    buf[0] = '\0';
+    if (!governed(chk, d, &p, &c))
+        return 0;
+    int64_t at = at_of(chk->now_ms);
+    cmx_agreements_decide(chk->cfg->agreements, p, c, caps_of(chk), at, &dec);
+    if (dec.reason == CMX_AGR_ALLOWED)
+        return 0;
+    cmx_agreements_message(chk->cfg->agreements, p, c, &dec, msg, sizeof(msg));
+    int n = snprintf(buf, cap, "%s: %s", cmx_agr_reason_name(dec.reason), msg);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
 const char *cmx_agreements_applied(const struct cmx_agreement_check *chk,

@@ -539,6 +539,7 @@ static void test_filter(void **state)
 {
     struct cmx_arena arena;
     const char *why = NULL;
+    char text[512];
     (void)state;
 
     cmx_arena_init(&arena);
@@ -550,12 +551,18 @@ static void test_filter(void **state)
         .arena = &arena,
     };
     assert_false(cmx_agreements_filter(&chk, dep("gpt-6", "aws"), &why));
-    assert_string_equal(why, "awaiting_primary_launch: p6 has not launched on the primary "
-                             "cloud azure");
+    assert_string_equal(why, "awaiting_primary_launch");
+    cmx_agreements_why(&chk, dep("gpt-6", "aws"), text, sizeof(text));
+    assert_string_equal(text, "awaiting_primary_launch: p6 has not launched on the primary "
+                              "cloud azure");
     assert_false(cmx_agreements_filter(&chk, dep("gpt-6", "az"), &why));
-    assert_string_equal(why, "not_launched: p6 has not launched on the primary cloud azure");
+    assert_string_equal(why, "not_launched");
+    cmx_agreements_why(&chk, dep("gpt-6", "az"), text, sizeof(text));
+    assert_string_equal(text, "not_launched: p6 has not launched on the primary cloud azure");
     assert_false(cmx_agreements_filter(&chk, dep("gpt-6", "oa"), &why));
-    assert_string_equal(why, "not_launched: p6 has not launched on openai");
+    assert_string_equal(why, "not_launched");
+    cmx_agreements_why(&chk, dep("gpt-6", "oa"), text, sizeof(text));
+    assert_string_equal(text, "not_launched: p6 has not launched on openai");
 
     /* The 403 message: each reason once, then when each cloud may serve. */
     struct cmx_route_excluded ex[] = {
@@ -595,8 +602,10 @@ static void test_filter(void **state)
     chk.now_ms = (uint64_t)T("2026-12-16");
     chk.caps = CMX_CAP_CHAT | CMX_CAP_VISION;
     assert_false(cmx_agreements_filter(&chk, dep("gpt-6", "aws"), &why));
-    assert_string_equal(why, "holdback: p6 is held back on aws until 2026-12-20 (5 days after "
-                             "its launch on the primary cloud azure)");
+    assert_string_equal(why, "holdback");
+    cmx_agreements_why(&chk, dep("gpt-6", "aws"), text, sizeof(text));
+    assert_string_equal(text, "holdback: p6 is held back on aws until 2026-12-20 (5 days after "
+                              "its launch on the primary cloud azure)");
     chk.caps = CMX_CAP_TOOLS;
     assert_true(cmx_agreements_filter(&chk, dep("gpt-6", "aws"), &why));
 
