@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_WORK=${BENCH_WORK:-$PWD/bench/.work}
 mkdir -p "$BENCH_WORK"
-bench/peers/run.sh "$@" nginx-proxy cloudmux || exit $?
+bench/peers/run.sh "$@" nginx-proxy cloudmux cloudmux-routed || exit $?
 last=$(ls -td "$BENCH_WORK"/.run/*/ | head -1)
 node bench/ratios.mjs "$last"
 # The routing decision alone (strategy + agreements filter), on one core, as a share of the
