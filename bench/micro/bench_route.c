@@ -65,7 +65,9 @@ int main(int argc, char **argv)
     for (int with = 0; with < 2; with++) {
         double t0 = now_ns();
         for (long i = 0; i < iters; i++) {
-            struct cmx_route_input in = {.cfg = cfg, .model = m, .rr = (uint64_t)i,
+            struct cmx_route_input in = {.cfg = cfg,
+                                         .model = m,
+                                         .rr = (uint64_t)i,
                                          .rnd = (uint64_t)i * 0x9e3779b97f4a7c15ull,
                                          .now_ms = (uint64_t)i};
             struct cmx_agreement_check chk;

@@ -27,50 +27,6 @@ struct cmx_config_name_index {
 
 /* ---- table helpers ----------------------------------------------------------------- */
 
-#define K_STR(n, T, f, fl)                                                                         \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_STR, .off = offsetof(T, f), .flags = (fl)                  \
-    }
-#define K_INT(n, T, f, lo, hi)                                                                     \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_INT, .off = offsetof(T, f), .min = (lo), .max = (hi)       \
-    }
-#define K_SIZE(n, T, f, lo, hi)                                                                    \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_SIZE, .off = offsetof(T, f), .min = (lo), .max = (hi)      \
-    }
-#define K_BOOL(n, T, f)                                                                            \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_BOOL, .off = offsetof(T, f)                                \
-    }
-#define K_MICROS(n, T, f, lo, hi, fl)                                                              \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_MICROS, .off = offsetof(T, f), .min = (lo), .max = (hi),   \
-        .flags = (fl)                                                                              \
-    }
-#define K_SECS_MS(n, T, f, lo, hi)                                                                 \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_SECS_MS, .off = offsetof(T, f), .min = (lo), .max = (hi)   \
-    }
-#define K_ENUM(n, T, f, list)                                                                      \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_ENUM, .off = offsetof(T, f), .choices = (list)             \
-    }
-#define K_MAP(n, keys)                                                                             \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_MAP, .sub = (keys)                                         \
-    }
-#define K_FN(n, handler, fl)                                                                       \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_FN, .fn = (handler), .flags = (fl)                         \
-    }
-#define K_END                                                                                      \
-    {                                                                                              \
-        .name = NULL                                                                               \
-    }
-
-#define REQ CMX_CONFIG_REQUIRED
-
 /* Prices are capped at 1,000,000 USD per million tokens so that tokens x price stays far
  * from int64 overflow in the ledger. */
 #define PRICE_MAX  (INT64_C(1000000) * 1000000)

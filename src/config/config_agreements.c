@@ -19,28 +19,6 @@
 
 /* ---- table helpers (as in config.c) ---------------------------------------------------- */
 
-#define K_STR(n, T, f, fl)                                                                         \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_STR, .off = offsetof(T, f), .flags = (fl)                  \
-    }
-#define K_INT(n, T, f, lo, hi)                                                                     \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_INT, .off = offsetof(T, f), .min = (lo), .max = (hi)       \
-    }
-#define K_BOOL(n, T, f)                                                                            \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_BOOL, .off = offsetof(T, f)                                \
-    }
-#define K_FN(n, handler, fl)                                                                       \
-    {                                                                                              \
-        .name = (n), .kind = CMX_CONFIG_FN, .fn = (handler), .flags = (fl)                         \
-    }
-#define K_END                                                                                      \
-    {                                                                                              \
-        .name = NULL                                                                               \
-    }
-#define REQ CMX_CONFIG_REQUIRED
-
 /* Keys that would make a term conditional. Terms depend on dates only, so each of these is
  * rejected with a message that says so (rather than as an unknown key). */
 #define CONDITION_ROWS                                                                             \
@@ -196,23 +174,7 @@ static struct load *get_load(struct cmx_config_ctx *ctx)
 static int get_seq(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *what,
                    struct fy_node **seq, size_t *count)
 {
-    bool bad;
-
-    *seq = NULL;
-    *count = 0;
-    val = cmx_config_resolve(ctx, val, line, &bad);
-    if (bad)
-        return -1;
-    if (cmx_config_is_null(val))
-        return 0;
-    if (fy_node_get_type(val) != FYNT_SEQUENCE) {
-        cmx_config_error(ctx, line, "%s must be a list of %s (each item starting with \"- \")",
-                         ctx->path, what);
-        return -1;
-    }
-    *seq = val;
-    *count = (size_t)fy_node_sequence_item_count(val);
-    return 0;
+    return cmx_config_seq(ctx, val, line, what, seq, count);
 }
 
 /* The raw (unexpanded) text of a scalar, quoted for messages, in the arena. */

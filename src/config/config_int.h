@@ -132,6 +132,51 @@ int cmx_config_text(struct cmx_config_ctx *ctx, struct fy_node *n, int line, con
 void cmx_config_bad_value(struct cmx_config_ctx *ctx, struct fy_node *n, int line, unsigned flags,
                           const char *msg);
 
+/* Rows of key tables. */
+#define K_STR(n, T, f, fl)                                                                         \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_STR, .off = offsetof(T, f), .flags = (fl)                  \
+    }
+#define K_INT(n, T, f, lo, hi)                                                                     \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_INT, .off = offsetof(T, f), .min = (lo), .max = (hi)       \
+    }
+#define K_SIZE(n, T, f, lo, hi)                                                                    \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_SIZE, .off = offsetof(T, f), .min = (lo), .max = (hi)      \
+    }
+#define K_BOOL(n, T, f)                                                                            \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_BOOL, .off = offsetof(T, f)                                \
+    }
+#define K_MICROS(n, T, f, lo, hi, fl)                                                              \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_MICROS, .off = offsetof(T, f), .min = (lo), .max = (hi),   \
+        .flags = (fl)                                                                              \
+    }
+#define K_SECS_MS(n, T, f, lo, hi)                                                                 \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_SECS_MS, .off = offsetof(T, f), .min = (lo), .max = (hi)   \
+    }
+#define K_ENUM(n, T, f, list)                                                                      \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_ENUM, .off = offsetof(T, f), .choices = (list)             \
+    }
+#define K_MAP(n, keys)                                                                             \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_MAP, .sub = (keys)                                         \
+    }
+#define K_FN(n, handler, fl)                                                                       \
+    {                                                                                              \
+        .name = (n), .kind = CMX_CONFIG_FN, .fn = (handler), .flags = (fl)                         \
+    }
+#define K_END                                                                                      \
+    {                                                                                              \
+        .name = NULL                                                                               \
+    }
+
+#define REQ CMX_CONFIG_REQUIRED
+
 /* What cmx_config_walk() found in a mapping, for checks that involve several keys. */
 struct cmx_config_seen {
     uint64_t present;               /* bit i: keys[i] was given */
@@ -150,6 +195,17 @@ void cmx_config_quote(char *dst, size_t cap, const char *s, size_t len);
  * not NULL, receives what was found. Rows are handled in table order. */
 void cmx_config_walk(struct cmx_config_ctx *ctx, struct fy_node *n, int line, const char *where,
                      const struct cmx_config_key *keys, void *obj, struct cmx_config_seen *seen);
+
+/* A list value at ctx->path: null reads as empty (*seq NULL, *count 0); anything but a
+ * sequence is reported ("... must be a list of <what>") and returns -1. */
+int cmx_config_seq(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *what,
+                   struct fy_node **seq, size_t *count);
+
+/* A list of non-empty strings (a single scalar reads as a list of one; null as empty) into
+ * an arena array *out of *n expanded strings. Bad items are reported and skipped. 0, or -1
+ * when the value is not a list. */
+int cmx_config_strings(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *what,
+                       const char ***out, size_t *n);
 
 /* Index of the row named name in keys (the tables are static, so a miss is a bug). */
 size_t cmx_config_key_index(const struct cmx_config_key *keys, const char *name);

@@ -1066,3 +1066,83 @@ void cmx_config_yaml_free(struct fy_parser *parser, struct fy_diag *fydiag, stru
     if (fydiag != NULL)
         fy_diag_destroy(fydiag);
 }
+
+int cmx_config_seq(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *what,
+                   struct fy_node **seq, size_t *count)
+{
+    bool bad;
+
+    *seq = NULL;
+    *count = 0;
+    val = cmx_config_resolve(ctx, val, line, &bad);
+    if (bad)
+        return -1;
+    if (cmx_config_is_null(val))
+        return 0;
+    if (fy_node_get_type(val) != FYNT_SEQUENCE) {
+        cmx_config_error(ctx, line, "%s must be a list of %s (each item starting with \"- \")",
+                         ctx->path, what);
+        return -1;
+    }
+    *seq = val;
+    *count = (size_t)fy_node_sequence_item_count(val);
+    return 0;
+}
+
+int cmx_config_strings(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *what,
+                       const char ***out, size_t *n)
+{
+    struct fy_node *seq, *item, *r;
+    size_t count, i = 0;
+    void *it = NULL;
+    bool bad;
+    const char *text;
+    size_t len;
+
+    *out = NULL;
+    *n = 0;
+    r = cmx_config_resolve(ctx, val, line, &bad);
+    if (bad)
+        return -1;
+    if (r != NULL && fy_node_get_type(r) == FYNT_SCALAR && !cmx_config_is_null(r)) {
+        if (cmx_config_text(ctx, r, line, &text, &len) != 0)
+            return -1;
+        if (len == 0) {
+            cmx_config_error(ctx, line, "%s must not be empty", ctx->path);
+            return -1;
+        }
+        *out = cmx_arena_calloc(ctx->arena, sizeof(**out));
+        if (*out == NULL) {
+            ctx->nomem = true;
+            return -1;
+        }
+        (*out)[0] = text;
+        *n = 1;
+        return 0;
+    }
+    if (cmx_config_seq(ctx, r, line, what, &seq, &count) != 0)
+        return -1;
+    if (count == 0)
+        return 0;
+    *out = cmx_arena_calloc(ctx->arena, count * sizeof(**out));
+    if (*out == NULL) {
+        ctx->nomem = true;
+        return -1;
+    }
+    while (i < count && (item = fy_node_sequence_iterate(seq, &it)) != NULL) {
+        int iline = cmx_config_node_line(item, line);
+        size_t mark = cmx_config_path_index(ctx, i++);
+        if (!cmx_config_visit(ctx, iline)) {
+            cmx_config_path_pop(ctx, mark);
+            return -1;
+        }
+        if (cmx_config_text(ctx, item, iline, &text, &len) == 0) {
+            if (len == 0)
+                cmx_config_error(ctx, iline, "%s must not be empty", ctx->path);
+            else
+                (*out)[(*n)++] = text;
+        }
+        cmx_config_path_pop(ctx, mark);
+    }
+    return 0;
+}
