@@ -6,6 +6,7 @@
  * section that refers to another one (models -> providers) comes after it in the table. */
 #include "config/config_int.h"
 #include "config/config_agreements.h"
+#include "config/config_tenants.h"
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -710,6 +711,8 @@ static const struct cmx_config_key routing_keys[] = {
 };
 
 /* Rows run in this order (not file order): providers before models. */
+static const char *const auth_modes[] = {"none", "keys", NULL};
+
 static const struct cmx_config_key top_keys[] = {
     K_FN("listen", listen_fn, 0),
     K_INT("workers", struct cmx_config, workers, 0, 1024),
@@ -721,6 +724,8 @@ static const struct cmx_config_key top_keys[] = {
     K_FN("products", cmx_config_products_fn, 0),
     K_FN("agreements", cmx_config_agreements_fn, 0),
     K_STR("admin_key", struct cmx_config, admin_key, CMX_CONFIG_SECRET),
+    K_FN("tenants", cmx_config_tenants_fn, 0), /* after providers and models */
+    K_ENUM("auth", struct cmx_config, auth, auth_modes),
     K_END,
 };
 
@@ -869,6 +874,7 @@ int cmx_config_load_string(const char *yaml, size_t len, const char *name, struc
             int models_line = seen.lines[cmx_config_key_index(top_keys, "models")];
             check_usage(&ctx, models_line > 0 ? models_line : 1);
             cmx_config_agreements_finish(&ctx);
+            cmx_config_tenants_finish(&ctx);
         }
     }
     cmx_config_yaml_free(parser, fydiag, doc);
@@ -957,6 +963,14 @@ const struct cmx_model_cfg *cmx_config_find_model(const struct cmx_config *cfg, 
         return NULL;
     hit = index_find(cfg->model_idx, cfg->model_idx ? cfg->n_models : 0, name, len);
     return hit ? &cfg->models[hit->pos] : NULL;
+}
+
+const struct cmx_tenant_cfg *cmx_config_find_tenant(const struct cmx_config *cfg, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < cfg->n_tenants; i++)
+        if (cfg->tenants[i].name != NULL && strcmp(cfg->tenants[i].name, name) == 0)
+            return &cfg->tenants[i];
+    return NULL;
 }
 
 const struct cmx_provider_cfg *cmx_config_find_provider(const struct cmx_config *cfg,

@@ -91,6 +91,26 @@ struct cmx_arena;
 struct cmx_config_name_index;
 struct cmx_agreements;
 
+/* A tenant: a team or customer whose virtual keys share cloud, region and model rules, a
+ * budget and rate limits (tenants[] in the config; src/tenants/ applies them). */
+struct cmx_tenant_cfg {
+    char *name;                    /* unique, [A-Za-z0-9_.-]+ */
+    const char **preferred_clouds; /* routed to first, in this order, when eligible */
+    size_t n_preferred_clouds;
+    const char **allowed_clouds; /* never leaves these; 0 entries = any cloud */
+    size_t n_allowed_clouds;
+    const char **regions; /* data residency; 0 entries = any region */
+    size_t n_regions;
+    const char **models; /* globs of public model names; 0 entries = every model */
+    size_t n_models;
+    int64_t budget_micros;     /* budget.amount in micro-units; -1 = no budget */
+    char *budget_currency;     /* budget.currency (ISO 4217, e.g. USD) */
+    const char *budget_period; /* "day", "week" or "month" (UTC) */
+    int rpm;                   /* limits.rpm: requests per minute; 0 = unlimited */
+    int tpm;                   /* limits.tpm: tokens per minute; 0 = unlimited */
+    int line;
+};
+
 struct cmx_config {
     atomic_int refcount;                /* cmx_config_ref / cmx_config_unref */
     char *path;                         /* file it was loaded from */
@@ -108,6 +128,9 @@ struct cmx_config {
     struct cmx_config_name_index *provider_idx; /* n_providers entries by name (private) */
     struct cmx_config_name_index *model_idx;    /* n_models entries by name (private) */
     struct cmx_agreements *agreements;          /* products, maker, agreements (NULL when none) */
+    struct cmx_tenant_cfg *tenants;             /* n_tenants entries, config order */
+    size_t n_tenants;
+    const char *auth; /* "none", "keys", or NULL: keys once a tenant or key exists */
 };
 
 /* Diagnostics collected while loading: one line per problem, "FILE:LINE: error: MSG" or
@@ -156,6 +179,10 @@ void cmx_config_unref(struct cmx_config *cfg);
  * NULL when unknown. O(log n), no allocation; thread-safe on a shared snapshot. */
 const struct cmx_model_cfg *cmx_config_find_model(const struct cmx_config *cfg, const char *name,
                                                   size_t len);
+
+/* Looks a tenant up by name (NUL-terminated). NULL when unknown. O(n): tenants are few and
+ * looked up when a key is resolved, not per deployment. */
+const struct cmx_tenant_cfg *cmx_config_find_tenant(const struct cmx_config *cfg, const char *name);
 
 /* Looks a provider up by name (NUL-terminated). NULL when unknown. O(log n). */
 const struct cmx_provider_cfg *cmx_config_find_provider(const struct cmx_config *cfg,

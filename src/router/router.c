@@ -190,6 +190,37 @@ static bool circuit_ready(const struct cmx_deployment_cfg *d, uint64_t now_ms)
            now_ms >= atomic_load_explicit(&d->state->open_until_ms, memory_order_relaxed);
 }
 
+/* Orders v by in->rank (stable: lower rank first), then each rank by the strategy, so a
+ * preference never lets the strategy pick outside the preferred group first. */
+static void order_ranked(int strategy, const struct cmx_deployment_cfg **v, size_t n,
+                         const struct cmx_route_input *in)
+{
+    if (in->rank == NULL || n < 2) {
+        order_by(strategy, v, n, in);
+        return;
+    }
+    size_t rank[CMX_ROUTE_MAX];
+    for (size_t i = 0; i < n; i++)
+        rank[i] = in->rank(in->rank_ud, v[i]);
+    for (size_t i = 1; i < n; i++) { /* insertion sort: n is small, and it is stable */
+        const struct cmx_deployment_cfg *d = v[i];
+        size_t r = rank[i], j = i;
+        for (; j > 0 && rank[j - 1] > r; j--) {
+            v[j] = v[j - 1];
+            rank[j] = rank[j - 1];
+        }
+        v[j] = d;
+        rank[j] = r;
+    }
+    for (size_t s = 0; s < n;) {
+        size_t e = s + 1;
+        while (e < n && rank[e] == rank[s])
+            e++;
+        order_by(strategy, v + s, e - s, in);
+        s = e;
+    }
+}
+
 int cmx_router_plan(const struct cmx_route_input *in, struct cmx_route *out, char **bad)
 {
     const struct cmx_model_cfg *m = in->model;
@@ -261,9 +292,9 @@ int cmx_router_plan(const struct cmx_route_input *in, struct cmx_route *out, cha
     if (strategy < 0)
         strategy = CMX_STRATEGY_PRIORITY;
     if (!header) {
-        order_by(strategy, ready, nr, in);
-        order_by(strategy == CMX_STRATEGY_WEIGHTED ? CMX_STRATEGY_PRIORITY : strategy, open, no,
-                 in);
+        order_ranked(strategy, ready, nr, in);
+        order_ranked(strategy == CMX_STRATEGY_WEIGHTED ? CMX_STRATEGY_PRIORITY : strategy, open, no,
+                     in);
     }
     memcpy(out->order, ready, nr * sizeof(ready[0]));
     memcpy(out->order + nr, open, no * sizeof(open[0]));

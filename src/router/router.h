@@ -34,6 +34,10 @@ struct cmx_route_input {
     const char *route;                 /* x-cloudmux-route header value, or NULL */
     cmx_route_filter_fn filters[4];    /* extra eligibility filters, NULL-terminated */
     void *filter_ud[4];
+    /* optional preference (a tenant's clouds): deployments of lower rank go first; the
+     * strategy orders within a rank. NULL: one rank. */
+    size_t (*rank)(const void *ud, const struct cmx_deployment_cfg *d);
+    const void *rank_ud;
 };
 
 struct cmx_route_excluded {
