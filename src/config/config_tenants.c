@@ -17,8 +17,8 @@ struct tenant_load {
     const char *raw; /* the name as written, quoted for messages */
 };
 
-static int strings_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                      const char ***out, size_t *n, const char *what)
+static int strings_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char ***out,
+                      size_t *n, const char *what)
 {
     return cmx_config_strings(ctx, val, line, what, out, n);
 }
@@ -31,16 +31,16 @@ static int preferred_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int lin
                       "cloud labels");
 }
 
-static int allowed_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                      const char *where, void *obj)
+static int allowed_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                      void *obj)
 {
     struct tenant_load *tl = obj;
     return strings_fn(ctx, val, line, &tl->t.allowed_clouds, &tl->t.n_allowed_clouds,
                       "cloud labels");
 }
 
-static int regions_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
-                      const char *where, void *obj)
+static int regions_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                      void *obj)
 {
     struct tenant_load *tl = obj;
     return strings_fn(ctx, val, line, &tl->t.regions, &tl->t.n_regions, "regions");
@@ -191,9 +191,8 @@ void cmx_config_tenants_finish(struct cmx_config_ctx *ctx)
         for (size_t j = 0; j < i; j++)
             if (t->name != NULL && cfg->tenants[j].name != NULL &&
                 strcmp(t->name, cfg->tenants[j].name) == 0)
-                cmx_config_error(ctx, t->line,
-                                 "tenant \"%s\" is defined twice (first at line %d)", name,
-                                 cfg->tenants[j].line);
+                cmx_config_error(ctx, t->line, "tenant \"%s\" is defined twice (first at line %d)",
+                                 name, cfg->tenants[j].line);
         for (size_t k = 0; k < t->n_preferred_clouds; k++) {
             const char *c = t->preferred_clouds[k];
             if (t->n_allowed_clouds > 0 && !in_list(t->allowed_clouds, t->n_allowed_clouds, c))
@@ -220,8 +219,7 @@ void cmx_config_tenants_finish(struct cmx_config_ctx *ctx)
                                 name, t->regions[k]);
         for (size_t k = 0; k < t->n_models; k++)
             if (!glob_matches_a_model(cfg, t->models[k]))
-                cmx_config_warn(ctx, t->line,
-                                "tenant \"%s\": models entry \"%s\" matches no model", name,
-                                t->models[k]);
+                cmx_config_warn(ctx, t->line, "tenant \"%s\": models entry \"%s\" matches no model",
+                                name, t->models[k]);
     }
 }

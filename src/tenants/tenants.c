@@ -55,8 +55,8 @@ size_t cmx_tenant_cloud_rank(const void *ud, const struct cmx_deployment_cfg *d)
     return t->n_preferred_clouds;
 }
 
-int cmx_tenant_denial(const struct cmx_tenant_cfg *t, const struct cmx_route_excluded *ex,
-                      size_t n, struct cmx_buf *out)
+int cmx_tenant_denial(const struct cmx_tenant_cfg *t, const struct cmx_route_excluded *ex, size_t n,
+                      struct cmx_buf *out)
 {
     bool any = false;
     int rc = 0;

@@ -29,7 +29,7 @@ size_t cmx_tenant_cloud_rank(const void *t, const struct cmx_deployment_cfg *d);
  * rule: "tenant acme excludes azure-westeurope (cloud azure is not in allowed_clouds),
  * gcp-east (region us-east4 is not in regions)". 0, CMX_ENOTFOUND when none of ex was
  * excluded by the tenant (out untouched), or the buffer's error. */
-int cmx_tenant_denial(const struct cmx_tenant_cfg *t, const struct cmx_route_excluded *ex,
-                      size_t n, struct cmx_buf *out);
+int cmx_tenant_denial(const struct cmx_tenant_cfg *t, const struct cmx_route_excluded *ex, size_t n,
+                      struct cmx_buf *out);
 
 #endif

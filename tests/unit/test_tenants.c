@@ -25,7 +25,8 @@
     "      base_url: http://127.0.0.1:3/v1 }\n"                                                    \
     "  - { name: gcp-east, type: openai_compatible, cloud: gcp, region: us-east4,\n"               \
     "      base_url: http://127.0.0.1:4/v1 }\n"                                                    \
-    "  - { name: openai, type: openai_compatible, cloud: openai, base_url: http://127.0.0.1:5/v1 }\n" \
+    "  - { name: openai, type: openai_compatible, cloud: openai, base_url: http://127.0.0.1:5/v1 " \
+    "}\n"                                                                                          \
     "models:\n"                                                                                    \
     "  - name: gpt-5\n"                                                                            \
     "    deployments:\n"                                                                           \
@@ -65,15 +66,16 @@ static void load_error(const char *yaml, const char *want_line)
     cmx_config_diag_free(&d);
 }
 
-static const char ACME[] = PROVIDERS "tenants:\n"                                 /* line 23 */
-                                     "  - name: acme\n"                           /* 26 */
-                                     "    preferred_clouds: [aws]\n"              /* 25 */
-                                     "    allowed_clouds: [aws, azure]\n"         /* 26 */
-                                     "    regions: [us-east-1, eastus]\n"         /* 25 */
-                                     "    models: [\"gpt-*\", \"claude-*\"]\n"    /* 26 */
-                                     "    budget: { amount: \"5000.00\", currency: USD, period: month }\n"
-                                     "    limits: { rpm: 600, tpm: 200000 }\n"
-                                     "  - name: open\n";
+static const char ACME[] =
+    PROVIDERS "tenants:\n"                              /* line 23 */
+              "  - name: acme\n"                        /* 26 */
+              "    preferred_clouds: [aws]\n"           /* 25 */
+              "    allowed_clouds: [aws, azure]\n"      /* 26 */
+              "    regions: [us-east-1, eastus]\n"      /* 25 */
+              "    models: [\"gpt-*\", \"claude-*\"]\n" /* 26 */
+              "    budget: { amount: \"5000.00\", currency: USD, period: month }\n"
+              "    limits: { rpm: 600, tpm: 200000 }\n"
+              "  - name: open\n";
 
 static void test_config_values(void **state)
 {
@@ -126,8 +128,7 @@ static void test_config_errors(void **state)
                "allowed_clouds\n");
     load_error(PROVIDERS "tenants:\n  - name: a\n  - name: a\n",
                "t.yaml:25: error: tenant \"a\" is defined twice (first at line 24)\n");
-    load_error(PROVIDERS "tenants:\n  - name: a\n    budget: { amount: \"-5\" }\n",
-               "t.yaml:25:");
+    load_error(PROVIDERS "tenants:\n  - name: a\n    budget: { amount: \"-5\" }\n", "t.yaml:25:");
     load_error(PROVIDERS "tenants:\n  - name: a\n    budget: { amount: 5, currency: dollars }\n",
                "t.yaml:25: error: tenants[0].budget.currency must be a three-letter ISO 4217 "
                "code such as USD\n");
