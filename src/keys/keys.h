@@ -7,12 +7,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CMX_KEY_PREFIX     "cmx-"
-#define CMX_KEY_RANDOM     32                      /* random bytes in a key */
-#define CMX_KEY_DIGITS     43                      /* ceil(256 / log2(62)) base62 digits */
-#define CMX_KEY_TEXT_MAX   (4 + CMX_KEY_DIGITS)    /* "cmx-" + the digits */
-#define CMX_KEY_HASH_HEX   64                      /* SHA-256 as lowercase hex */
-#define CMX_KEY_ID_LEN     (4 + 16)                /* "key_" + 16 hex digits */
+#define CMX_KEY_PREFIX   "cmx-"
+#define CMX_KEY_RANDOM   32                   /* random bytes in a key */
+#define CMX_KEY_DIGITS   43                   /* ceil(256 / log2(62)) base62 digits */
+#define CMX_KEY_TEXT_MAX (4 + CMX_KEY_DIGITS) /* "cmx-" + the digits */
+#define CMX_KEY_HASH_HEX 64                   /* SHA-256 as lowercase hex */
+#define CMX_KEY_ID_LEN   (4 + 16)             /* "key_" + 16 hex digits */
 
 /* Creates a new key from the system's CSPRNG (OpenSSL RAND_bytes) into text (NUL-
  * terminated, at most CMX_KEY_TEXT_MAX characters; the base62 digits are zero-padded to a

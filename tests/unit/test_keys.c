@@ -108,10 +108,8 @@ static void test_well_formed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base62),
-        cmocka_unit_test(test_generate),
-        cmocka_unit_test(test_hash_vector),
-        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_base62),      cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_hash_vector), cmocka_unit_test(test_headers),
         cmocka_unit_test(test_well_formed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
