@@ -42,9 +42,9 @@ void cmx_key_set_unref(struct cmx_key_set *s);
 /* Why a presented key was refused. */
 enum cmx_key_verdict {
     CMX_KEY_OK = 0,
-    CMX_KEY_UNKNOWN,   /* no such key (or not a key's shape) */
-    CMX_KEY_REVOKED,   /* revoked */
-    CMX_KEY_EXPIRED,   /* past its expiry */
+    CMX_KEY_UNKNOWN, /* no such key (or not a key's shape) */
+    CMX_KEY_REVOKED, /* revoked */
+    CMX_KEY_EXPIRED, /* past its expiry */
 };
 
 /* Looks the presented key[0..len) up in s at now_ms: hashes it, binary-searches the hash,
