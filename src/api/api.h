@@ -12,20 +12,31 @@
 struct cmx_worker;
 struct cmx_config;
 struct cmx_dep_state;
+struct cmx_key_set;
+struct cmx_key_rec;
+struct cmx_tenant_cfg;
 
 /* The HTTP handler of every worker (ud is the struct cmx_worker). */
 void cmx_api_handle(struct cmx_http_req *req, void *ud);
 
+/* Who a request runs as. */
+struct cmx_api_caller {
+    struct cmx_key_set *keys;            /* key snapshot used (a reference), or NULL */
+    const struct cmx_key_rec *key;       /* the virtual key; NULL in open mode */
+    const struct cmx_tenant_cfg *tenant; /* its tenant; NULL in open mode */
+};
+
 /* Per-request context shared by the handlers (lives in the request arena). */
 struct cmx_api_ctx {
-    struct cmx_http_req *req;    /* the request */
-    struct cmx_worker *w;        /* its worker */
-    struct cmx_config *cfg;      /* the snapshot this request uses (one reference) */
-    const char *request_id;      /* x-request-id */
-    struct cmx_access_entry log; /* filled as the request goes */
-    void *proxy;                 /* the proxy state, for chat/embeddings requests */
-    struct cmx_dep_state *state; /* deployment that served (or was last tried), for metrics */
-    bool unmetered;              /* /healthz, /readyz, /metrics: not counted in metrics */
+    struct cmx_http_req *req;     /* the request */
+    struct cmx_worker *w;         /* its worker */
+    struct cmx_config *cfg;       /* the snapshot this request uses (one reference) */
+    const char *request_id;       /* x-request-id */
+    struct cmx_access_entry log;  /* filled as the request goes */
+    void *proxy;                  /* the proxy state, for chat/embeddings requests */
+    struct cmx_dep_state *state;  /* deployment that served (or was last tried), for metrics */
+    bool unmetered;               /* /healthz, /readyz, /metrics: not counted in metrics */
+    struct cmx_api_caller caller; /* who it runs as (src/api/admit.c) */
 };
 
 /* Sends {"error":{message,type,param,code}} with status; message is printf-formatted.

@@ -98,9 +98,8 @@ void cmx_budget_roll(struct cmx_budget_acct *a, int64_t now_ms)
     }
 }
 
-bool cmx_budget_reserve(struct cmx_budget_book *b, struct cmx_budget_acct *accts[2],
-                        int64_t amount, int64_t now_ms, struct cmx_budget_hold *hold,
-                        int *short_acct)
+bool cmx_budget_reserve(struct cmx_budget_book *b, struct cmx_budget_acct *accts[2], int64_t amount,
+                        int64_t now_ms, struct cmx_budget_hold *hold, int *short_acct)
 {
     memset(hold, 0, sizeof(*hold));
     if (amount < 0)

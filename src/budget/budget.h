@@ -63,9 +63,8 @@ void cmx_budget_roll(struct cmx_budget_acct *a, int64_t now_ms);
 /* Reserves amount against every non-NULL account in accts[0..2) at now_ms, all or none:
  * each must have spent + reserved + amount <= limit. Returns true and fills hold, or
  * false with *short_acct the index of the first account that could not cover it. */
-bool cmx_budget_reserve(struct cmx_budget_book *b, struct cmx_budget_acct *accts[2],
-                        int64_t amount, int64_t now_ms, struct cmx_budget_hold *hold,
-                        int *short_acct);
+bool cmx_budget_reserve(struct cmx_budget_book *b, struct cmx_budget_acct *accts[2], int64_t amount,
+                        int64_t now_ms, struct cmx_budget_hold *hold, int *short_acct);
 
 /* Ends a hold: the reservation is released and actual_micros (>= 0; 0 releases) is added to
  * the spent of each account, when the account is still in the period the hold was made in

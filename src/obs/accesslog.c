@@ -113,6 +113,10 @@ void cmx_accesslog_write(struct cmx_accesslog *l, const struct cmx_access_entry 
     else
         cmx_buf_append(b, "false", 5);
     put_str(b, "error", e->error);
+    if (e->tenant != NULL)
+        put_str(b, "tenant", e->tenant);
+    if (e->key_id != NULL)
+        put_str(b, "key_id", e->key_id);
     cmx_buf_append(b, "}\n", 2);
     if (b->len >= FLUSH_AT)
         cmx_accesslog_flush(l);

@@ -27,6 +27,8 @@ struct cmx_access_entry {
     int attempts;                /* upstream attempts made */
     bool stream;                 /* streamed answer */
     const char *error;           /* error code sent, NULL on success */
+    const char *tenant;          /* the caller's tenant, NULL in open mode */
+    const char *key_id;          /* the virtual key's public id (never the key), or NULL */
 };
 
 struct cmx_accesslog {

@@ -76,8 +76,12 @@ static void test_lines(void **state)
                         "\"completion_tokens\":null,\"cached_tokens\":null,\"attempts\":0,"
                         "\"stream\":false,\"error\":\"client_closed\"}\n");
     e.time_ms = 1795392001000ULL;
+    e.tenant = "acme";
+    e.key_id = "key_0123456789abcdef";
     const char *t = line_of(&l, f, &e);
     assert_memory_equal(t, "{\"time\":\"2026-11-23T00:00:01.000Z\"", 34);
+    assert_non_null(strstr(t, ",\"error\":\"client_closed\",\"tenant\":\"acme\","
+                              "\"key_id\":\"key_0123456789abcdef\"}\n"));
 
     /* disabled: nothing */
     cmx_accesslog_free(&l);

@@ -61,8 +61,8 @@ static void test_estimates(void **state)
     assert_int_equal(cmx_budget_prompt_estimate(3000), 1000);
 
     /* $2.50 / $10.00 per 1M tokens */
-    struct cmx_price p = {.input_per_mtok = 2500000, .output_per_mtok = 10000000,
-                          .cached_input_per_mtok = -1};
+    struct cmx_price p = {
+        .input_per_mtok = 2500000, .output_per_mtok = 10000000, .cached_input_per_mtok = -1};
     assert_int_equal(cmx_budget_worst_case(&p, 1000, 500), 2500 + 5000);
     /* one token at $2.50/M is 2.5 micro-units: rounded up, never down */
     assert_int_equal(cmx_budget_worst_case(&p, 1, 0), 3);
