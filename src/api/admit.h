@@ -14,9 +14,9 @@
  * `auth: none` never, otherwise once a tenant is configured or a key exists. */
 bool cmx_admit_required(const struct cmx_config *cfg, const struct cmx_key_set *keys);
 
-/* Authenticates the request on ctx into ctx->caller (who it runs as). Returns true to go on; false after
- * answering 401 (no key, unknown, revoked or expired key; the key is never echoed) or
- * 403 (a key whose tenant the config no longer defines). */
+/* Authenticates the request on ctx into ctx->caller (who it runs as). Returns true to go on; false
+ * after answering 401 (no key, unknown, revoked or expired key; the key is never echoed) or 403 (a
+ * key whose tenant the config no longer defines). */
 bool cmx_admit_authenticate(struct cmx_api_ctx *ctx);
 
 /* True when the caller may use the public model name; otherwise answers 404

@@ -10,6 +10,8 @@
  * file fixes them up (usage captured and, when the client did not ask for it, stripped;
  * missing id/created filled in) and writes each one out at once. */
 #include "api/api.h"
+#include "api/admit.h"
+#include "tenants/tenants.h"
 #include "config/config.h"
 #include "core/err.h"
 #include "core/json_scan.h"
@@ -743,6 +745,36 @@ static bool client_wants_usage(const struct cmx_json_member *so, struct cmx_aren
     return get_bool(cmx_json_find(m, n, "include_usage"));
 }
 
+/* Answers 403 when filters left no deployment: each agreement reason and when each cloud
+ * may serve, then which tenant rule excluded which deployment. False when neither the
+ * agreements nor the tenant excluded any (the caller answers). */
+static bool deny_excluded(struct proxy *p, const struct cmx_agreement_check *chk)
+{
+    struct cmx_api_ctx *ctx = p->ctx;
+    const struct cmx_route_excluded *ex = p->route.excluded;
+    size_t n = p->route.n_excluded;
+    struct cmx_buf b;
+    bool agr = false, ten = false;
+
+    cmx_buf_init(&b, 1u << 16);
+    if (chk != NULL)
+        agr = cmx_agreements_denial(chk, ex, n, &b) == 0;
+    if (ctx->caller.tenant != NULL) {
+        size_t mark = b.len;
+        if (agr)
+            cmx_buf_puts(&b, "; ");
+        ten = cmx_tenant_denial(ctx->caller.tenant, ex, n, &b) == 0;
+        if (!ten)
+            b.len = mark;
+    }
+    if (agr || ten)
+        cmx_api_error(ctx, 403, "invalid_request_error",
+                      agr ? "distribution_denied" : "tenant_denied", "model", "%.*s", (int)b.len,
+                      b.data ? b.data : "");
+    cmx_buf_free(&b);
+    return agr || ten;
+}
+
 void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
 {
     struct cmx_http_req *req = ctx->req;
@@ -828,6 +860,8 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
                       p->cr.model);
         return;
     }
+    if (!cmx_admit_model(ctx, p->model->name))
+        return;
     struct cmx_route_input in = {
         .cfg = ctx->cfg,
         .model = p->model,
@@ -851,6 +885,17 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
             in.filter_ud[0] = chk;
         }
     }
+    /* the tenant's clouds and regions; its preferred clouds first */
+    const struct cmx_tenant_cfg *tenant = ctx->caller.tenant;
+    if (tenant != NULL) {
+        size_t f = in.filters[0] != NULL;
+        in.filters[f] = cmx_tenant_filter;
+        in.filter_ud[f] = (void *)tenant;
+        if (tenant->n_preferred_clouds > 0) {
+            in.rank = cmx_tenant_cloud_rank;
+            in.rank_ud = tenant;
+        }
+    }
     const struct cmx_http_header *rh = cmx_http_find_header(req, "x-cloudmux-route");
     if (rh != NULL)
         in.route = cmx_arena_strndup(&req->arena, rh->value, rh->value_len);
@@ -861,17 +906,8 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
                       bad ? bad : "", p->model->name);
         return;
     }
-    if (p->route.n == 0 && chk != NULL && p->route.n_excluded > 0) {
-        struct cmx_buf b;
-        cmx_buf_init(&b, 1u << 16);
-        if (cmx_agreements_denial(chk, p->route.excluded, p->route.n_excluded, &b) == 0) {
-            cmx_api_error(ctx, 403, "invalid_request_error", "distribution_denied", "model", "%s",
-                          b.data ? b.data : "");
-            cmx_buf_free(&b);
-            return;
-        }
-        cmx_buf_free(&b);
-    }
+    if (p->route.n == 0 && p->route.n_excluded > 0 && deny_excluded(p, chk))
+        return;
     p->agreements = chk;
     if (p->route.n == 0) {
         cmx_api_error(ctx, 400, "invalid_request_error", "invalid_route", "x-cloudmux-route",

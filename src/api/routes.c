@@ -1,5 +1,7 @@
 /* Path routing and the small local endpoints: models, health, readiness. */
 #include "api/api.h"
+#include "api/admit.h"
+#include "tenants/tenants.h"
 #include "agreements/agreements.h"
 #include "core/clock.h"
 #include "http/query.h"
@@ -45,9 +47,13 @@ static void models_list(struct cmx_api_ctx *ctx)
     struct cmx_buf b;
     cmx_buf_init(&b, 64u << 20);
     cmx_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    bool first = true;
     for (size_t i = 0; i < ctx->cfg->n_models; i++) {
         const struct cmx_model_cfg *m = &ctx->cfg->models[i];
-        cmx_buf_puts(&b, i ? ",{\"id\":\"" : "{\"id\":\"");
+        if (!cmx_tenant_model_allowed(ctx->caller.tenant, m->name))
+            continue; /* a tenant sees only its models */
+        cmx_buf_puts(&b, first ? "{\"id\":\"" : ",{\"id\":\"");
+        first = false;
         cmx_buf_json_escape(&b, m->name, strlen(m->name));
         cmx_buf_printf(&b, "\",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"cloudmux\"}",
                        (unsigned long long)ctx->w->rt->started_unix);
@@ -96,6 +102,8 @@ static void model_get(struct cmx_api_ctx *ctx, const char *id_raw)
                       id ? id : "");
         return;
     }
+    if (!cmx_admit_model(ctx, m->name))
+        return;
     ctx->log.model = m->name;
     struct cmx_buf b;
     cmx_buf_init(&b, 1u << 20);
@@ -367,22 +375,29 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
 
     enum cmx_http_method m = req->method;
     bool get = m == CMX_HTTP_GET || m == CMX_HTTP_HEAD;
-    if (path_is(req, "/v1/chat/completions") || path_is(req, "/chat/completions")) {
+    bool chat = path_is(req, "/v1/chat/completions") || path_is(req, "/chat/completions");
+    bool emb = path_is(req, "/v1/embeddings") || path_is(req, "/embeddings");
+    bool models = path_is(req, "/v1/models") || path_is(req, "/models");
+    bool model = strncmp(req->path, "/v1/models/", 11) == 0 && req->path_len > 11;
+    /* the API proper needs a virtual key once keys or tenants exist */
+    if ((chat || emb || models || model) && !cmx_admit_authenticate(ctx))
+        return;
+    if (chat) {
         if (m != CMX_HTTP_POST)
             return not_allowed(ctx, "POST");
         return cmx_api_proxy(ctx, CMX_EP_CHAT);
     }
-    if (path_is(req, "/v1/embeddings") || path_is(req, "/embeddings")) {
+    if (emb) {
         if (m != CMX_HTTP_POST)
             return not_allowed(ctx, "POST");
         return cmx_api_proxy(ctx, CMX_EP_EMBEDDINGS);
     }
-    if (path_is(req, "/v1/models") || path_is(req, "/models")) {
+    if (models) {
         if (!get)
             return not_allowed(ctx, "GET");
         return models_list(ctx);
     }
-    if (strncmp(req->path, "/v1/models/", 11) == 0 && req->path_len > 11) {
+    if (model) {
         if (!get)
             return not_allowed(ctx, "GET");
         return model_get(ctx, req->path + 11);
