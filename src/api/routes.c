@@ -404,6 +404,10 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
     }
     ctx->unmetered =
         path_is(req, "/healthz") || path_is(req, "/readyz") || path_is(req, "/metrics");
+    /* server.protect_probes puts the probes behind the admin key (when one is set) */
+    if (ctx->unmetered && ctx->cfg->server.protect_probes && ctx->cfg->admin_key != NULL &&
+        !admin_allowed(ctx))
+        return;
     if (path_is(req, "/healthz")) {
         if (!get)
             return not_allowed(ctx, "GET");

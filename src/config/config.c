@@ -689,6 +689,7 @@ static const struct cmx_config_key server_keys[] = {
     K_INT("keepalive_timeout_ms", struct cmx_config, server.keepalive_timeout_ms, 0, INT_MAX),
     K_INT("drain_timeout_s", struct cmx_config, server.drain_timeout_s, 0, INT_MAX),
     K_BOOL("access_log", struct cmx_config, server.access_log),
+    K_BOOL("protect_probes", struct cmx_config, server.protect_probes),
     K_END,
 };
 

@@ -85,6 +85,7 @@ struct cmx_server_cfg {
     int keepalive_timeout_ms; /* idle keep-alive connection, default 75000 */
     int drain_timeout_s;      /* SIGTERM: max wait for in-flight requests, default 30 */
     bool access_log;          /* one JSON line per request on stdout, default true */
+    bool protect_probes;      /* /healthz, /readyz, /metrics need the admin key (when set) */
 };
 
 struct cmx_arena;

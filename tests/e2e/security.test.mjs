@@ -204,3 +204,27 @@ test('no key appears anywhere in the gateway stdout or stderr', T, async () => {
 test('no violations', T, () => {
   assert.deepEqual(st.allViolations(), []);
 });
+
+test('server.protect_probes puts /healthz, /readyz and /metrics behind the admin key', T, async () => {
+  const { startGateway } = await import('./lib/gateway.mjs');
+  const admin = 'adm-probe-7c1e0f2a9b';
+  for (const protect of [true, false]) {
+    const gw = await startGateway({
+      config: { ...st.config, admin_key: '${CMX_E2E_PROBE_ADMIN}', server: { protect_probes: protect } },
+      env: { ...st.env, CMX_E2E_PROBE_ADMIN: admin },
+      readyHeaders: { authorization: `Bearer ${admin}` },
+    });
+    try {
+      for (const path of ['/healthz', '/readyz', '/metrics']) {
+        const open = await fetch(`${gw.url}${path}`);
+        assert.equal(open.status, protect ? 401 : 200, `${path} without the key (protect_probes: ${protect})`);
+        if (protect) assert.equal((await open.json()).error.code, 'invalid_admin_key');
+        const keyed = await fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${admin}` } });
+        assert.equal(keyed.status, 200, `${path} with the key`);
+        await keyed.arrayBuffer();
+      }
+    } finally {
+      await gw.kill();
+    }
+  }
+});

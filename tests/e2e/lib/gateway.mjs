@@ -146,10 +146,10 @@ export function runCloudmux(args, { env = {}, timeoutMs = 10_000, inheritEnv = t
 /**
  * Starts `cloudmux serve` on a free port and waits until GET /readyz answers 200.
  * opts: { config (object or YAML text), env, workers (2), args ([]), readyTimeoutMs (10000),
- *         waitReady (true) }
+ *         waitReady (true), readyHeaders ({}: headers for the /readyz probe) }
  */
 export async function startGateway(opts = {}) {
-  const { config, env = {}, workers = 2, args = [], readyTimeoutMs = 10_000, waitReady = true } = opts;
+  const { config, env = {}, workers = 2, args = [], readyTimeoutMs = 10_000, waitReady = true, readyHeaders = {} } = opts;
   const { dir, file } = await writeConfig(config);
   const port = await freePort();
   const argv = ['serve', '--config', file, '--listen', `127.0.0.1:${port}`, '--workers', String(workers), ...args];
@@ -270,7 +270,7 @@ export async function startGateway(opts = {}) {
 
   if (waitReady) {
     try {
-      await waitReadyz(gw, readyTimeoutMs);
+      await waitReadyz(gw, readyTimeoutMs, readyHeaders);
     } catch (err) {
       await gw.kill();
       throw err;
@@ -287,7 +287,7 @@ export function sanitizerReport(stderr) {
   return m ? stderr.slice(m.index, m.index + 4000) : null;
 }
 
-async function waitReadyz(gw, timeoutMs) {
+async function waitReadyz(gw, timeoutMs, headers = {}) {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   for (;;) {
@@ -297,7 +297,7 @@ async function waitReadyz(gw, timeoutMs) {
       throw new Error(`cloudmux exited (code ${gw.exitCode}, signal ${gw.exitSignal}) before /readyz was 200\nargs: ${gw.argv.join(' ')}\nstderr:\n${gw.stderr}\nstdout:\n${gw.stdoutText}`);
     }
     try {
-      const r = await fetch(`${gw.url}/readyz`, { signal: AbortSignal.timeout(1000) });
+      const r = await fetch(`${gw.url}/readyz`, { headers, signal: AbortSignal.timeout(1000) });
       await r.arrayBuffer();
       if (r.status === 200) return;
       last = `status ${r.status}`;
