@@ -124,3 +124,28 @@ void cmx_arena_reset(struct cmx_arena *a)
     }
     cmx_arena_init(a);
 }
+
+char *cmx_arena_concat(struct cmx_arena *a, ...)
+{
+    va_list ap;
+    size_t total = 0;
+    const char *s;
+
+    va_start(ap, a);
+    while ((s = va_arg(ap, const char *)) != NULL)
+        total += strlen(s);
+    va_end(ap);
+    char *out = cmx_arena_alloc(a, total + 1);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    va_start(ap, a);
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        size_t n = strlen(s);
+        memcpy(p, s, n);
+        p += n;
+    }
+    va_end(ap);
+    *p = '\0';
+    return out;
+}

@@ -34,6 +34,10 @@ char *cmx_arena_strndup(struct cmx_arena *a, const char *s, size_t n);
 char *cmx_arena_printf(struct cmx_arena *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Concatenates the NUL-terminated strings given (up to a NULL) into one arena string, without
+ * printf. NULL on allocation failure. */
+char *cmx_arena_concat(struct cmx_arena *a, ...) __attribute__((sentinel));
+
 /* Registers fn(data) to run when the arena is destroyed or reset. 0 or CMX_ENOMEM. */
 int cmx_arena_cleanup_add(struct cmx_arena *a, void (*fn)(void *), void *data);
 

@@ -269,22 +269,60 @@ static size_t conn_writev(struct cmx_http_conn *c, uv_buf_t *bufs, unsigned n)
     return c->write_pending;
 }
 
-/* Formats the status line and headers of the answer into buf. */
+/* Appends "name: value\r\n". */
+static int put_header(struct cmx_buf *buf, const char *name, size_t nlen, const char *value,
+                      size_t vlen)
+{
+    int r = cmx_buf_append(buf, name, nlen);
+    if (r == 0)
+        r = cmx_buf_append(buf, ": ", 2);
+    if (r == 0)
+        r = cmx_buf_append(buf, value, vlen);
+    if (r == 0)
+        r = cmx_buf_append(buf, "\r\n", 2);
+    return r;
+}
+
+/* Formats the status line and headers of the answer into buf (no printf: this runs for
+ * every response). */
 static int format_head(struct cmx_http_conn *c, int status, const char *content_type,
                        long long content_length, bool chunked, struct cmx_buf *buf)
 {
     struct cmx_http_req *req = &c->req;
-    int r = cmx_buf_printf(buf, "HTTP/1.%d %d %s\r\nserver: cloudmux\r\ndate: %s\r\n",
-                           c->http10 ? 0 : 1, status, cmx_http_reason(status), date_header(c->srv));
+    char line[16], num[24];
+    const char *reason = cmx_http_reason(status);
+    const char *date = date_header(c->srv);
+    unsigned st = status >= 100 && status <= 999 ? (unsigned)status : 500;
+
+    memcpy(line, "HTTP/1.1 ", 9);
+    line[7] = c->http10 ? '0' : '1';
+    line[9] = (char)('0' + st / 100);
+    line[10] = (char)('0' + st / 10 % 10);
+    line[11] = (char)('0' + st % 10);
+    line[12] = ' ';
+    int r = cmx_buf_append(buf, line, 13);
+    if (r == 0)
+        r = cmx_buf_puts(buf, reason);
+    if (r == 0)
+        r = cmx_buf_append(buf, "\r\nserver: cloudmux\r\n", 20);
+    if (r == 0)
+        r = put_header(buf, "date", 4, date, strlen(date));
     if (r == 0 && content_type != NULL)
-        r = cmx_buf_printf(buf, "content-type: %s\r\n", content_type);
-    if (r == 0 && content_length >= 0)
-        r = cmx_buf_printf(buf, "content-length: %lld\r\n", content_length);
+        r = put_header(buf, "content-type", 12, content_type, strlen(content_type));
+    if (r == 0 && content_length >= 0) {
+        size_t i = sizeof(num);
+        unsigned long long v = (unsigned long long)content_length;
+        do {
+            num[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        r = put_header(buf, "content-length", 14, num + i, sizeof(num) - i);
+    }
     if (r == 0 && chunked)
         r = cmx_buf_puts(buf, "transfer-encoding: chunked\r\n");
     for (size_t i = 0; r == 0 && i < req->n_resp_headers; i++) {
         const struct cmx_http_header *h = &req->resp_headers[i];
-        r = cmx_buf_printf(buf, "%s: %s\r\n", h->name, h->value);
+        r = put_header(buf, h->name, h->name_len, h->value, h->value_len);
     }
     if (r == 0) {
         if (c->close_after)

@@ -19,7 +19,14 @@ char *cmx_url_join(struct cmx_arena *a, const char *base, const char *path)
         bl--;
     while (*path == '/')
         path++;
-    return cmx_arena_printf(a, "%.*s/%s", (int)bl, base, path);
+    size_t pl = strlen(path);
+    char *out = cmx_arena_alloc(a, bl + 1 + pl + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, base, bl);
+    out[bl] = '/';
+    memcpy(out + bl + 1, path, pl + 1);
+    return out;
 }
 
 int cmx_openai_headers(struct cmx_provider_req *out, const struct cmx_client_req *cr,
@@ -29,13 +36,13 @@ int cmx_openai_headers(struct cmx_provider_req *out, const struct cmx_client_req
     out->n_headers = 0;
     out->headers[out->n_headers++] = "Content-Type: application/json";
     if (key != NULL && key[0] != '\0') {
-        char *h = cmx_arena_printf(a, "%s%s", auth_prefix, key);
+        char *h = cmx_arena_concat(a, auth_prefix, key, (const char *)NULL);
         if (h == NULL)
             return CMX_ENOMEM;
         out->headers[out->n_headers++] = h;
     }
     if (cr->request_id != NULL) {
-        char *h = cmx_arena_printf(a, "%s: %s", id_header, cr->request_id);
+        char *h = cmx_arena_concat(a, id_header, ": ", cr->request_id, (const char *)NULL);
         if (h == NULL)
             return CMX_ENOMEM;
         out->headers[out->n_headers++] = h;
