@@ -14,8 +14,8 @@ static void check(const struct cmx_limits_config *c)
     char desc[600];
     if (c->backend == CMX_LIMITS_REDIS) {
         size_t hl = strnlen(c->host, sizeof(c->host));
-        if (hl == 0 || hl > CMX_LIMITS_HOST_MAX || c->port < 1 || c->port > 65535 ||
-            c->db < 0 || c->db > 9999)
+        if (hl == 0 || hl > CMX_LIMITS_HOST_MAX || c->port < 1 || c->port > 65535 || c->db < 0 ||
+            c->db > 9999)
             abort();
     }
     if (strnlen(c->password, sizeof(c->password)) > CMX_LIMITS_SECRET_MAX ||

@@ -150,8 +150,15 @@ static int rl_init(struct cmx_limits *l)
     /* hiredis resolves names with a blocking getaddrinfo on every connect: do it once here,
      * on the main thread, and keep the name if that fails (tried again per connect) */
     snprintf(rl->addr, sizeof(rl->addr), "%s", cfg->host);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res = NULL;
-    if (getaddrinfo(cfg->host, NULL, &hints, &res) == 0 && res != NULL) {
+    /* IPv4 first, as hiredis itself does ("localhost" -> 127.0.0.1, where Redis listens) */
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(cfg->host, NULL, &hints, &res) != 0) {
+        res = NULL;
+        hints.ai_family = AF_UNSPEC;
+        if (getaddrinfo(cfg->host, NULL, &hints, &res) != 0)
+            res = NULL;
+    }
+    if (res != NULL) {
         char buf[NI_MAXHOST];
         if (getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof(buf), NULL, 0, NI_NUMERICHOST) ==
                 0 &&
@@ -466,9 +473,9 @@ static void rl_client_close(struct cmx_limits_client *base)
         c->fail_reason = CMX_ECANCELED;
         redisAsyncFree(ac);
     }
-    /* whatever hiredis did not own (none expected) fails too */
-    while (c->head != NULL)
-        fail_pending(c->head, CMX_ECANCELED);
+    /* every pending take is owned by hiredis: it answers them with NULL replies, now or
+     * (when this runs inside a hiredis callback) as soon as that callback returns -- before
+     * the loop runs again, so before the timers' close callbacks free c */
     uv_close((uv_handle_t *)&c->retry, timer_closed_cb);
     uv_close((uv_handle_t *)&c->deadline, timer_closed_cb);
 }

@@ -15,8 +15,8 @@
 #include "core/err.h"
 #include "limits/limits.h"
 
-#define SEC  INT64_C(1000000)
-#define MINUTE  (60 * SEC)
+#define SEC    INT64_C(1000000)
+#define MINUTE (60 * SEC)
 
 static _Atomic int64_t fake_now;
 
@@ -361,10 +361,10 @@ static void test_expiry_and_cap(void **state)
 
 /* ---- memory backend under threads ---- */
 
-#define THREADS     8
-#define PER_THREAD  3000
-#define SHARED_RPM  5000
-#define TENANT_TPM  40000
+#define THREADS    8
+#define PER_THREAD 3000
+#define SHARED_RPM 5000
+#define TENANT_TPM 40000
 
 struct hammer {
     struct cmx_limits *l;
@@ -684,9 +684,9 @@ static void test_config_parse(void **state)
                                  "redis://u:TOPSECRET@h:1/zz", "redis://TOPSECRET@h"};
     for (size_t i = 0; i < sizeof(secret_urls) / sizeof(secret_urls[0]); i++) {
         cmx_limits_config_init(&c);
-        assert_int_equal(cmx_limits_config_parse(&c, secret_urls[i], strlen(secret_urls[i]), err,
-                                                 sizeof(err)),
-                         CMX_ECONFIG);
+        assert_int_equal(
+            cmx_limits_config_parse(&c, secret_urls[i], strlen(secret_urls[i]), err, sizeof(err)),
+            CMX_ECONFIG);
         if (strstr(err, "TOPSECRET") != NULL || strstr(err, "u:") != NULL)
             fail_msg("secret in \"%s\"", err);
         assert_string_equal(c.password, "");
@@ -718,8 +718,8 @@ static void test_config_map(void **state)
     char err[200];
     cmx_limits_config_init(&c);
     assert_int_equal(c.on_error, CMX_LIMITS_FAIL_OPEN);
-    const char *ok[] = {"url", "redis://10.0.0.5:6390/2", "on_error", "fail_closed",
-                        "timeout_ms", "250"};
+    const char *ok[] = {"url", "redis://10.0.0.5:6390/2", "on_error", "fail_closed", "timeout_ms",
+                        "250"};
     assert_int_equal(parse_map(&c, ok, 3, err), 0);
     assert_int_equal(c.backend, CMX_LIMITS_REDIS);
     assert_string_equal(c.host, "10.0.0.5");

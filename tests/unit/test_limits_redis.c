@@ -68,8 +68,8 @@ static void start_redis(void)
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
-        execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--dir", dir, (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", "--dir", dir, (char *)NULL);
         _exit(127);
     }
     /* up to 5 s for it to answer PING */
@@ -141,13 +141,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct cmx_limits *open_instance(enum cmx_limits_on_error pol)
+static struct cmx_limits *open_instance_at(const char *host, enum cmx_limits_on_error pol)
 {
     struct cmx_limits_config cfg;
     struct cmx_limits *l;
     char url[64], err[200];
     cmx_limits_config_init(&cfg);
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", port);
+    snprintf(url, sizeof(url), "redis://%s:%d/0", host, port);
     assert_int_equal(cmx_limits_config_parse(&cfg, url, strlen(url), err, sizeof(err)), 0);
     cfg.on_error = pol;
     cfg.timeout_ms = 1000;
@@ -155,6 +155,11 @@ static struct cmx_limits *open_instance(enum cmx_limits_on_error pol)
     cfg.backoff_max_ms = 200;
     assert_int_equal(cmx_limits_new(&cfg, &l), 0);
     return l;
+}
+
+static struct cmx_limits *open_instance(enum cmx_limits_on_error pol)
+{
+    return open_instance_at("127.0.0.1", pol);
 }
 
 static void wait_timer_cb(uv_timer_t *t)
@@ -242,7 +247,7 @@ static void test_two_instances_exact(void **state)
 {
     (void)state;
     struct cmx_limits *a = open_instance(CMX_LIMITS_FAIL_OPEN);
-    struct cmx_limits *b = open_instance(CMX_LIMITS_FAIL_OPEN);
+    struct cmx_limits *b = open_instance_at("localhost", CMX_LIMITS_FAIL_OPEN);
     struct cmx_limits_client *ca, *cb;
     struct cmx_limits_bucket bk = {"tenant:acme:rpm", CMX_LIMITS_REQUESTS, 50, MINUTE, 1};
     struct tally ta = {0}, tb = {0};
@@ -454,6 +459,38 @@ static void test_timeout(void **state)
     cmx_limits_free(l);
 }
 
+struct closer {
+    struct cmx_limits_client *c;
+    int done, canceled, allowed;
+};
+
+static void closer_cb(void *ud, const struct cmx_limits_result *r)
+{
+    struct closer *k = ud;
+    k->done++;
+    k->allowed += r->verdict == CMX_LIMITS_ALLOW;
+    k->canceled += r->error == CMX_ECANCELED;
+    if (k->done == 1)
+        cmx_limits_client_close(k->c); /* from inside a hiredis reply callback */
+}
+
+static void test_close_in_callback(void **state)
+{
+    (void)state;
+    struct cmx_limits *l = open_instance(CMX_LIMITS_FAIL_OPEN);
+    struct cmx_limits_bucket bk = {"key:close:rpm", CMX_LIMITS_REQUESTS, 100, MINUTE, 1};
+    struct closer k = {0};
+    assert_int_equal(cmx_limits_client_new(l, &loop, &k.c), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(cmx_limits_take(k.c, &bk, 1, closer_cb, &k), 0);
+    run_until(&k.done, 5, 3000);
+    assert_int_equal(k.done, 5); /* each exactly once */
+    assert_int_equal(k.allowed, 1);
+    assert_int_equal(k.canceled, 4);
+    sleep_loop(20);
+    cmx_limits_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_all_or_nothing_settle_noscript),
         cmocka_unit_test(test_down_and_back),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_close_in_callback),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, setup, teardown);
