@@ -188,19 +188,21 @@ extern const struct cmx_limits_ops cmx_limits_memory_ops;
 extern const struct cmx_limits_ops cmx_limits_redis_ops;
 
 /* Creates the process-wide limiter for cfg (copied). For redis it connects nothing yet
- * (clients do) and resolves nothing. 0, CMX_ENOMEM or CMX_EINVAL (bad cfg). Main thread. */
+ * (clients do) but resolves the host once (blocking getaddrinfo, IPv4 first; the name is
+ * kept if that fails). 0, CMX_ENOMEM or CMX_EINVAL (bad cfg). Main thread. */
 int cmx_limits_new(const struct cmx_limits_config *cfg, struct cmx_limits **out);
 
 /* Frees l. Every client must have been closed (and its loop run until the close finished).
  * NULL is fine. Main thread. */
 void cmx_limits_free(struct cmx_limits *l);
 
-/* Opens this worker's client on loop (redis: starts connecting). 0 or CMX_ENOMEM. Worker
- * thread; the client belongs to that thread and loop. */
+/* Opens this worker's client on loop (redis: starts connecting; memory: loop may be NULL).
+ * 0 or CMX_ENOMEM. Worker thread; the client belongs to that thread and loop. */
 int cmx_limits_client_new(struct cmx_limits *l, uv_loop_t *loop, struct cmx_limits_client **out);
 
-/* Closes c: pending takes complete now (ERROR_ALLOW/ERROR_DENY per policy, error
- * CMX_ECANCELED), then its handles close; run the loop until they have (uv_run after
+/* Closes c: pending takes complete now -- or, when called from inside a take's callback,
+ * right after that callback returns -- with ERROR_ALLOW/ERROR_DENY per policy and error
+ * CMX_ECANCELED; then its handles close; run the loop until they have (uv_run after
  * uv_walk-closing, as a worker does on shutdown) before freeing the loop. NULL is fine. */
 void cmx_limits_client_close(struct cmx_limits_client *c);
 
