@@ -36,6 +36,7 @@ struct stripe {
     size_t n_slots;       /* power of two */
     size_t n;             /* entries */
     size_t sweep_at;      /* sweep when n reaches this */
+    int64_t swept_us;     /* time of the last sweep (a full stripe sweeps at most 1/ms) */
 } __attribute__((aligned(64)));
 
 struct mem {
@@ -170,6 +171,7 @@ static void sweep(struct stripe *s, int64_t now)
         }
     }
     s->sweep_at = s->n * 2 > SWEEP_FLOOR ? s->n * 2 : SWEEP_FLOOR;
+    s->swept_us = now;
 }
 
 static void grow(struct stripe *s)
@@ -258,7 +260,8 @@ static int mem_run(struct cmx_limits_client *c, const struct cmx_limits_req *req
     /* sweep before looking anything up: a sweep frees entries */
     for (size_t k = 0; k < n_locks; k++) {
         struct stripe *s = &m->stripes[order[k]];
-        if (s->n >= s->sweep_at || s->n >= m->stripe_cap)
+        if ((s->n >= s->sweep_at && s->n < m->stripe_cap) ||
+            (s->n >= m->stripe_cap && now - s->swept_us >= 1000))
             sweep(s, now);
     }
 
