@@ -2,7 +2,13 @@
 #include "api/admit.h"
 #include "core/arena.h"
 #include "core/clock.h"
+#include "budget/budget.h"
+#include "limits/limits.h"
+#include "runtime/worker.h"
 #include "tenants/tenants.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <string.h>
 
@@ -80,4 +86,206 @@ bool cmx_admit_model(struct cmx_api_ctx *ctx, const char *model)
     cmx_api_error(ctx, 404, "invalid_request_error", "model_not_found", "model",
                   "The model '%s' does not exist or you do not have access to it.", model);
     return false;
+}
+
+/* ---- rate limits and budgets --------------------------------------------------------- */
+
+#define MINUTE_US INT64_C(60000000)
+
+/* A take in flight: heap-allocated so that a callback after the client left finds it. */
+struct ticket {
+    struct cmx_admit_quota *q; /* NULL once abandoned */
+};
+
+struct cmx_admit_quota {
+    struct cmx_api_ctx *ctx;
+    void (*go)(void *ud);
+    void (*stop)(void *ud);
+    void *ud;
+    struct ticket *ticket; /* take in flight */
+    int64_t worst_micros;
+    int64_t tokens; /* charged to the TPM buckets */
+    struct cmx_limits_bucket b[4];
+    size_t n;
+    char keys[4][CMX_LIMITS_KEY_MAX];
+    bool taken;   /* the buckets were charged */
+    bool held;    /* the budget reservation is held */
+    bool settled; /* cmx_admit_settle ran */
+    struct cmx_budget_hold hold;
+};
+
+static void add_bucket(struct cmx_admit_quota *q, const char *who, const char *name,
+                       enum cmx_limits_unit unit, int limit, int64_t cost)
+{
+    if (limit <= 0)
+        return;
+    snprintf(q->keys[q->n], sizeof(q->keys[q->n]), "%s:%s:%s", who, name,
+             unit == CMX_LIMITS_REQUESTS ? "rpm" : "tpm");
+    q->b[q->n] = (struct cmx_limits_bucket){
+        .key = q->keys[q->n], .unit = unit, .limit = limit, .period_us = MINUTE_US, .cost = cost};
+    q->n++;
+}
+
+static void add_limit_headers(struct cmx_api_ctx *ctx, const struct cmx_limits_result *r)
+{
+    struct cmx_limits_headers h;
+    cmx_limits_headers(r, &h);
+    for (size_t i = 0; i < h.n; i++)
+        cmx_http_add_header(ctx->req, h.h[i].name, h.h[i].value);
+}
+
+/* After the limits: the budgets, then go. */
+static void reserve_and_go(struct cmx_admit_quota *q)
+{
+    struct cmx_api_ctx *ctx = q->ctx;
+    const struct cmx_key_rec *key = ctx->caller.key;
+    const struct cmx_tenant_cfg *t = ctx->caller.tenant;
+    struct cmx_budget_acct *acct[2] = {NULL, NULL};
+    char name[96];
+    int period = t != NULL ? cmx_period_parse(t->budget_period) : -1;
+
+    if (period < 0)
+        period = CMX_PERIOD_MONTH;
+    if (key != NULL && key->budget_micros >= 0) {
+        snprintf(name, sizeof(name), "k:%s", key->id);
+        acct[0] = cmx_budget_account(name, key->budget_micros, (enum cmx_period)period);
+    }
+    if (t != NULL && t->budget_micros >= 0) {
+        snprintf(name, sizeof(name), "t:%s", t->name);
+        acct[1] = cmx_budget_account(name, t->budget_micros, (enum cmx_period)period);
+    }
+    if (acct[0] != NULL || acct[1] != NULL) {
+        int which = 0;
+        if (!cmx_budget_reserve(cmx_budget_global(), acct, q->worst_micros,
+                                (int64_t)cmx_clock_now_ms(), &q->hold, &which)) {
+            cmx_api_error(ctx, 429, "insufficient_quota", "insufficient_quota", NULL,
+                          "You exceeded the budget of %s %s for this %s: this request could "
+                          "cost up to %lld.%06lld and does not fit in what is left.",
+                          which == 0 ? "key" : "tenant", which == 0 ? key->id : t->name,
+                          cmx_period_name((enum cmx_period)period),
+                          (long long)(q->worst_micros / 1000000),
+                          (long long)(q->worst_micros % 1000000));
+            q->stop(q->ud);
+            return;
+        }
+        q->held = true;
+    }
+    q->go(q->ud);
+}
+
+static void limits_done(void *ud, const struct cmx_limits_result *r)
+{
+    struct ticket *tk = ud;
+    struct cmx_admit_quota *q = tk->q;
+    free(tk);
+    if (q == NULL)
+        return; /* the client left while we waited */
+    q->ticket = NULL;
+    struct cmx_api_ctx *ctx = q->ctx;
+    add_limit_headers(ctx, r);
+    if (!r->allowed) {
+        if (r->verdict == CMX_LIMITS_ERROR_DENY)
+            cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,
+                          "The rate limiter is unavailable and cloudmux is configured to fail "
+                          "closed (limits.on_error: fail_closed). Retry shortly.");
+        else if (r->too_large)
+            cmx_api_error(ctx, 429, "tokens", "rate_limit_exceeded", NULL,
+                          "Request too large: it needs %lld tokens, more than the tokens per "
+                          "minute allowed. Lower max_tokens or the prompt.",
+                          (long long)q->tokens);
+        else
+            cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,
+                          "Rate limit reached for %s. Please try again in %lldms.",
+                          ctx->caller.key ? ctx->caller.key->id : ctx->caller.tenant->name,
+                          (long long)((r->retry_after_us + 999) / 1000));
+        q->stop(q->ud);
+        return;
+    }
+    q->taken = r->verdict == CMX_LIMITS_ALLOW;
+    reserve_and_go(q);
+}
+
+void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micros,
+                     void (*go)(void *ud), void (*stop)(void *ud), void *ud)
+{
+    const struct cmx_key_rec *key = ctx->caller.key;
+    const struct cmx_tenant_cfg *t = ctx->caller.tenant;
+    bool budgets = (key != NULL && key->budget_micros >= 0) || (t != NULL && t->budget_micros >= 0);
+    bool limits = (key != NULL && (key->rpm > 0 || key->tpm > 0)) ||
+                  (t != NULL && (t->rpm > 0 || t->tpm > 0));
+
+    if (!budgets && !limits) {
+        go(ud);
+        return;
+    }
+    struct cmx_admit_quota *q = cmx_arena_calloc(&ctx->req->arena, sizeof(*q));
+    if (q == NULL) {
+        cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory.");
+        stop(ud);
+        return;
+    }
+    *q = (struct cmx_admit_quota){.ctx = ctx,
+                                  .go = go,
+                                  .stop = stop,
+                                  .ud = ud,
+                                  .worst_micros = worst_micros,
+                                  .tokens = tokens < 0 ? 0 : tokens};
+    ctx->caller.quota = q;
+    if (key != NULL) {
+        add_bucket(q, "k", key->id, CMX_LIMITS_REQUESTS, key->rpm, 1);
+        add_bucket(q, "k", key->id, CMX_LIMITS_TOKENS, key->tpm, q->tokens);
+    }
+    if (t != NULL) {
+        add_bucket(q, "t", t->name, CMX_LIMITS_REQUESTS, t->rpm, 1);
+        add_bucket(q, "t", t->name, CMX_LIMITS_TOKENS, t->tpm, q->tokens);
+    }
+    struct cmx_limits_client *lc = ctx->w->limits;
+    if (q->n == 0 || lc == NULL) {
+        reserve_and_go(q);
+        return;
+    }
+    struct ticket *tk = malloc(sizeof(*tk));
+    if (tk == NULL) {
+        cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory.");
+        stop(ud);
+        return;
+    }
+    tk->q = q;
+    q->ticket = tk;
+    if (cmx_limits_take(lc, q->b, q->n, limits_done, tk) != 0) {
+        q->ticket = NULL;
+        free(tk);
+        cmx_api_error(ctx, 500, "server_error", NULL, NULL,
+                      "The rate limiter refused the request.");
+        stop(ud);
+    }
+}
+
+void cmx_admit_settle(struct cmx_api_ctx *ctx, int64_t tokens, int64_t cost_micros)
+{
+    struct cmx_admit_quota *q = ctx->caller.quota;
+    if (q == NULL || q->settled)
+        return;
+    q->settled = true;
+    if (q->ticket != NULL) {
+        q->ticket->q = NULL; /* limits_done frees it */
+        q->ticket = NULL;
+    }
+    if (q->taken && tokens >= 0 && tokens != q->tokens && ctx->w->limits != NULL) {
+        struct cmx_limits_bucket fix[4];
+        size_t n = 0;
+        for (size_t i = 0; i < q->n; i++) {
+            if (q->b[i].unit != CMX_LIMITS_TOKENS)
+                continue;
+            fix[n] = q->b[i];
+            fix[n].cost = tokens - q->tokens;
+            n++;
+        }
+        if (n > 0)
+            cmx_limits_settle(ctx->w->limits, fix, n);
+    }
+    if (q->held) {
+        cmx_budget_settle(cmx_budget_global(), &q->hold, cost_micros, (int64_t)cmx_clock_now_ms());
+        q->held = false;
+    }
 }

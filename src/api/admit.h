@@ -24,4 +24,20 @@ bool cmx_admit_authenticate(struct cmx_api_ctx *ctx);
  * cannot access) and returns false. */
 bool cmx_admit_model(struct cmx_api_ctx *ctx, const char *model);
 
+/* Applies the caller's rate limits and budgets to a request about to go upstream: takes
+ * from the key's and tenant's RPM and TPM buckets (tokens: the estimate of prompt plus
+ * completion), then reserves worst_micros (its worst-case cost) against the key's and
+ * tenant's budgets, all or nothing. Then calls go(ud) — before returning (memory limiter) or
+ * later on the loop (Redis) — or answers 429 rate_limit_exceeded / insufficient_quota itself
+ * and calls stop(ud). x-ratelimit-* headers are added to the answer either way. A caller
+ * without limits or budgets (open mode) goes at once. */
+void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micros,
+                     void (*go)(void *ud), void (*stop)(void *ud), void *ud);
+
+/* Settles what cmx_admit_quota() held, once, when the request ends: the TPM buckets are
+ * corrected to tokens (the metered total; -1 when nothing was metered: the estimate
+ * stands), the budget reservation becomes cost_micros (0 releases it). A take still in
+ * flight (client gone) is abandoned: go/stop will not be called. */
+void cmx_admit_settle(struct cmx_api_ctx *ctx, int64_t tokens, int64_t cost_micros);
+
 #endif

@@ -15,6 +15,7 @@ struct cmx_dep_state;
 struct cmx_key_set;
 struct cmx_key_rec;
 struct cmx_tenant_cfg;
+struct cmx_admit_quota;
 
 /* The HTTP handler of every worker (ud is the struct cmx_worker). */
 void cmx_api_handle(struct cmx_http_req *req, void *ud);
@@ -24,6 +25,7 @@ struct cmx_api_caller {
     struct cmx_key_set *keys;            /* key snapshot used (a reference), or NULL */
     const struct cmx_key_rec *key;       /* the virtual key; NULL in open mode */
     const struct cmx_tenant_cfg *tenant; /* its tenant; NULL in open mode */
+    struct cmx_admit_quota *quota;       /* limits and budget held (admit.c), or NULL */
 };
 
 /* Per-request context shared by the handlers (lives in the request arena). */

@@ -11,6 +11,7 @@
  * missing id/created filled in) and writes each one out at once. */
 #include "api/api.h"
 #include "api/admit.h"
+#include "budget/budget.h"
 #include "tenants/tenants.h"
 #include "config/config.h"
 #include "core/err.h"
@@ -121,6 +122,17 @@ static void cancel_retry(struct proxy *p)
 static void proxy_cleanup(void *arg)
 {
     struct proxy *p = arg;
+    /* rate limits and budget: corrected to what was metered */
+    const struct cmx_usage *u = &p->usage;
+    int64_t tokens = -1, cost = 0;
+    if (u->reported) {
+        tokens = (u->prompt_tokens > 0 ? u->prompt_tokens : 0) +
+                 (u->completion_tokens > 0 ? u->completion_tokens : 0);
+        if (p->dep != NULL && p->dep->has_price)
+            cost = cmx_budget_cost(&p->dep->price, u->prompt_tokens, u->cached_tokens,
+                                   u->completion_tokens);
+    }
+    cmx_admit_settle(p->ctx, tokens, cost);
     cancel_retry(p);
     release_attempt(p);
     cmx_buf_free(&p->out);
@@ -775,6 +787,38 @@ static bool deny_excluded(struct proxy *p, const struct cmx_agreement_check *chk
     return agr || ten;
 }
 
+/* max_completion_tokens, else max_tokens, else the default for budgets and limits
+ * (embeddings produce no completion tokens). */
+static int64_t max_tokens_of(const struct cmx_client_req *cr)
+{
+    if (cr->ep == CMX_EP_EMBEDDINGS)
+        return 0;
+    static const char *const names[] = {"max_completion_tokens", "max_tokens"};
+    for (size_t i = 0; i < 2; i++) {
+        const struct cmx_json_member *m = cmx_json_find(cr->members, cr->n_members, names[i]);
+        if (m != NULL && m->type == CMX_JSON_NUMBER && m->val_len < 10) {
+            int64_t v = 0;
+            size_t k = 0;
+            for (; k < m->val_len && m->val[k] >= '0' && m->val[k] <= '9'; k++)
+                v = v * 10 + (m->val[k] - '0');
+            if (k == m->val_len && k > 0)
+                return v;
+        }
+    }
+    return CMX_DEFAULT_MAX_TOKENS;
+}
+
+static void proxy_go(void *ud)
+{
+    start_attempt(ud);
+}
+
+static void proxy_stop(void *ud)
+{
+    struct proxy *p = ud;
+    p->req->on_abort = NULL; /* the answer went out */
+}
+
 void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
 {
     struct cmx_http_req *req = ctx->req;
@@ -917,5 +961,16 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
     }
     p->deadline_ns = req->start_ns + (uint64_t)ctx->cfg->routing.timeout_s * 1000000000ull;
     req->on_abort = on_abort;
-    start_attempt(p);
+    /* rate limits and budgets: the worst case over the deployments it may reach */
+    int64_t max_out = max_tokens_of(&p->cr);
+    int64_t prompt = cmx_budget_prompt_estimate(p->cr.body_len);
+    int64_t worst = 0;
+    for (size_t i = 0; i < p->route.n; i++) {
+        const struct cmx_deployment_cfg *d = p->route.order[i];
+        if (d->has_price) {
+            int64_t c = cmx_budget_worst_case(&d->price, prompt, max_out);
+            worst = c > worst ? c : worst;
+        }
+    }
+    cmx_admit_quota(ctx, prompt + max_out, worst, proxy_go, proxy_stop, p);
 }

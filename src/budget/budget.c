@@ -1,6 +1,7 @@
 /* Budget periods, worst-case estimates and the reservation book (see budget.h). */
 #include "budget/budget.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -15,6 +16,11 @@ int cmx_period_parse(const char *s)
     if (strcmp(s, "month") == 0)
         return CMX_PERIOD_MONTH;
     return -1;
+}
+
+const char *cmx_period_name(enum cmx_period p)
+{
+    return p == CMX_PERIOD_DAY ? "day" : p == CMX_PERIOD_WEEK ? "week" : "month";
 }
 
 #define DAY_MS INT64_C(86400000)
@@ -81,6 +87,22 @@ int64_t cmx_budget_worst_case(const struct cmx_price *price, int64_t prompt_toke
     int64_t in = tokens_cost(prompt_tokens, price->input_per_mtok);
     int64_t out = tokens_cost(max_out_tokens, price->output_per_mtok);
     return in > INT64_MAX - out ? INT64_MAX : in + out;
+}
+
+int64_t cmx_budget_cost(const struct cmx_price *price, int64_t prompt, int64_t cached,
+                        int64_t completion)
+{
+    prompt = prompt > 0 ? prompt : 0;
+    cached = cached > 0 ? (cached < prompt ? cached : prompt) : 0;
+    completion = completion > 0 ? completion : 0;
+    int64_t cin =
+        price->cached_input_per_mtok >= 0 ? price->cached_input_per_mtok : price->input_per_mtok;
+    __int128 v = (__int128)(prompt - cached) * price->input_per_mtok + (__int128)cached * cin +
+                 (__int128)completion * price->output_per_mtok;
+    __int128 q = v / 1000000, r = v % 1000000;
+    if (r > 500000 || (r == 500000 && (q & 1)))
+        q++;
+    return q > INT64_MAX ? INT64_MAX : (int64_t)q;
 }
 
 void cmx_budget_book_init(struct cmx_budget_book *b)
@@ -156,4 +178,52 @@ int64_t cmx_budget_remaining(struct cmx_budget_book *b, struct cmx_budget_acct *
     int64_t r = a->limit_micros - a->spent_micros - a->reserved_micros;
     pthread_mutex_unlock(&b->mu);
     return r < 0 ? 0 : r;
+}
+
+/* ---- the process-wide accounts ---------------------------------------------------- */
+
+struct named_acct {
+    struct named_acct *next;
+    struct cmx_budget_acct acct;
+    char name[];
+};
+
+#define ACCT_BUCKETS 1024
+static struct cmx_budget_book global_book = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static struct named_acct *accts[ACCT_BUCKETS];
+
+struct cmx_budget_book *cmx_budget_global(void)
+{
+    return &global_book;
+}
+
+struct cmx_budget_acct *cmx_budget_account(const char *name, int64_t limit_micros,
+                                           enum cmx_period period)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    pthread_mutex_lock(&global_book.mu);
+    struct named_acct *a = accts[h % ACCT_BUCKETS];
+    while (a != NULL && strcmp(a->name, name) != 0)
+        a = a->next;
+    if (a == NULL) {
+        size_t n = strlen(name);
+        a = calloc(1, sizeof(*a) + n + 1);
+        if (a == NULL) {
+            pthread_mutex_unlock(&global_book.mu);
+            return NULL;
+        }
+        memcpy(a->name, name, n + 1);
+        a->acct.period_start_ms = INT64_MIN;
+        a->next = accts[h % ACCT_BUCKETS];
+        accts[h % ACCT_BUCKETS] = a;
+    }
+    a->acct.limit_micros = limit_micros;
+    if (a->acct.period != period) {
+        a->acct.period = period;
+        a->acct.period_start_ms = INT64_MIN; /* a new period kind starts afresh */
+    }
+    pthread_mutex_unlock(&global_book.mu);
+    return &a->acct;
 }

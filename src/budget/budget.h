@@ -19,6 +19,9 @@ enum cmx_period { CMX_PERIOD_DAY, CMX_PERIOD_WEEK, CMX_PERIOD_MONTH };
 /* Parses "day", "week" or "month"; -1 otherwise. */
 int cmx_period_parse(const char *s);
 
+/* "day", "week" or "month". */
+const char *cmx_period_name(enum cmx_period p);
+
 /* The UTC period containing unix time now_ms: [*start_ms, *end_ms). */
 void cmx_period_bounds(enum cmx_period p, int64_t now_ms, int64_t *start_ms, int64_t *end_ms);
 
@@ -31,6 +34,15 @@ int64_t cmx_budget_prompt_estimate(size_t body_len);
  * INT64_MAX instead of overflowing. */
 int64_t cmx_budget_worst_case(const struct cmx_price *price, int64_t prompt_tokens,
                               int64_t max_out_tokens);
+
+/* A request's cost in micro-units from its metered usage and the deployment's price:
+ * (prompt - cached) x input + cached x cached-input (input when not set) + completion x
+ * output, per 1M tokens, rounded half-even once. Negative (unreported) counts are 0. */
+int64_t cmx_budget_cost(const struct cmx_price *price, int64_t prompt, int64_t cached,
+                        int64_t completion);
+
+/* Completion tokens assumed when a request sets no max_tokens. */
+#define CMX_DEFAULT_MAX_TOKENS 1024
 
 /* One budget account (a key's or a tenant's): limit per period, what the current period has
  * spent, and what requests in flight have reserved. */
@@ -72,6 +84,13 @@ bool cmx_budget_reserve(struct cmx_budget_book *b, struct cmx_budget_acct *accts
  * ledger keeps). The hold is cleared. */
 void cmx_budget_settle(struct cmx_budget_book *b, struct cmx_budget_hold *hold,
                        int64_t actual_micros, int64_t now_ms);
+
+/* The process-wide book and its accounts, by name ("t:<tenant>" or "k:<key id>"): created
+ * on first use with limit and period, and updated to them when the config changes. The
+ * returned account lives until the process ends. NULL on allocation failure. Thread: any. */
+struct cmx_budget_book *cmx_budget_global(void);
+struct cmx_budget_acct *cmx_budget_account(const char *name, int64_t limit_micros,
+                                           enum cmx_period period);
 
 /* What remains of a at now_ms (limit - spent - reserved, never below 0). */
 int64_t cmx_budget_remaining(struct cmx_budget_book *b, struct cmx_budget_acct *a, int64_t now_ms);

@@ -19,6 +19,7 @@
 struct serve {
     const char *config_path;
     struct cmx_runtime rt;
+    char limits_desc[512]; /* the running limits backend, as cmx_limits_config_describe() */
     uv_loop_t *loop;
     uv_signal_t sigterm, sigint, sighup;
     bool stopping;
@@ -92,6 +93,11 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         (strcmp(cfg->listen_host, s->rt.listen_host) != 0 || cfg->listen_port != s->rt.listen_port))
         cmx_log(CMX_LOG_WARN, "reload: a new listen address takes a restart; keeping %s:%d",
                 s->rt.listen_host, s->rt.listen_port);
+    char desc[sizeof(s->limits_desc)];
+    cmx_limits_config_describe(&cfg->limits, desc, sizeof(desc));
+    if (strcmp(desc, s->limits_desc) != 0)
+        cmx_log(CMX_LOG_WARN, "reload: a new limits backend (%s) takes a restart; keeping %s", desc,
+                s->limits_desc);
     for (int i = 0; i < s->rt.n_workers; i++)
         cmx_worker_reload(&s->rt.workers[i], cmx_config_ref(cfg));
     cmx_config_unref(cfg);
@@ -197,6 +203,14 @@ int cmx_cli_serve(int argc, char **argv)
         free(host);
         return 1;
     }
+    if (cmx_limits_new(&cfg->limits, &s.rt.limits) != 0) {
+        fprintf(stderr, "cloudmux serve: cannot set up the rate limiter\n");
+        cmx_config_unref(cfg);
+        free(host);
+        return 1;
+    }
+    s.limits_desc[0] = '\0';
+    cmx_limits_config_describe(&cfg->limits, s.limits_desc, sizeof(s.limits_desc));
     s.rt.listen_host = host;
     s.rt.listen_port = port;
     s.rt.started_unix = (uint64_t)time(NULL);
@@ -248,6 +262,7 @@ int cmx_cli_serve(int argc, char **argv)
     if (rc == 0)
         cmx_log(CMX_LOG_INFO, "cloudmux stopped");
     free(s.rt.workers);
+    cmx_limits_free(s.rt.limits);
     free(host);
     cmx_config_unref(cfg);
     cmx_dep_states_free();

@@ -727,6 +727,7 @@ static const struct cmx_config_key top_keys[] = {
     K_STR("admin_key", struct cmx_config, admin_key, CMX_CONFIG_SECRET),
     K_FN("tenants", cmx_config_tenants_fn, 0), /* after providers and models */
     K_ENUM("auth", struct cmx_config, auth, auth_modes),
+    K_FN("limits", cmx_config_limits_fn, CMX_CONFIG_SECRET),
     K_END,
 };
 
@@ -779,6 +780,7 @@ static void set_defaults(struct cmx_config *cfg)
     cfg->server.drain_timeout_s = 30;
     cfg->server.access_log = true;
     cfg->routing.strategy = (char *)strategies[0];
+    cmx_limits_config_init(&cfg->limits);
     cfg->routing.max_attempts = 3;
     cfg->routing.timeout_s = 600;
     cfg->routing.connect_timeout_ms = 10000;

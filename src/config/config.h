@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "limits/limits.h"
 #include <stdbool.h>
 
 #include "core/buf.h"
@@ -131,7 +133,9 @@ struct cmx_config {
     struct cmx_agreements *agreements;          /* products, maker, agreements (NULL when none) */
     struct cmx_tenant_cfg *tenants;             /* n_tenants entries, config order */
     size_t n_tenants;
-    const char *auth; /* "none", "keys", or NULL: keys once a tenant or key exists */
+    const char *auth;                /* "none", "keys", or NULL: keys once a tenant or key exists */
+    struct cmx_limits_config limits; /* limits: memory (default) or redis://; see limits.h */
+    bool limits_given;               /* the limits key was present */
 };
 
 /* Diagnostics collected while loading: one line per problem, "FILE:LINE: error: MSG" or

@@ -148,6 +148,59 @@ int cmx_config_tenants_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int l
     return 0;
 }
 
+int cmx_config_limits_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
+                         const char *where, void *obj)
+{
+    struct cmx_config *cfg = obj;
+    char err[256];
+    bool bad;
+    int rc;
+
+    cfg->limits_given = true;
+    struct fy_node *r = cmx_config_resolve(ctx, val, line, &bad);
+    if (bad)
+        return -1;
+    if (r != NULL && fy_node_get_type(r) == FYNT_MAPPING) {
+        const char *keys[8], *vals[8];
+        size_t lens[8], n = 0;
+        void *it = NULL;
+        struct fy_node_pair *pair;
+        while ((pair = fy_node_mapping_iterate(r, &it)) != NULL) {
+            size_t klen = 0;
+            const char *k = cmx_config_scalar(ctx, fy_node_pair_key(pair), &klen);
+            struct fy_node *v = fy_node_pair_value(pair);
+            int vline = cmx_config_node_line(v, line);
+            if (n == 8) {
+                cmx_config_error(ctx, vline, "%s has too many keys", ctx->path);
+                return -1;
+            }
+            if (k == NULL || (keys[n] = cmx_arena_strndup(ctx->arena, k, klen)) == NULL) {
+                cmx_config_error(ctx, vline, "%s: keys must be plain names", ctx->path);
+                return -1;
+            }
+            size_t mark = cmx_config_path_key(ctx, keys[n]);
+            rc = cmx_config_text(ctx, v, vline, &vals[n], &lens[n]);
+            cmx_config_path_pop(ctx, mark);
+            if (rc != 0)
+                return -1;
+            n++;
+        }
+        rc = cmx_limits_config_parse_map(&cfg->limits, keys, vals, lens, n, err, sizeof(err));
+    } else {
+        const char *text;
+        size_t len;
+        if (cmx_config_text(ctx, r, line, &text, &len) != 0)
+            return -1;
+        rc = cmx_limits_config_parse(&cfg->limits, text, len, err, sizeof(err));
+    }
+    if (rc != 0) {
+        /* the parser's messages never contain the password */
+        cmx_config_error(ctx, line, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static bool has_cloud(const struct cmx_config *cfg, const char *cloud)
 {
     for (size_t i = 0; i < cfg->n_providers; i++)

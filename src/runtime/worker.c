@@ -48,6 +48,10 @@ static void shut_down(struct cmx_worker *w)
         cmx_http_server_close(w->http);
         w->http = NULL;
     }
+    if (w->limits != NULL) { /* after the requests: their settlements went out first */
+        cmx_limits_client_close(w->limits);
+        w->limits = NULL;
+    }
     if (w->up != NULL)
         w->up_ops->destroy(w->up, upstream_gone_cb, w);
 }
@@ -125,6 +129,8 @@ int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id, struc
     const char *up = getenv("CLOUDMUX_UPSTREAM");
     w->up_ops = up != NULL && strcmp(up, "curl") == 0 ? &cmx_upstream_curl : &cmx_upstream_h1;
     r = w->up_ops->create(&w->loop, &w->up);
+    if (r == 0 && rt->limits != NULL)
+        r = cmx_limits_client_new(rt->limits, &w->loop, &w->limits);
     if (r == 0) {
         struct cmx_http_limits lim = {
             .max_header_bytes = cfg->server.max_header_bytes,

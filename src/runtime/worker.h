@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "http/http.h"
+#include "limits/limits.h"
 #include "obs/accesslog.h"
 #include "upstream/upstream.h"
 
@@ -32,6 +33,7 @@ struct cmx_worker {
     const struct cmx_upstream_ops *up_ops; /* upstream client implementation */
     struct cmx_upstream *up;               /* this worker's client */
     struct cmx_accesslog log;              /* access log buffer */
+    struct cmx_limits_client *limits;      /* this worker's rate-limiter client */
     uint64_t rng[2];                       /* xorshift128+ state for ids and jitter */
     uint64_t rr;                           /* round-robin counter for ties */
     atomic_int_fast64_t inflight;          /* requests being handled (read by /metrics) */
@@ -44,9 +46,10 @@ struct cmx_runtime {
     int n_workers;
     const char *listen_host; /* effective listen address */
     int listen_port;
-    uint64_t started_unix; /* process start, seconds */
-    atomic_bool ready;     /* every listener is up */
-    atomic_bool draining;  /* SIGTERM received */
+    uint64_t started_unix;     /* process start, seconds */
+    atomic_bool ready;         /* every listener is up */
+    atomic_bool draining;      /* SIGTERM received */
+    struct cmx_limits *limits; /* rate limiter shared by the workers (memory or Redis) */
 };
 
 /* Starts worker w on its thread with cfg (a reference is taken). Blocks until it listens;
