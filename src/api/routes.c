@@ -6,6 +6,7 @@
 #include "obs/metrics.h"
 #include "router/router.h"
 #include "runtime/worker.h"
+#include "ledger/ledger.h"
 
 #include <signal.h>
 #include <strings.h>
@@ -210,6 +211,61 @@ static bool token_equal(const char *a, size_t alen, const char *b)
     return diff == 0;
 }
 
+/* ---- ledger reports (src/ledger/) ---- */
+
+/* The value of query parameter name (percent-decoded, in the arena), NULL when absent. */
+static const char *query_param(struct cmx_api_ctx *ctx, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *q = ctx->req->query;
+    while (q != NULL && *q) {
+        size_t len = strcspn(q, "&");
+        if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            char *v = cmx_arena_strndup(&ctx->req->arena, q + nl + 1, len - nl - 1);
+            if (v != NULL) {
+                for (char *c = v; *c; c++)
+                    if (*c == '+')
+                        *c = ' ';
+                url_decode(v);
+            }
+            return v;
+        }
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+    return NULL;
+}
+
+/* GET /admin/v1/statements?payee=&period= and GET /admin/v1/usage?period=&by=: JSON. */
+static void admin_ledger(struct cmx_api_ctx *ctx, bool statement)
+{
+    char url[4096], err[512] = "";
+    if (cmx_ledger_url(ctx->cfg, url, sizeof(url)) == NULL) {
+        cmx_api_error(ctx, 404, "invalid_request_error", "ledger_off", NULL,
+                      "The ledger is off in this configuration.");
+        return;
+    }
+    const char *period = query_param(ctx, "period");
+    if (period != NULL && *period == '\0')
+        period = NULL;
+    cmx_ledger_flush_global();
+    struct cmx_buf b;
+    cmx_buf_init(&b, 256u << 20);
+    int r = statement ? cmx_ledger_statement(url, query_param(ctx, "payee"), period,
+                                             CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err))
+                      : cmx_ledger_usage(url, period, query_param(ctx, "by"),
+                                         CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err));
+    if (r == CMX_EINVAL)
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_query", NULL, "%s", err);
+    else if (r != 0)
+        cmx_api_error(ctx, 503, "server_error", "ledger_unavailable", NULL,
+                      "The ledger cannot be read right now.");
+    else
+        cmx_api_json(ctx, 200, b.data, b.len);
+    cmx_buf_free(&b);
+}
+
 /* The admin API: with admin_key set, "Authorization: Bearer <admin_key>" is required; without it,
  * only clients on the loopback interface are served. */
 static bool admin_allowed(struct cmx_api_ctx *ctx)
@@ -318,6 +374,11 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
         if (!get)
             return not_allowed(ctx, "GET");
         return admin_deployments(ctx);
+    }
+    if (path_is(req, "/admin/v1/statements") || path_is(req, "/admin/v1/usage")) {
+        if (!get)
+            return not_allowed(ctx, "GET");
+        return admin_ledger(ctx, path_is(req, "/admin/v1/statements"));
     }
     if (path_is(req, "/admin/v1/reload")) {
         if (m != CMX_HTTP_POST)

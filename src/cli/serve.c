@@ -4,6 +4,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "ledger/ledger.h"
 #include "router/health.h"
 #include "router/router.h"
 #include "runtime/worker.h"
@@ -191,8 +192,27 @@ int cmx_cli_serve(int argc, char **argv)
         workers = CMX_MAX_WORKERS;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* the ledger: every request that reached an upstream is metered (src/ledger/) */
+    struct cmx_ledger *ledger = NULL;
+    char lurl[4096], lspool[4096], lerr[512];
+    if (cmx_ledger_url(cfg, lurl, sizeof(lurl)) != NULL) {
+        enum cmx_ledger_durability dur =
+            cfg->ledger_durability != NULL && strcmp(cfg->ledger_durability, "per_request") == 0
+                ? CMX_LEDGER_PER_REQUEST
+                : CMX_LEDGER_BATCHED;
+        cmx_ledger_spool_path(cfg, lurl, lspool, sizeof(lspool));
+        if (cmx_ledger_start(lurl, dur, lspool, &ledger, lerr, sizeof(lerr)) != 0) {
+            fprintf(stderr, "cloudmux serve: %s\n", lerr);
+            cmx_config_unref(cfg);
+            free(host);
+            return 1;
+        }
+        cmx_ledger_set_global(ledger);
+    }
     if (cmx_upstream_global_init() != 0) {
         fprintf(stderr, "cloudmux serve: libcurl initialisation failed\n");
+        cmx_ledger_set_global(NULL);
+        cmx_ledger_stop(ledger);
         cmx_config_unref(cfg);
         free(host);
         return 1;
@@ -242,6 +262,9 @@ int cmx_cli_serve(int argc, char **argv)
     }
     for (int i = 0; i < started; i++)
         cmx_worker_join(&s.rt.workers[i]);
+    /* every request is done: drain the ledger's queue before exit */
+    cmx_ledger_set_global(NULL);
+    cmx_ledger_stop(ledger);
     uv_loop_close(s.loop);
     if (rc == 0 && pidfile != NULL)
         unlink(pidfile);

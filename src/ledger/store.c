@@ -1,0 +1,57 @@
+/* The ledger's stores: choosing a backend by URL, and the migrations both apply. */
+#include "ledger/store.h"
+#include "core/err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Version i + 1 is cmx_ledger_migrations[i]. Append only: a released migration never
+ * changes. SQL common to SQLite and PostgreSQL. */
+const char *const cmx_ledger_migrations[] = {
+    /* 1: usage, accruals, caps */
+    "CREATE TABLE usage ("
+    " request_id TEXT PRIMARY KEY, ts_ms BIGINT NOT NULL, period TEXT NOT NULL,"
+    " day TEXT NOT NULL, model TEXT NOT NULL, product TEXT NOT NULL, provider TEXT NOT NULL,"
+    " cloud TEXT NOT NULL, region TEXT NOT NULL, agreements TEXT NOT NULL,"
+    " prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL,"
+    " cached_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL,"
+    " estimated INTEGER NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " latency_ms BIGINT NOT NULL, revenue_micros BIGINT NOT NULL, cost_micros BIGINT NOT NULL);"
+    "CREATE INDEX usage_day ON usage (day);"
+    "CREATE TABLE accruals ("
+    " request_id TEXT NOT NULL REFERENCES usage (request_id), ts_ms BIGINT NOT NULL,"
+    " period TEXT NOT NULL, day TEXT NOT NULL, agreement TEXT NOT NULL, payee TEXT NOT NULL,"
+    " term INTEGER NOT NULL, rate_ppm BIGINT NOT NULL, currency TEXT NOT NULL,"
+    " base_micros BIGINT NOT NULL, amount_micros BIGINT NOT NULL,"
+    " accrued_micros BIGINT NOT NULL, over_cap_micros BIGINT NOT NULL, cap_micros BIGINT,"
+    " PRIMARY KEY (request_id, agreement, term));"
+    "CREATE INDEX accruals_payee ON accruals (payee, day);"
+    "CREATE TABLE caps ("
+    " agreement TEXT NOT NULL, payee TEXT NOT NULL, term INTEGER NOT NULL,"
+    " cap_micros BIGINT NOT NULL, accrued_micros BIGINT NOT NULL,"
+    " PRIMARY KEY (agreement, payee, term));",
+};
+const size_t cmx_ledger_n_migrations =
+    sizeof(cmx_ledger_migrations) / sizeof(cmx_ledger_migrations[0]);
+
+const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url)
+{
+    if (url == NULL)
+        return NULL;
+    if (strncmp(url, "sqlite://", 9) == 0 && url[9] != '\0')
+        return &cmx_ledger_sqlite_ops;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return &cmx_ledger_pg_ops;
+    return NULL;
+}
+
+int cmx_ledger_store_open(const char *url, struct cmx_ledger_store **out, char *err, size_t err_cap)
+{
+    const struct cmx_ledger_store_ops *ops = cmx_ledger_store_for(url);
+    *out = NULL;
+    if (ops == NULL) {
+        snprintf(err, err_cap, "unsupported ledger url (sqlite://PATH or postgres://...)");
+        return CMX_EINVAL;
+    }
+    return ops->open(url, out, err, err_cap);
+}
