@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libcurl4-openssl-dev
             libjson-c-dev libfyaml-dev libssl-dev libcmocka-dev libsqlite3-dev libpq-dev)
 run_pkgs=(nodejs npm)
-test_pkgs=(nodejs npm clang libclang-rt-14-dev prometheus postgresql)
+test_pkgs=(nodejs npm clang libclang-rt-14-dev prometheus postgresql sqlite3)
 bench_pkgs=(nginx-light wrk linux-perf)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
