@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ledger/ledger.h"
 
@@ -51,6 +52,33 @@ struct cmx_ledger_usage_row {
     int64_t revenue_micros;
     int64_t cost_micros;
 };
+
+/* The caps a write transaction touched: each (agreement, payee, term) row is read and locked
+ * once per transaction, then kept here; the totals are written back before COMMIT. Valid
+ * only while the transaction holds the lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: FOR
+ * UPDATE). */
+#define CMX_LEDGER_CAP_CACHE 64
+struct cmx_ledger_cap_cache {
+    struct {
+        const struct cmx_ledger_accrual *key; /* agreement, payee, term (first seen) */
+        int64_t accrued;                      /* total so far, this transaction included */
+        int64_t added;                        /* accrued by this transaction */
+    } e[CMX_LEDGER_CAP_CACHE];
+    size_t n;
+};
+
+/* The entry of a's cap, NULL when not cached yet. */
+static inline size_t cmx_ledger_cap_find(const struct cmx_ledger_cap_cache *c,
+                                         const struct cmx_ledger_accrual *a)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        const struct cmx_ledger_accrual *k = c->e[i].key;
+        if (k->term == a->term && strcmp(k->agreement, a->agreement) == 0 &&
+            strcmp(k->payee, a->payee) == 0)
+            return i;
+    }
+    return (size_t)-1;
+}
 
 /* Rows of a query, malloc'd (free rows). */
 struct cmx_ledger_rows {

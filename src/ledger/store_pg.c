@@ -12,6 +12,8 @@
 #include <string.h>
 
 #define RETRIES 8
+/* write_one: the batch touches more caps than the cache holds */
+#define CMX_EAGAIN_BATCH 1
 
 enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, N_STMT };
 
@@ -158,8 +160,12 @@ static PGresult *run(struct pg_store *s, int i, struct params *p, char state[6])
     return NULL;
 }
 
-static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r, char state[6])
+static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r,
+                     struct cmx_ledger_cap_cache *caps, char state[6])
 {
+    /* room for every cap of the record before anything of it is written */
+    if (caps->n + r->n_acc > CMX_LEDGER_CAP_CACHE)
+        return CMX_EAGAIN_BATCH;
     char day[16], period[8];
     cmx_clock_format_date(r->ts_ms, day, sizeof(day));
     memcpy(period, day, 7);
@@ -195,32 +201,35 @@ static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r, char st
     for (size_t i = 0; i < r->n_acc; i++) {
         const struct cmx_ledger_accrual *a = &r->acc[i];
         int64_t prev = 0, accrued, over;
+        size_t ci = (size_t)-1;
         if (a->has_cap) {
-            p.n = 0;
-            p_str(&p, a->agreement);
-            p_str(&p, a->payee);
-            p_int(&p, a->term);
-            p_int(&p, a->cap_micros);
-            if ((res = run(s, INS_CAP, &p, state)) == NULL)
-                return CMX_EIO;
-            PQclear(res);
-            p.n = 3;
-            if ((res = run(s, SEL_CAP, &p, state)) == NULL)
-                return CMX_EIO;
-            if (PQntuples(res) == 1)
-                prev = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-            PQclear(res);
+            ci = cmx_ledger_cap_find(caps, a);
+            if (ci == (size_t)-1) {
+                p.n = 0;
+                p_str(&p, a->agreement);
+                p_str(&p, a->payee);
+                p_int(&p, a->term);
+                p_int(&p, a->cap_micros);
+                if ((res = run(s, INS_CAP, &p, state)) == NULL)
+                    return CMX_EIO;
+                PQclear(res);
+                p.n = 3; /* the row stays locked until COMMIT */
+                if ((res = run(s, SEL_CAP, &p, state)) == NULL)
+                    return CMX_EIO;
+                if (PQntuples(res) == 1)
+                    prev = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+                PQclear(res);
+                ci = caps->n++;
+                caps->e[ci].key = a;
+                caps->e[ci].accrued = prev;
+                caps->e[ci].added = 0;
+            }
+            prev = caps->e[ci].accrued;
         }
         cmx_ledger_cap_split(a->amount_micros, a->has_cap, a->cap_micros, prev, &accrued, &over);
-        if (a->has_cap && accrued > 0) {
-            p.n = 0;
-            p_int(&p, accrued);
-            p_str(&p, a->agreement);
-            p_str(&p, a->payee);
-            p_int(&p, a->term);
-            if ((res = run(s, UPD_CAP, &p, state)) == NULL)
-                return CMX_EIO;
-            PQclear(res);
+        if (a->has_cap) {
+            caps->e[ci].accrued += accrued;
+            caps->e[ci].added += accrued;
         }
         p.n = 0;
         p_str(&p, r->request_id);
@@ -247,6 +256,26 @@ static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r, char st
     return 0;
 }
 
+/* Writes the totals of the caps the transaction touched (their rows are locked). */
+static int flush_caps(struct pg_store *s, struct cmx_ledger_cap_cache *caps, char state[6])
+{
+    for (size_t i = 0; i < caps->n; i++) {
+        if (caps->e[i].added == 0)
+            continue;
+        const struct cmx_ledger_accrual *a = caps->e[i].key;
+        struct params p = {.n = 0};
+        p_int(&p, caps->e[i].added);
+        p_str(&p, a->agreement);
+        p_str(&p, a->payee);
+        p_int(&p, a->term);
+        PGresult *res = run(s, UPD_CAP, &p, state);
+        if (res == NULL)
+            return CMX_EIO;
+        PQclear(res);
+    }
+    return 0;
+}
+
 static int pg_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const *recs, size_t n,
                     bool sync)
 {
@@ -256,10 +285,19 @@ static int pg_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const 
         char state[6] = "";
         if (PQstatus(s->c) != CONNECTION_OK || cmd(s->c, "BEGIN") != 0)
             return CMX_EIO;
+        struct cmx_ledger_cap_cache caps;
+        caps.n = 0;
+        size_t done = 0;
         int rc = 0;
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = write_one(s, recs[i], state);
-        if (rc == 0 && cmd(s->c, "COMMIT") == 0)
+        while (done < n && (rc = write_one(s, recs[done], &caps, state)) == 0)
+            done++;
+        if (rc == CMX_EAGAIN_BATCH && done > 0) {
+            /* more distinct caps than the cache holds: commit what is done, then the rest */
+            if (flush_caps(s, &caps, state) == 0 && cmd(s->c, "COMMIT") == 0)
+                return pg_write(base, recs + done, n - done, sync);
+            rc = CMX_EIO;
+        }
+        if (rc == 0 && (rc = flush_caps(s, &caps, state)) == 0 && cmd(s->c, "COMMIT") == 0)
             return 0;
         cmd(s->c, "ROLLBACK");
         if (PQstatus(s->c) != CONNECTION_OK)
