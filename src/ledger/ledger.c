@@ -23,6 +23,8 @@
 #define MICRO        INT64_C(1000000)
 #define BATCH_MAX    4096 /* records per transaction in batched mode */
 #define RETRY_MS     1000 /* reconnect attempts while the store is down */
+#define GATHER_MS    20   /* batched: how long the writer lets a small batch grow */
+#define GATHER_MIN   1024 /* ... unless this many records are already queued */
 #define SPOOL_MAX_LN 65536
 
 /* ---- arithmetic ------------------------------------------------------------------------- */
@@ -349,8 +351,10 @@ struct cmx_ledger {
     struct cmx_ledger_rec *head; /* queued records, oldest first */
     struct cmx_ledger_rec *tail; /* last queued */
     uint64_t submitted;          /* records queued so far */
+    size_t queued;               /* records in the queue now */
     uint64_t processed;          /* records committed or spooled so far */
     bool stop;                   /* drain and exit */
+    int flushing;                /* callers waiting in cmx_ledger_flush (no gathering) */
     pthread_t thread;            /* the writer */
     /* writer-only state */
     char *url;   /* the store's URL (may hold a password: never logged) */
@@ -530,8 +534,22 @@ static void *writer_main(void *arg)
             }
             pthread_cond_wait(&l->wake, &l->mu);
         }
+        /* batched: let a small batch grow a little; a commit costs about the same for one
+         * record as for a thousand (the same pages are written) */
+        if (l->durability == CMX_LEDGER_BATCHED && !l->stop && l->store != NULL &&
+            l->queued < GATHER_MIN && !l->flushing) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += GATHER_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&l->wake, &l->mu, &ts);
+        }
         struct cmx_ledger_rec *list = l->head;
         l->head = l->tail = NULL;
+        l->queued = 0;
         bool stop = l->stop;
         pthread_mutex_unlock(&l->mu);
 
@@ -564,6 +582,8 @@ static void *writer_main(void *arg)
             if (l->head == NULL)
                 l->tail = t;
             l->head = rest;
+            for (struct cmx_ledger_rec *q = rest; q != NULL; q = q->next)
+                l->queued++;
         }
         l->processed += n;
         pthread_cond_broadcast(&l->done);
@@ -638,6 +658,7 @@ void cmx_ledger_submit(struct cmx_ledger *l, struct cmx_ledger_rec *rec)
         l->head = rec;
     l->tail = rec;
     l->submitted++;
+    l->queued++;
     pthread_mutex_unlock(&l->mu);
     if (was_empty)
         pthread_cond_signal(&l->wake);
@@ -647,9 +668,11 @@ void cmx_ledger_flush(struct cmx_ledger *l)
 {
     pthread_mutex_lock(&l->mu);
     uint64_t want = l->submitted;
+    l->flushing++;
     pthread_cond_signal(&l->wake);
     while (l->processed < want)
         pthread_cond_wait(&l->done, &l->mu);
+    l->flushing--;
     pthread_mutex_unlock(&l->mu);
 }
 

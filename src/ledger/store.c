@@ -3,10 +3,13 @@
 #include "core/err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Version i + 1 is cmx_ledger_migrations[i]. Append only: a released migration never
- * changes. SQL common to SQLite and PostgreSQL. */
+ * changes. SQL common to SQLite and PostgreSQL; "%WITHOUT_ROWID%" becomes " WITHOUT ROWID"
+ * on SQLite (the primary key is the table: one b-tree insert per record) and nothing on
+ * PostgreSQL. */
 const char *const cmx_ledger_migrations[] = {
     /* 1: usage, accruals, caps */
     "CREATE TABLE usage ("
@@ -16,8 +19,8 @@ const char *const cmx_ledger_migrations[] = {
     " prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL,"
     " cached_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL,"
     " estimated INTEGER NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL,"
-    " latency_ms BIGINT NOT NULL, revenue_micros BIGINT NOT NULL, cost_micros BIGINT NOT NULL);"
-    "CREATE INDEX usage_day ON usage (day);"
+    " latency_ms BIGINT NOT NULL, revenue_micros BIGINT NOT NULL, cost_micros BIGINT NOT NULL)"
+    "%WITHOUT_ROWID%;"
     "CREATE TABLE accruals ("
     " request_id TEXT NOT NULL REFERENCES usage (request_id), ts_ms BIGINT NOT NULL,"
     " period TEXT NOT NULL, day TEXT NOT NULL, agreement TEXT NOT NULL, payee TEXT NOT NULL,"
@@ -32,6 +35,32 @@ const char *const cmx_ledger_migrations[] = {
 };
 const size_t cmx_ledger_n_migrations =
     sizeof(cmx_ledger_migrations) / sizeof(cmx_ledger_migrations[0]);
+
+char *cmx_ledger_migration_sql(size_t i, const char *without_rowid)
+{
+    const char *m = cmx_ledger_migrations[i];
+    const char *tok = "%WITHOUT_ROWID%";
+    size_t tl = strlen(tok), wl = strlen(without_rowid), n = 0;
+    for (const char *p = strstr(m, tok); p != NULL; p = strstr(p + tl, tok))
+        n++;
+    char *out = malloc(strlen(m) + n * wl + 1);
+    if (out == NULL)
+        return NULL;
+    char *w = out;
+    for (const char *p = m;;) {
+        const char *q = strstr(p, tok);
+        size_t k = q ? (size_t)(q - p) : strlen(p);
+        memcpy(w, p, k);
+        w += k;
+        if (q == NULL)
+            break;
+        memcpy(w, without_rowid, wl);
+        w += wl;
+        p = q + tl;
+    }
+    *w = '\0';
+    return out;
+}
 
 const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url)
 {

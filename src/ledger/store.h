@@ -123,9 +123,12 @@ int cmx_ledger_store_open(const char *url, struct cmx_ledger_store **out, char *
                           size_t err_cap);
 
 /* The migrations, as SQL common to both backends, applied in order inside one
- * transaction each; version i+1 is migrations[i]. BIGSERIAL/INTEGER differences are
- * handled by the backends' "%ID%" substitution. */
+ * transaction each; version i+1 is migrations[i]. */
 extern const char *const cmx_ledger_migrations[];
 extern const size_t cmx_ledger_n_migrations;
+
+/* Migration i as the backend runs it, "%WITHOUT_ROWID%" replaced by without_rowid
+ * (malloc'd; NULL on allocation failure). */
+char *cmx_ledger_migration_sql(size_t i, const char *without_rowid);
 
 #endif

@@ -82,6 +82,15 @@ static void pg_close(struct cmx_ledger_store *base)
     free(s);
 }
 
+/* Runs migration v with this backend's substitutions. */
+static int run_migration(PGconn *c, size_t v, const char *without_rowid)
+{
+    char *q = cmx_ledger_migration_sql(v, without_rowid);
+    int rc = q != NULL ? cmd(c, q) : CMX_ENOMEM;
+    free(q);
+    return rc;
+}
+
 static int migrate(PGconn *c, char *err, size_t cap)
 {
     /* one gateway migrates at a time: an advisory lock held by the transaction */
@@ -98,7 +107,7 @@ static int migrate(PGconn *c, char *err, size_t cap)
     for (size_t v = have; v < cmx_ledger_n_migrations; v++) {
         char ins[96];
         snprintf(ins, sizeof(ins), "INSERT INTO ledger_schema (version) VALUES (%zu)", v + 1);
-        if (cmd(c, cmx_ledger_migrations[v]) != 0 || cmd(c, ins) != 0)
+        if (run_migration(c, v, "") != 0 || cmd(c, ins) != 0)
             goto out_err;
     }
     if (cmd(c, "COMMIT") != 0)

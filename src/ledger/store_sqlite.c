@@ -46,6 +46,15 @@ static int exec(sqlite3 *db, const char *q)
     return sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK ? 0 : CMX_EIO;
 }
 
+/* Runs migration v with this backend's substitutions. */
+static int run_migration(sqlite3 *db, size_t v, const char *without_rowid)
+{
+    char *q = cmx_ledger_migration_sql(v, without_rowid);
+    int rc = q != NULL ? exec(db, q) : CMX_ENOMEM;
+    free(q);
+    return rc;
+}
+
 static int migrate(sqlite3 *db, char *err, size_t cap)
 {
     if (exec(db, "CREATE TABLE IF NOT EXISTS ledger_schema (version INTEGER NOT NULL)") != 0 ||
@@ -63,7 +72,7 @@ static int migrate(sqlite3 *db, char *err, size_t cap)
     for (size_t v = (size_t)have; v < cmx_ledger_n_migrations; v++) {
         char ins[96];
         snprintf(ins, sizeof(ins), "INSERT INTO ledger_schema (version) VALUES (%zu)", v + 1);
-        if (exec(db, cmx_ledger_migrations[v]) != 0 || exec(db, ins) != 0) {
+        if (run_migration(db, v, " WITHOUT ROWID") != 0 || exec(db, ins) != 0) {
             set_err(err, cap, "migration", db);
             exec(db, "ROLLBACK");
             return CMX_EIO;

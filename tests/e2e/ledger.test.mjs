@@ -159,7 +159,7 @@ test('statement and usage equal an independent computation (stream and not, cach
 
     // the record itself: agreement versions in force, model, product, status, stream flag
     const db = join(dirname(cfg), 'cloudmux.db');
-    const recs = await sqlite(db, "SELECT provider, product, agreements, status, stream, cloud, region FROM usage ORDER BY ts_ms, rowid");
+    const recs = await sqlite(db, "SELECT provider, product, agreements, status, stream, cloud, region FROM usage ORDER BY ts_ms, request_id");
     assert.equal(recs.length, seen.length + 1);
     const azRow = recs.find((r) => r[0] === 'az');
     assert.deepEqual(azRow.slice(1, 4), ['gpt-5', 'ms@2026-01-01', '200']);
