@@ -195,7 +195,7 @@ static void put_int(struct cmx_buf *b, int64_t v)
     cmx_buf_printf(b, "\t%lld", (long long)v);
 }
 
-static void spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r)
+void cmx_ledger_spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r)
 {
     cmx_buf_puts(b, "R1");
     put_str(b, r->request_id);
@@ -285,8 +285,7 @@ static bool get_int(struct fields *fs, int64_t *v)
     return true;
 }
 
-/* Parses one spool line into a record (malloc'd), NULL when it is not a whole record. */
-static struct cmx_ledger_rec *spool_parse(char *line)
+struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
 {
     struct fields fs;
     split(line, &fs);
@@ -326,7 +325,7 @@ static struct cmx_ledger_rec *spool_parse(char *line)
     fs.i = 20;
     for (size_t i = 0; ok && i < r->n_acc; i++) {
         struct cmx_ledger_accrual *a = &r->acc[i];
-        int64_t term, has_cap;
+        int64_t term = 0, has_cap = 0;
         ok = get_str(&fs, a->agreement, sizeof(a->agreement)) &&
              get_str(&fs, a->payee, sizeof(a->payee)) &&
              get_str(&fs, a->currency, sizeof(a->currency)) && get_int(&fs, &term) &&
@@ -379,7 +378,7 @@ static int spool_append(struct cmx_ledger *l, struct cmx_ledger_rec *const *recs
     struct cmx_buf b;
     cmx_buf_init(&b, (size_t)1 << 30);
     for (size_t i = 0; i < n; i++)
-        spool_line(&b, recs[i]);
+        cmx_ledger_spool_line(&b, recs[i]);
     int fd = open(l->spool, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     int rc = fd < 0 ? CMX_EIO : 0;
     size_t off = 0;
@@ -454,7 +453,7 @@ static int replay(struct cmx_ledger *l)
             struct cmx_ledger_rec *r = NULL;
             if (line[len - 1] == '\n') {
                 line[len - 1] = '\0';
-                r = spool_parse(line);
+                r = cmx_ledger_spool_parse(line);
             }
             if (r == NULL)
                 bad++; /* a line cut by a crash mid-append: never acknowledged */

@@ -115,6 +115,16 @@ struct cmx_ledger_input {
  * Thread: any; no I/O. */
 struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in);
 
+/* ---- the spool file's format ------------------------------------------------------------ */
+
+/* Appends r to b as one spool line: "R1", then each field, tab-separated (tab, newline and
+ * backslash escaped), then '\n'. */
+void cmx_ledger_spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r);
+
+/* Parses one spool line (NUL-terminated, without its '\n'; modified in place) into a
+ * record (malloc'd; free()), or NULL when it is not a whole, valid record. */
+struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line);
+
 /* ---- the process's ledger ---------------------------------------------------------------- */
 
 enum cmx_ledger_durability {
