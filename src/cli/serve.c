@@ -24,6 +24,7 @@ struct serve {
     uv_signal_t sigterm, sigint, sighup;
     bool stopping;
     bool listen_overridden; /* --listen given: the file's listen is not used */
+    const char *ledger_url; /* the running ledger's url, NULL when off */
 };
 
 static int parse_listen(const char *s, char **host, int *port)
@@ -93,6 +94,13 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         (strcmp(cfg->listen_host, s->rt.listen_host) != 0 || cfg->listen_port != s->rt.listen_port))
         cmx_log(CMX_LOG_WARN, "reload: a new listen address takes a restart; keeping %s:%d",
                 s->rt.listen_host, s->rt.listen_port);
+    /* the ledger: what is queued is committed before the swap; its url is kept */
+    char new_url[4096];
+    const char *ou = s->ledger_url;
+    const char *nu = cmx_ledger_url(cfg, new_url, sizeof(new_url));
+    if ((ou == NULL) != (nu == NULL) || (ou != NULL && strcmp(ou, nu) != 0))
+        cmx_log(CMX_LOG_WARN, "reload: a new ledger url takes a restart; keeping the running one");
+    cmx_ledger_flush_global();
     for (int i = 0; i < s->rt.n_workers; i++)
         cmx_worker_reload(&s->rt.workers[i], cmx_config_ref(cfg));
     cmx_config_unref(cfg);
@@ -208,6 +216,7 @@ int cmx_cli_serve(int argc, char **argv)
             return 1;
         }
         cmx_ledger_set_global(ledger);
+        s.ledger_url = lurl;
     }
     if (cmx_upstream_global_init() != 0) {
         fprintf(stderr, "cloudmux serve: libcurl initialisation failed\n");

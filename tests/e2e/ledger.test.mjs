@@ -9,7 +9,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { startStack } from './lib/stack.mjs';
-import { runCloudmux } from './lib/gateway.mjs';
+import { writeFile } from 'node:fs/promises';
+import { runCloudmux, toYAML } from './lib/gateway.mjs';
+import { waitUntil } from '../sim/openai-sim.mjs';
 import {
   NOW, PERIOD, PRICES, COST_AZ, fmt, micros, revenueOf, shareOf, ledgerModels, ledgerPatch, ledgerJSON, pool, chat,
 } from './lib/ledger.mjs';
@@ -245,6 +247,32 @@ test('SIGTERM under load loses nothing: answered 200 == usage rows', T, async ()
     assert.ok(ok >= 150);
     const usage = await ledgerJSON(st.gw.configFile, ['usage'], st.env);
     assert.equal(usage.rows[0].requests, ok, `answered 200: ${ok}, failed: ${failed}`);
+  } finally {
+    await st.close();
+  }
+});
+
+test('SIGHUP: what is queued is kept, the running ledger too (a new url takes a restart)', T, async () => {
+  const st = await startStack({
+    sims: { oa: SIMS.oa },
+    models: [ledgerModels({ withLocal: false })[1]],
+    routing: { max_attempts: 1 },
+    args: ['--now', NOW],
+    configPatch: ledgerPatch({ cap: '1' }),
+  });
+  try {
+    await pool(20, 4, () => chat(st.client, 'gpt-5-direct'));
+    st.config.ledger = 'sqlite://elsewhere.db';
+    await writeFile(st.gw.configFile, toYAML(st.config));
+    st.gw.process.kill('SIGHUP');
+    await waitUntil(() => /config reloaded/.test(st.gw.stderr), 5000, 'the reload');
+    assert.match(st.gw.stderr, /a new ledger url takes a restart/);
+    await pool(20, 4, () => chat(st.client, 'gpt-5-direct'));
+    assert.equal(await st.gw.stop('SIGTERM'), 0);
+    st.config.ledger = undefined;
+    await writeFile(st.gw.configFile, toYAML(st.config));
+    const usage = await ledgerJSON(st.gw.configFile, ['usage', '--by', 'model'], st.env);
+    assert.deepEqual(usage.rows.map((r) => [r.key, r.requests]), [['gpt-5-direct', 40]]);
   } finally {
     await st.close();
   }
