@@ -24,8 +24,12 @@ static struct cmx_ledger_rec *mkrec(long i)
     struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + 2 * sizeof(r->acc[0]));
     if (r == NULL)
         abort();
-    snprintf(r->request_id, sizeof(r->request_id), "req_%016lx", (unsigned long)i);
-    r->ts_ms = 1794787200000LL + i; /* 2026-11-15 */
+    /* random-looking ids, as the gateway makes them (x-request-id) */
+    unsigned long h = (unsigned long)i * 0x9e3779b97f4a7c15ul;
+    snprintf(r->request_id, sizeof(r->request_id), "req_%016lx%08lx", h,
+             (unsigned long)i & 0xffffffff);
+    r->ts_ms = 1794787200000LL + i / 20; /* 2026-11-15, 20k records a second */
+    cmx_ledger_record_id(r->ts_ms, r->record_id, sizeof(r->record_id));
     strcpy(r->model, "gpt-5");
     strcpy(r->product, "gpt-5");
     strcpy(r->provider, "azure-eastus");

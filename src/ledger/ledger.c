@@ -103,6 +103,31 @@ static void copy(char *dst, size_t cap, const char *s)
     dst[n] = '\0';
 }
 
+/* Per-process part of record ids (random), and a counter. */
+static _Atomic uint64_t id_salt;
+static atomic_uint id_seq;
+
+void cmx_ledger_record_id(int64_t ts_ms, char *buf, size_t cap)
+{
+    uint64_t salt = atomic_load(&id_salt);
+    if (salt == 0) {
+        uint64_t s = 0;
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, &s, sizeof(s)) != (ssize_t)sizeof(s))
+            s = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+        if (fd >= 0)
+            close(fd);
+        s |= 1;
+        uint64_t zero = 0;
+        if (!atomic_compare_exchange_strong(&id_salt, &zero, s))
+            s = zero;
+        salt = s;
+    }
+    unsigned seq = atomic_fetch_add(&id_seq, 1);
+    snprintf(buf, cap, "%012llx%016llx%08x", (unsigned long long)ts_ms, (unsigned long long)salt,
+             seq);
+}
+
 struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
 {
     const struct cmx_config *cfg = in->cfg;
@@ -128,6 +153,7 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
         return NULL;
     copy(r->request_id, sizeof(r->request_id), in->request_id);
     r->ts_ms = in->at_ms;
+    cmx_ledger_record_id(r->ts_ms, r->record_id, sizeof(r->record_id));
     copy(r->model, sizeof(r->model), in->model ? in->model->name : NULL);
     copy(r->product, sizeof(r->product), product);
     if (d != NULL) {
@@ -198,6 +224,7 @@ static void put_int(struct cmx_buf *b, int64_t v)
 void cmx_ledger_spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r)
 {
     cmx_buf_puts(b, "R1");
+    put_str(b, r->record_id);
     put_str(b, r->request_id);
     put_int(b, r->ts_ms);
     put_str(b, r->model);
@@ -232,7 +259,7 @@ void cmx_ledger_spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r)
 }
 
 struct fields {
-    char *f[20 + 8 * CMX_LEDGER_MAX_SHARES];
+    char *f[21 + 8 * CMX_LEDGER_MAX_SHARES];
     size_t n;
     size_t i;
 };
@@ -289,12 +316,12 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
 {
     struct fields fs;
     split(line, &fs);
-    if (fs.n < 20 || strcmp(fs.f[0], "R1") != 0)
+    if (fs.n < 21 || strcmp(fs.f[0], "R1") != 0)
         return NULL;
     int64_t nacc;
-    fs.i = 19;
+    fs.i = 20;
     if (!get_int(&fs, &nacc) || nacc < 0 || nacc > CMX_LEDGER_MAX_SHARES ||
-        fs.n != 20 + 8 * (size_t)nacc)
+        fs.n != 21 + 8 * (size_t)nacc)
         return NULL;
     struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + (size_t)nacc * sizeof(r->acc[0]));
     if (r == NULL)
@@ -302,6 +329,7 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
     int64_t v[11];
     fs.i = 1;
     bool ok =
+        get_str(&fs, r->record_id, sizeof(r->record_id)) && r->record_id[0] != '\0' &&
         get_str(&fs, r->request_id, sizeof(r->request_id)) && get_int(&fs, &r->ts_ms) &&
         get_str(&fs, r->model, sizeof(r->model)) && get_str(&fs, r->product, sizeof(r->product)) &&
         get_str(&fs, r->provider, sizeof(r->provider)) &&
@@ -322,7 +350,7 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
         r->cost_micros = v[9];
         r->n_acc = (size_t)nacc;
     }
-    fs.i = 20;
+    fs.i = 21;
     for (size_t i = 0; ok && i < r->n_acc; i++) {
         struct cmx_ledger_accrual *a = &r->acc[i];
         int64_t term = 0, has_cap = 0;
@@ -346,6 +374,7 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
 struct cmx_ledger {
     pthread_mutex_t mu;          /* guards the queue fields below */
     pthread_cond_t wake;         /* writer: something queued, or stop */
+    pthread_cond_t full;         /* writer while gathering: GATHER_MIN queued, flush or stop */
     pthread_cond_t done;         /* flushers: processed moved */
     struct cmx_ledger_rec *head; /* queued records, oldest first */
     struct cmx_ledger_rec *tail; /* last queued */
@@ -535,8 +564,7 @@ static void *writer_main(void *arg)
         }
         /* batched: let a small batch grow a little; a commit costs about the same for one
          * record as for a thousand (the same pages are written) */
-        if (l->durability == CMX_LEDGER_BATCHED && !l->stop && l->store != NULL &&
-            l->queued < GATHER_MIN && !l->flushing) {
+        if (l->durability == CMX_LEDGER_BATCHED && l->store != NULL) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += GATHER_MS * 1000000L;
@@ -544,7 +572,10 @@ static void *writer_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            pthread_cond_timedwait(&l->wake, &l->mu, &ts);
+            /* not woken by each submit (that is `wake`): only when enough is queued */
+            while (!l->stop && !l->flushing && l->queued < GATHER_MIN &&
+                   pthread_cond_timedwait(&l->full, &l->mu, &ts) == 0)
+                ;
         }
         struct cmx_ledger_rec *list = l->head;
         l->head = l->tail = NULL;
@@ -633,6 +664,7 @@ int cmx_ledger_start(const char *url, enum cmx_ledger_durability d, const char *
     }
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->wake, NULL);
+    pthread_cond_init(&l->full, NULL);
     pthread_cond_init(&l->done, NULL);
     if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
         if (l->store != NULL)
@@ -657,10 +689,12 @@ void cmx_ledger_submit(struct cmx_ledger *l, struct cmx_ledger_rec *rec)
         l->head = rec;
     l->tail = rec;
     l->submitted++;
-    l->queued++;
+    bool full = ++l->queued == GATHER_MIN;
     pthread_mutex_unlock(&l->mu);
     if (was_empty)
         pthread_cond_signal(&l->wake);
+    if (full)
+        pthread_cond_signal(&l->full);
 }
 
 void cmx_ledger_flush(struct cmx_ledger *l)
@@ -669,6 +703,7 @@ void cmx_ledger_flush(struct cmx_ledger *l)
     uint64_t want = l->submitted;
     l->flushing++;
     pthread_cond_signal(&l->wake);
+    pthread_cond_signal(&l->full);
     while (l->processed < want)
         pthread_cond_wait(&l->done, &l->mu);
     l->flushing--;
@@ -682,12 +717,14 @@ void cmx_ledger_stop(struct cmx_ledger *l)
     pthread_mutex_lock(&l->mu);
     l->stop = true;
     pthread_cond_signal(&l->wake);
+    pthread_cond_signal(&l->full);
     pthread_mutex_unlock(&l->mu);
     pthread_join(l->thread, NULL);
     if (l->store != NULL)
         l->store->ops->close(l->store);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->wake);
+    pthread_cond_destroy(&l->full);
     pthread_cond_destroy(&l->done);
     /* an empty spool is not left behind */
     struct stat st;

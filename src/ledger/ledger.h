@@ -45,7 +45,8 @@ struct cmx_ledger_accrual {
 /* A usage record (one malloc'd block; acc[] holds n_acc entries). */
 struct cmx_ledger_rec {
     struct cmx_ledger_rec *next;          /* queue link (owned by the ledger) */
-    char request_id[CMX_LEDGER_NAME];     /* unique key */
+    char record_id[48];                   /* unique key: time-ordered, made by cmx_ledger_prepare */
+    char request_id[CMX_LEDGER_NAME];     /* x-request-id (a client may reuse its own) */
     int64_t ts_ms;                        /* completion time (cmx_clock_now_ms) */
     char model[CMX_LEDGER_NAME];          /* public model */
     char product[CMX_LEDGER_NAME];        /* product under agreements, "" when ungoverned */
@@ -90,6 +91,11 @@ void cmx_ledger_cap_split(int64_t amount, bool has_cap, int64_t cap, int64_t pre
 /* Parses a rate written as a decimal ("0.2", "0.075", "1") into parts per million; more
  * than six fraction digits (unless zeros), negatives and rates above 1 are CMX_EINVAL. */
 int cmx_ledger_parse_rate(const char *s, size_t len, int64_t *ppm);
+
+/* A record id: 12 hex digits of ts_ms, 16 of a per-process random salt, 8 of a counter.
+ * Unique across gateways and restarts, and time-ordered, so that inserts into the store's
+ * primary key stay near its end. Into buf (>= 37 bytes). Thread: any. */
+void cmx_ledger_record_id(int64_t ts_ms, char *buf, size_t cap);
 
 /* ---- building a record (worker threads) ---------------------------------------------------- */
 

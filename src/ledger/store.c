@@ -13,7 +13,8 @@
 const char *const cmx_ledger_migrations[] = {
     /* 1: usage, accruals, caps */
     "CREATE TABLE usage ("
-    " request_id TEXT PRIMARY KEY, ts_ms BIGINT NOT NULL, period TEXT NOT NULL,"
+    " record_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, period TEXT NOT "
+    "NULL,"
     " day TEXT NOT NULL, model TEXT NOT NULL, product TEXT NOT NULL, provider TEXT NOT NULL,"
     " cloud TEXT NOT NULL, region TEXT NOT NULL, agreements TEXT NOT NULL,"
     " prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL,"
@@ -22,7 +23,8 @@ const char *const cmx_ledger_migrations[] = {
     " latency_ms BIGINT NOT NULL, revenue_micros BIGINT NOT NULL, cost_micros BIGINT NOT NULL)"
     "%WITHOUT_ROWID%;"
     "CREATE TABLE accruals ("
-    " request_id TEXT NOT NULL REFERENCES usage (request_id), ts_ms BIGINT NOT NULL,"
+    " record_id TEXT NOT NULL REFERENCES usage (record_id), request_id TEXT NOT NULL,"
+    " ts_ms BIGINT NOT NULL,"
     " period TEXT NOT NULL, day TEXT NOT NULL, agreement TEXT NOT NULL, payee TEXT NOT NULL,"
     " term INTEGER NOT NULL, rate_ppm BIGINT NOT NULL, currency TEXT NOT NULL,"
     " base_micros BIGINT NOT NULL, amount_micros BIGINT NOT NULL,"

@@ -18,22 +18,24 @@
 enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, N_STMT };
 
 static const char *const sql[N_STMT] = {
-    "INSERT INTO usage (request_id, ts_ms, period, day, model, product, provider, cloud, region,"
+    "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
+    "cloud, region,"
     " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
     " stream, status, latency_ms, revenue_micros, cost_micros)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)"
-    " ON CONFLICT (request_id) DO NOTHING",
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)"
+    " ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES ($1,$2,$3,$4,0)"
     " ON CONFLICT (agreement, payee, term) DO NOTHING",
     "SELECT accrued_micros FROM caps WHERE agreement = $1 AND payee = $2 AND term = $3"
     " FOR UPDATE",
     "UPDATE caps SET accrued_micros = accrued_micros + $1 WHERE agreement = $2 AND payee = $3"
     " AND term = $4",
-    "INSERT INTO accruals (request_id, ts_ms, period, day, agreement, payee, term, rate_ppm,"
+    "INSERT INTO accruals (record_id, request_id, ts_ms, period, day, agreement, payee, term, "
+    "rate_ppm,"
     " currency, base_micros, amount_micros, accrued_micros, over_cap_micros, cap_micros)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
 };
-static const int n_params[N_STMT] = {20, 4, 3, 4, 14};
+static const int n_params[N_STMT] = {21, 4, 3, 4, 15};
 static const char *const names[N_STMT] = {"cmx_ins_usage", "cmx_ins_cap", "cmx_sel_cap",
                                           "cmx_upd_cap", "cmx_ins_acc"};
 
@@ -44,8 +46,8 @@ struct pg_store {
 
 /* Integer parameters are sent as text; each gets its own slot. */
 struct params {
-    const char *v[20];
-    char num[20][24];
+    const char *v[21];
+    char num[21][24];
     int n;
 };
 
@@ -180,6 +182,7 @@ static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r,
     memcpy(period, day, 7);
     period[7] = '\0';
     struct params p = {.n = 0};
+    p_str(&p, r->record_id);
     p_str(&p, r->request_id);
     p_int(&p, r->ts_ms);
     p_str(&p, period);
@@ -241,6 +244,7 @@ static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r,
             caps->e[ci].added += accrued;
         }
         p.n = 0;
+        p_str(&p, r->record_id);
         p_str(&p, r->request_id);
         p_int(&p, r->ts_ms);
         p_str(&p, period);

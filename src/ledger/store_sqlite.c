@@ -15,18 +15,20 @@
 enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, N_STMT };
 
 static const char *const sql[N_STMT] = {
-    "INSERT INTO usage (request_id, ts_ms, period, day, model, product, provider, cloud, region,"
+    "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
+    "cloud, region,"
     " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
     " stream, status, latency_ms, revenue_micros, cost_micros)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (request_id) DO NOTHING",
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES (?,?,?,?,0)"
     " ON CONFLICT (agreement, payee, term) DO NOTHING",
     "SELECT accrued_micros FROM caps WHERE agreement = ? AND payee = ? AND term = ?",
     "UPDATE caps SET accrued_micros = accrued_micros + ? WHERE agreement = ? AND payee = ?"
     " AND term = ?",
-    "INSERT INTO accruals (request_id, ts_ms, period, day, agreement, payee, term, rate_ppm,"
+    "INSERT INTO accruals (record_id, request_id, ts_ms, period, day, agreement, payee, term, "
+    "rate_ppm,"
     " currency, base_micros, amount_micros, accrued_micros, over_cap_micros, cap_micros)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 };
 
 struct sqlite_store {
@@ -160,26 +162,27 @@ static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
     memcpy(period, day, 7);
     period[7] = '\0';
     sqlite3_stmt *u = s->st[INS_USAGE];
-    bind_text(u, 1, r->request_id);
-    sqlite3_bind_int64(u, 2, r->ts_ms);
-    bind_text(u, 3, period);
-    bind_text(u, 4, day);
-    bind_text(u, 5, r->model);
-    bind_text(u, 6, r->product);
-    bind_text(u, 7, r->provider);
-    bind_text(u, 8, r->cloud);
-    bind_text(u, 9, r->region);
-    bind_text(u, 10, r->agreements);
-    sqlite3_bind_int64(u, 11, r->prompt_tokens);
-    sqlite3_bind_int64(u, 12, r->completion_tokens);
-    sqlite3_bind_int64(u, 13, r->cached_tokens);
-    sqlite3_bind_int64(u, 14, r->reasoning_tokens);
-    sqlite3_bind_int(u, 15, r->estimated);
-    sqlite3_bind_int(u, 16, r->stream);
-    sqlite3_bind_int(u, 17, r->status);
-    sqlite3_bind_int64(u, 18, r->latency_ms);
-    sqlite3_bind_int64(u, 19, r->revenue_micros);
-    sqlite3_bind_int64(u, 20, r->cost_micros);
+    bind_text(u, 1, r->record_id);
+    bind_text(u, 2, r->request_id);
+    sqlite3_bind_int64(u, 3, r->ts_ms);
+    bind_text(u, 4, period);
+    bind_text(u, 5, day);
+    bind_text(u, 6, r->model);
+    bind_text(u, 7, r->product);
+    bind_text(u, 8, r->provider);
+    bind_text(u, 9, r->cloud);
+    bind_text(u, 10, r->region);
+    bind_text(u, 11, r->agreements);
+    sqlite3_bind_int64(u, 12, r->prompt_tokens);
+    sqlite3_bind_int64(u, 13, r->completion_tokens);
+    sqlite3_bind_int64(u, 14, r->cached_tokens);
+    sqlite3_bind_int64(u, 15, r->reasoning_tokens);
+    sqlite3_bind_int(u, 16, r->estimated);
+    sqlite3_bind_int(u, 17, r->stream);
+    sqlite3_bind_int(u, 18, r->status);
+    sqlite3_bind_int64(u, 19, r->latency_ms);
+    sqlite3_bind_int64(u, 20, r->revenue_micros);
+    sqlite3_bind_int64(u, 21, r->cost_micros);
     if (step(u, NULL) != 0)
         return CMX_EIO;
     if (sqlite3_changes(s->db) == 0)
@@ -217,23 +220,24 @@ static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
             caps->e[ci].added += accrued;
         }
         sqlite3_stmt *c = s->st[INS_ACC];
-        bind_text(c, 1, r->request_id);
-        sqlite3_bind_int64(c, 2, r->ts_ms);
-        bind_text(c, 3, period);
-        bind_text(c, 4, day);
-        bind_text(c, 5, a->agreement);
-        bind_text(c, 6, a->payee);
-        sqlite3_bind_int(c, 7, a->term);
-        sqlite3_bind_int64(c, 8, a->rate_ppm);
-        bind_text(c, 9, a->currency);
-        sqlite3_bind_int64(c, 10, r->revenue_micros);
-        sqlite3_bind_int64(c, 11, a->amount_micros);
-        sqlite3_bind_int64(c, 12, accrued);
-        sqlite3_bind_int64(c, 13, over);
+        bind_text(c, 1, r->record_id);
+        bind_text(c, 2, r->request_id);
+        sqlite3_bind_int64(c, 3, r->ts_ms);
+        bind_text(c, 4, period);
+        bind_text(c, 5, day);
+        bind_text(c, 6, a->agreement);
+        bind_text(c, 7, a->payee);
+        sqlite3_bind_int(c, 8, a->term);
+        sqlite3_bind_int64(c, 9, a->rate_ppm);
+        bind_text(c, 10, a->currency);
+        sqlite3_bind_int64(c, 11, r->revenue_micros);
+        sqlite3_bind_int64(c, 12, a->amount_micros);
+        sqlite3_bind_int64(c, 13, accrued);
+        sqlite3_bind_int64(c, 14, over);
         if (a->has_cap)
-            sqlite3_bind_int64(c, 14, a->cap_micros);
+            sqlite3_bind_int64(c, 15, a->cap_micros);
         else
-            sqlite3_bind_null(c, 14);
+            sqlite3_bind_null(c, 15);
         if (step(c, NULL) != 0)
             return CMX_EIO;
     }

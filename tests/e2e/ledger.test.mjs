@@ -168,7 +168,7 @@ test('statement and usage equal an independent computation (stream and not, cach
     assert.equal(recs.find((r) => r[0] === 'local')[1], '');
     assert.equal(recs.filter((r) => r[4] === '1').length, seen.filter((s) => s.stream).length);
     // each accrual row links to a usage record
-    const orphans = await sqlite(db, 'SELECT COUNT(*) FROM accruals a LEFT JOIN usage u ON u.request_id = a.request_id WHERE u.request_id IS NULL');
+    const orphans = await sqlite(db, 'SELECT COUNT(*) FROM accruals a LEFT JOIN usage u ON u.record_id = a.record_id WHERE u.record_id IS NULL');
     assert.equal(orphans[0][0], '0');
   } finally {
     await st.close();

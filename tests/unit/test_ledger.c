@@ -361,6 +361,7 @@ static struct cmx_ledger_rec *mkrec(const char *id, const char *day, int64_t rev
 {
     struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + sizeof(r->acc[0]));
     snprintf(r->request_id, sizeof(r->request_id), "%s", id);
+    snprintf(r->record_id, sizeof(r->record_id), "rec-%s", id);
     r->ts_ms = T(day);
     snprintf(r->model, sizeof(r->model), "gpt-5");
     snprintf(r->provider, sizeof(r->provider), "az");
@@ -506,6 +507,41 @@ static void test_spool_replay(void **state)
     assert_int_not_equal(access(spool, F_OK), 0);
 }
 
+static void test_record_ids(void **state)
+{
+    (void)state;
+    char a[48], b[48];
+    cmx_ledger_record_id(T("2026-11-05T00:00:00Z"), a, sizeof(a));
+    cmx_ledger_record_id(T("2026-11-05T00:00:00Z"), b, sizeof(b));
+    assert_int_equal(strlen(a), 36);
+    assert_string_not_equal(a, b); /* same ms: the counter differs */
+    assert_memory_equal(a, b, 28); /* same time and process */
+    cmx_ledger_record_id(T("2026-11-05T00:00:00.001Z"), b, sizeof(b));
+    assert_true(strcmp(a, b) < 0); /* time-ordered */
+    /* the same client request id twice is two records */
+    struct cmx_config *cfg = load(yaml);
+    struct cmx_usage u = {10, 5, 0, 0, true};
+    struct cmx_ledger_rec *r1 = prep(cfg, "gpt-5", 0, "2026-11-05T10:00:00Z", &u);
+    struct cmx_ledger_rec *r2 = prep(cfg, "gpt-5", 0, "2026-11-05T10:00:00Z", &u);
+    assert_string_equal(r1->request_id, r2->request_id);
+    assert_string_not_equal(r1->record_id, r2->record_id);
+    /* spool lines round-trip */
+    struct cmx_buf line;
+    cmx_buf_init(&line, 1 << 20);
+    cmx_ledger_spool_line(&line, r1);
+    line.data[--line.len] = '\0';
+    struct cmx_ledger_rec *back = cmx_ledger_spool_parse(line.data);
+    assert_non_null(back);
+    assert_string_equal(back->record_id, r1->record_id);
+    assert_int_equal(back->n_acc, r1->n_acc);
+    assert_int_equal(back->acc[0].amount_micros, r1->acc[0].amount_micros);
+    free(back);
+    cmx_buf_free(&line);
+    free(r1);
+    free(r2);
+    cmx_config_unref(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_prepare_until_boundary),
         cmocka_unit_test(test_sqlite_caps_and_replay),
         cmocka_unit_test(test_spool_replay),
+        cmocka_unit_test(test_record_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
