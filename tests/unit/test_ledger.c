@@ -381,6 +381,15 @@ static struct cmx_ledger_rec *mkrec(const char *id, const char *day, int64_t rev
     return r;
 }
 
+/* Removes a temp dir made by a test (its path is ours: /tmp/cmx-...). */
+static void rm_rf(const char *dir)
+{
+    char cmd[512];
+    assert_int_equal(strncmp(dir, "/tmp/cmx-", 9), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static char *tmpdb(char *buf, size_t cap)
 {
     char dir[] = "/tmp/cmx-ledger-XXXXXX";
@@ -452,6 +461,10 @@ static void test_sqlite_caps_and_replay(void **state)
         cmx_ledger_usage(url, NULL, "model", CMX_LEDGER_FORMAT_CSV, &b, err, sizeof(err)), 0);
     assert_non_null(strstr(b.data, "gpt-5,4,40,20,0,0,0,0.005750,0.000000"));
     cmx_buf_free(&b);
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", url + 9);
+    *strrchr(dir, '/') = '\0';
+    rm_rf(dir);
 }
 
 /* The store is unreachable: records are spooled, then replayed exactly once when it is
@@ -505,6 +518,7 @@ static void test_spool_replay(void **state)
     s->ops->close(s);
     /* the spool was emptied (and removed at stop) */
     assert_int_not_equal(access(spool, F_OK), 0);
+    rm_rf(dir);
 }
 
 static void test_record_ids(void **state)
