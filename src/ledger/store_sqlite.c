@@ -35,7 +35,10 @@ struct sqlite_store {
     struct cmx_ledger_store base;
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
-    int sync; /* -1 unknown, 0 NORMAL, 1 FULL */
+    int sync;       /* -1 unknown, 0 NORMAL, 1 FULL */
+    int64_t day_ms; /* start of the day formatted in day/period */
+    char day[16];   /* "YYYY-MM-DD" of day_ms ("" before the first record) */
+    char period[8]; /* "YYYY-MM" */
 };
 
 static void set_err(char *err, size_t cap, const char *what, sqlite3 *db)
@@ -146,8 +149,7 @@ static int step(sqlite3_stmt *st, int64_t *row)
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW && row != NULL)
         *row = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    sqlite3_reset(st); /* every parameter is bound again before the next step */
     return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : CMX_EIO;
 }
 
@@ -157,10 +159,15 @@ static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
     /* room for every cap of the record before anything of it is written */
     if (caps->n + r->n_acc > CMX_LEDGER_CAP_CACHE)
         return CMX_EAGAIN_BATCH;
-    char day[16], period[8];
-    cmx_clock_format_date(r->ts_ms, day, sizeof(day));
-    memcpy(period, day, 7);
-    period[7] = '\0';
+    /* the day's text, formatted once per day seen */
+    int64_t dn = cmx_clock_day_start(r->ts_ms);
+    if (dn != s->day_ms || s->day[0] == '\0') {
+        cmx_clock_format_date(r->ts_ms, s->day, sizeof(s->day));
+        memcpy(s->period, s->day, 7);
+        s->period[7] = '\0';
+        s->day_ms = dn;
+    }
+    const char *day = s->day, *period = s->period;
     sqlite3_stmt *u = s->st[INS_USAGE];
     bind_text(u, 1, r->record_id);
     bind_text(u, 2, r->request_id);
