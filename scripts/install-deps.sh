@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libcurl4-openssl-dev
-            libjson-c-dev libfyaml-dev libssl-dev libcmocka-dev
+            libjson-c-dev libfyaml-dev libssl-dev libcmocka-dev libsqlite3-dev libpq-dev
             libhiredis-dev) # libhiredis-dev: limits: redis://
 run_pkgs=(nodejs npm)
-test_pkgs=(nodejs npm clang libclang-rt-14-dev prometheus
+test_pkgs=(nodejs npm clang libclang-rt-14-dev prometheus postgresql sqlite3
            redis-server) # redis-server: the limits tests start their own
 bench_pkgs=(nginx-light wrk linux-perf)
 fuzz_pkgs=(clang libclang-rt-14-dev)

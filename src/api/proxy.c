@@ -23,6 +23,7 @@
 #include "agreements/agreements.h"
 #include "core/clock.h"
 #include "runtime/worker.h"
+#include "ledger/ledger.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -129,8 +130,8 @@ static void proxy_cleanup(void *arg)
         tokens = (u->prompt_tokens > 0 ? u->prompt_tokens : 0) +
                  (u->completion_tokens > 0 ? u->completion_tokens : 0);
         if (p->dep != NULL && p->dep->has_price)
-            cost = cmx_budget_cost(&p->dep->price, u->prompt_tokens, u->cached_tokens,
-                                   u->completion_tokens);
+            cost = cmx_ledger_revenue(&p->dep->price, u->prompt_tokens, u->completion_tokens,
+                                      u->cached_tokens);
     }
     cmx_admit_settle(p->ctx, tokens, cost);
     cancel_retry(p);
@@ -197,6 +198,31 @@ static void fill_log(struct proxy *p)
         e->completion_tokens = p->usage.completion_tokens;
         e->cached_tokens = p->usage.cached_tokens;
     }
+}
+
+/* Hands the request to the ledger (src/ledger/): one usage record per request that reached
+ * an upstream. failed: no tokens were produced (nothing is estimated then). */
+static void meter(struct proxy *p, int status, uint64_t response_bytes, bool failed)
+{
+    if (p->dep == NULL || p->attempts == 0)
+        return;
+    struct cmx_usage none = {0};
+    struct cmx_ledger_input in = {
+        .cfg = p->ctx->cfg,
+        .request_id = p->ctx->request_id,
+        .model = p->model,
+        .dep = p->dep,
+        .usage = failed && !p->usage.reported ? &none : &p->usage,
+        .status = status,
+        .latency_us = (uv_hrtime() - p->req->start_ns) / 1000,
+        .stream = p->cr.stream,
+        .request_bytes = p->cr.body_len,
+        .response_bytes = response_bytes,
+        .agreements = p->agreements ? cmx_agreements_applied(p->agreements, p->dep) : NULL,
+        .at_ms = (int64_t)cmx_clock_now_ms(),
+    };
+    none.reported = true;
+    cmx_ledger_record(&in);
 }
 
 static void mark_upstream_end(struct proxy *p)
@@ -321,6 +347,7 @@ static void fail_final(struct proxy *p)
                             redact(p, e->code), redact(p, e->param));
         p->ctx->log.error = e->code ? redact(p, e->code) : type;
         status = p->last_status;
+        meter(p, status, 0, true);
         if (p->hint.after_ms >= 0 && (status == 429 || status == 503)) {
             char v[32];
             snprintf(v, sizeof(v), "%lld", (long long)((p->hint.after_ms + 999) / 1000));
@@ -437,6 +464,7 @@ static void finish_stream(struct proxy *p, int err)
     }
     fill_log(p);
     cmx_api_log(p->ctx, 200);
+    meter(p, 200, p->req->bytes_sent, false);
     struct cmx_http_req *req = p->req;
     release_attempt(p);
     cmx_http_stream_end(req);
@@ -500,6 +528,7 @@ static void relay_body(struct proxy *p)
     }
     fill_log(p);
     set_result_headers(p);
+    meter(p, 200, len, false);
     /* copy: the attempt's buffers go before the answer is written */
     struct cmx_http_req *req = p->req;
     char *copy = cmx_arena_alloc(&req->arena, len + 1);
@@ -735,6 +764,7 @@ static void on_abort(struct cmx_http_req *req)
     if (ctx->log.error == NULL)
         ctx->log.error = "client_closed_request";
     cmx_api_log(ctx, 499);
+    meter(p, 499, req->bytes_sent, !p->client_started);
 }
 
 /* ---- request parsing ------------------------------------------------------------------------ */

@@ -11,6 +11,7 @@
 #include "obs/metrics.h"
 #include "router/router.h"
 #include "runtime/worker.h"
+#include "ledger/ledger.h"
 
 #include <signal.h>
 #include <strings.h>
@@ -316,6 +317,40 @@ static bool token_equal(const char *a, size_t alen, const char *b)
     return diff == 0;
 }
 
+/* ---- ledger reports (src/ledger/) ---- */
+
+/* GET /admin/v1/statements?payee=&period= and GET /admin/v1/usage?period=&by=: JSON. */
+static void admin_ledger(struct cmx_api_ctx *ctx, bool statement)
+{
+    char url[4096], err[512] = "";
+    if (cmx_ledger_url(ctx->cfg, url, sizeof(url)) == NULL) {
+        cmx_api_error(ctx, 404, "invalid_request_error", "ledger_off", NULL,
+                      "The ledger is off in this configuration.");
+        return;
+    }
+    const char *period, *payee, *by;
+    if (!query_opt(ctx, "period", &period) || !query_opt(ctx, "payee", &payee) ||
+        !query_opt(ctx, "by", &by))
+        return;
+    if (period != NULL && *period == '\0')
+        period = NULL;
+    cmx_ledger_flush_global();
+    struct cmx_buf b;
+    cmx_buf_init(&b, 256u << 20);
+    int r =
+        statement
+            ? cmx_ledger_statement(url, payee, period, CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err))
+            : cmx_ledger_usage(url, period, by, CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err));
+    if (r == CMX_EINVAL)
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_query", NULL, "%s", err);
+    else if (r != 0)
+        cmx_api_error(ctx, 503, "server_error", "ledger_unavailable", NULL,
+                      "The ledger cannot be read right now.");
+    else
+        cmx_api_json(ctx, 200, b.data, b.len);
+    cmx_buf_free(&b);
+}
+
 /* The admin API: with admin_key set, "Authorization: Bearer <admin_key>" is required; without it,
  * only clients on the loopback interface are served. */
 static bool admin_allowed(struct cmx_api_ctx *ctx)
@@ -445,6 +480,11 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
         if (!get)
             return not_allowed(ctx, "GET");
         return admin_agreements_check(ctx);
+    }
+    if (path_is(req, "/admin/v1/statements") || path_is(req, "/admin/v1/usage")) {
+        if (!get)
+            return not_allowed(ctx, "GET");
+        return admin_ledger(ctx, path_is(req, "/admin/v1/statements"));
     }
     if (path_is(req, "/admin/v1/reload")) {
         if (m != CMX_HTTP_POST)

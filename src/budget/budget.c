@@ -89,22 +89,6 @@ int64_t cmx_budget_worst_case(const struct cmx_price *price, int64_t prompt_toke
     return in > INT64_MAX - out ? INT64_MAX : in + out;
 }
 
-int64_t cmx_budget_cost(const struct cmx_price *price, int64_t prompt, int64_t cached,
-                        int64_t completion)
-{
-    prompt = prompt > 0 ? prompt : 0;
-    cached = cached > 0 ? (cached < prompt ? cached : prompt) : 0;
-    completion = completion > 0 ? completion : 0;
-    int64_t cin =
-        price->cached_input_per_mtok >= 0 ? price->cached_input_per_mtok : price->input_per_mtok;
-    __int128 v = (__int128)(prompt - cached) * price->input_per_mtok + (__int128)cached * cin +
-                 (__int128)completion * price->output_per_mtok;
-    __int128 q = v / 1000000, r = v % 1000000;
-    if (r > 500000 || (r == 500000 && (q & 1)))
-        q++;
-    return q > INT64_MAX ? INT64_MAX : (int64_t)q;
-}
-
 void cmx_budget_book_init(struct cmx_budget_book *b)
 {
     pthread_mutex_init(&b->mu, NULL);

@@ -35,12 +35,6 @@ int64_t cmx_budget_prompt_estimate(size_t body_len);
 int64_t cmx_budget_worst_case(const struct cmx_price *price, int64_t prompt_tokens,
                               int64_t max_out_tokens);
 
-/* A request's cost in micro-units from its metered usage and the deployment's price:
- * (prompt - cached) x input + cached x cached-input (input when not set) + completion x
- * output, per 1M tokens, rounded half-even once. Negative (unreported) counts are 0. */
-int64_t cmx_budget_cost(const struct cmx_price *price, int64_t prompt, int64_t cached,
-                        int64_t completion);
-
 /* Completion tokens assumed when a request sets no max_tokens. */
 #define CMX_DEFAULT_MAX_TOKENS 1024
 

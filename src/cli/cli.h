@@ -28,6 +28,12 @@ int cmx_cli_reload(int argc, char **argv);
 int cmx_cli_agreements(int argc, char **argv);
 extern const char cmx_cli_agreements_usage[]; /* its usage text */
 
+/* "cloudmux ledger (statement|usage) --config FILE ...": reports from the ledger of FILE's
+ * gateway (--format table|csv|json). Returns 0, 1 when the config or the store cannot be
+ * read, 2 on usage errors (bad period, format, by). */
+int cmx_cli_ledger(int argc, char **argv);
+extern const char cmx_cli_ledger_usage[]; /* its usage text */
+
 /* Usage text of the whole binary, and of one command (NULL when unknown). */
 const char *cmx_cli_usage(const char *command);
 

@@ -17,6 +17,8 @@ static const char usage_all[] =
     "                      make a running gateway re-read its config\n"
     "  agreements (check|matrix|timeline) --config FILE ...\n"
     "                      who may serve which product where, and when\n"
+    "  ledger (statement|usage) --config FILE ...\n"
+    "                      revenue-share statements and metered usage\n"
     "  help [COMMAND]      show help for a command\n"
     "  --version           print the version\n";
 
@@ -62,6 +64,8 @@ const char *cmx_cli_usage(const char *command)
         return usage_reload;
     if (strcmp(command, "agreements") == 0)
         return cmx_cli_agreements_usage;
+    if (strcmp(command, "ledger") == 0)
+        return cmx_cli_ledger_usage;
     if (strcmp(command, "help") == 0)
         return usage_all;
     return NULL;
@@ -99,6 +103,8 @@ int main(int argc, char **argv)
         return cmx_cli_reload(argc - 1, argv + 1);
     if (strcmp(cmd, "agreements") == 0)
         return cmx_cli_agreements(argc - 1, argv + 1);
+    if (strcmp(cmd, "ledger") == 0)
+        return cmx_cli_ledger(argc - 1, argv + 1);
     fprintf(stderr, "cloudmux: unknown command '%s'\n%s", cmd, usage_all);
     return 2;
 }

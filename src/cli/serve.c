@@ -4,6 +4,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "ledger/ledger.h"
 #include "router/health.h"
 #include "router/router.h"
 #include "runtime/worker.h"
@@ -24,6 +25,7 @@ struct serve {
     uv_signal_t sigterm, sigint, sighup;
     bool stopping;
     bool listen_overridden; /* --listen given: the file's listen is not used */
+    const char *ledger_url; /* the running ledger's url, NULL when off */
 };
 
 static int parse_listen(const char *s, char **host, int *port)
@@ -98,6 +100,13 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     if (strcmp(desc, s->limits_desc) != 0)
         cmx_log(CMX_LOG_WARN, "reload: a new limits backend (%s) takes a restart; keeping %s", desc,
                 s->limits_desc);
+    /* the ledger: what is queued is committed before the swap; its url is kept */
+    char new_url[4096];
+    const char *ou = s->ledger_url;
+    const char *nu = cmx_ledger_url(cfg, new_url, sizeof(new_url));
+    if ((ou == NULL) != (nu == NULL) || (ou != NULL && strcmp(ou, nu) != 0))
+        cmx_log(CMX_LOG_WARN, "reload: a new ledger url takes a restart; keeping the running one");
+    cmx_ledger_flush_global();
     for (int i = 0; i < s->rt.n_workers; i++)
         cmx_worker_reload(&s->rt.workers[i], cmx_config_ref(cfg));
     cmx_config_unref(cfg);
@@ -197,8 +206,28 @@ int cmx_cli_serve(int argc, char **argv)
         workers = CMX_MAX_WORKERS;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* the ledger: every request that reached an upstream is metered (src/ledger/) */
+    struct cmx_ledger *ledger = NULL;
+    char lurl[4096], lspool[4096], lerr[512];
+    if (cmx_ledger_url(cfg, lurl, sizeof(lurl)) != NULL) {
+        enum cmx_ledger_durability dur =
+            cfg->ledger_durability != NULL && strcmp(cfg->ledger_durability, "per_request") == 0
+                ? CMX_LEDGER_PER_REQUEST
+                : CMX_LEDGER_BATCHED;
+        cmx_ledger_spool_path(cfg, lurl, lspool, sizeof(lspool));
+        if (cmx_ledger_start(lurl, dur, lspool, &ledger, lerr, sizeof(lerr)) != 0) {
+            fprintf(stderr, "cloudmux serve: %s\n", lerr);
+            cmx_config_unref(cfg);
+            free(host);
+            return 1;
+        }
+        cmx_ledger_set_global(ledger);
+        s.ledger_url = lurl;
+    }
     if (cmx_upstream_global_init() != 0) {
         fprintf(stderr, "cloudmux serve: libcurl initialisation failed\n");
+        cmx_ledger_set_global(NULL);
+        cmx_ledger_stop(ledger);
         cmx_config_unref(cfg);
         free(host);
         return 1;
@@ -256,6 +285,9 @@ int cmx_cli_serve(int argc, char **argv)
     }
     for (int i = 0; i < started; i++)
         cmx_worker_join(&s.rt.workers[i]);
+    /* every request is done: drain the ledger's queue before exit */
+    cmx_ledger_set_global(NULL);
+    cmx_ledger_stop(ledger);
     uv_loop_close(s.loop);
     if (rc == 0 && pidfile != NULL)
         unlink(pidfile);

@@ -567,6 +567,27 @@ static int price_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, c
     return 0;
 }
 
+/* cost: the upstream's price to us, same keys as price (the ledger's cost column). */
+static const struct cmx_config_key cost_keys[] = {
+    K_MICROS("input_per_mtok", struct cmx_deployment_cfg, cost.input_per_mtok, 0, PRICE_MAX, REQ),
+    K_MICROS("output_per_mtok", struct cmx_deployment_cfg, cost.output_per_mtok, 0, PRICE_MAX, REQ),
+    K_MICROS("cached_input_per_mtok", struct cmx_deployment_cfg, cost.cached_input_per_mtok, 0,
+             PRICE_MAX, 0),
+    K_END,
+};
+
+static int cost_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                   void *obj)
+{
+    struct cmx_deployment_cfg *d = obj;
+    char sub[CMX_CONFIG_PATH_MAX + 64];
+
+    snprintf(sub, sizeof(sub), "\"cost\" of %s", where);
+    d->has_cost = true;
+    cmx_config_walk(ctx, val, line, sub, cost_keys, d, NULL);
+    return 0;
+}
+
 static const struct cmx_config_key deployment_timeout_keys[] = {
     K_INT("connect_ms", struct cmx_deployment_cfg, connect_timeout_ms, 0, INT_MAX),
     K_INT("first_byte_ms", struct cmx_deployment_cfg, first_byte_timeout_ms, 0, INT_MAX),
@@ -580,6 +601,7 @@ static const struct cmx_config_key deployment_keys[] = {
     K_INT("priority", struct cmx_deployment_cfg, priority, 0, INT_MAX),
     K_INT("weight", struct cmx_deployment_cfg, weight, 0, WEIGHT_MAX),
     K_FN("price", price_fn, 0),
+    K_FN("cost", cost_fn, 0),
     K_MAP("timeouts", deployment_timeout_keys),
     K_END,
 };
@@ -613,6 +635,7 @@ static int deployments_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int l
         d->priority = 1;
         d->weight = 1;
         d->price.cached_input_per_mtok = -1;
+        d->cost.cached_input_per_mtok = -1;
         d->line = iline;
         size_t mark = cmx_config_path_index(ctx, i);
         snprintf(label, sizeof(label), "deployments[%zu] of %s", i, where);
@@ -711,6 +734,42 @@ static const struct cmx_config_key routing_keys[] = {
     K_END,
 };
 
+/* ledger: "sqlite://PATH" | "postgres://..." | "off", or {url, durability, spool}. */
+static const char *const durabilities[] = {"batched", "per_request", NULL};
+
+static const struct cmx_config_key ledger_keys[] = {
+    K_STR("url", struct cmx_config, ledger_url, REQ),
+    K_ENUM("durability", struct cmx_config, ledger_durability, durabilities),
+    K_STR("spool", struct cmx_config, ledger_spool, 0),
+    K_END,
+};
+
+static int ledger_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line, const char *where,
+                     void *obj)
+{
+    struct cmx_config *cfg = obj;
+    const char *url;
+    size_t len;
+
+    if (fy_node_get_type(val) == FYNT_MAPPING)
+        cmx_config_walk(ctx, val, line, "\"ledger\"", ledger_keys, cfg, NULL);
+    else if (cmx_config_text(ctx, val, line, &url, &len) == 0)
+        cfg->ledger_url = (char *)url;
+    url = cfg->ledger_url;
+    if (url != NULL && strcmp(url, "off") != 0 && strncmp(url, "sqlite://", 9) != 0 &&
+        strncmp(url, "postgres://", 11) != 0 && strncmp(url, "postgresql://", 13) != 0) {
+        cmx_config_error(ctx, line,
+                         "ledger: the url must start with sqlite://, postgres:// or "
+                         "postgresql://, or be off");
+        return -1;
+    }
+    if (url != NULL && strcmp(url, "sqlite://") == 0) {
+        cmx_config_error(ctx, line, "ledger: sqlite:// needs a file path");
+        return -1;
+    }
+    return 0;
+}
+
 /* Rows run in this order (not file order): providers before models. */
 static const char *const auth_modes[] = {"none", "keys", NULL};
 
@@ -728,6 +787,7 @@ static const struct cmx_config_key top_keys[] = {
     K_FN("tenants", cmx_config_tenants_fn, 0), /* after providers and models */
     K_ENUM("auth", struct cmx_config, auth, auth_modes),
     K_FN("limits", cmx_config_limits_fn, CMX_CONFIG_SECRET),
+    K_FN("ledger", ledger_fn, 0),
     K_END,
 };
 

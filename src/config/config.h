@@ -51,6 +51,8 @@ struct cmx_deployment_cfg {
     int weight;                        /* for weighted routing; default 1 */
     bool has_price;                    /* price block present */
     struct cmx_price price;            /* valid when has_price */
+    bool has_cost;                     /* cost block present (the ledger's upstream cost) */
+    struct cmx_price cost;             /* valid when has_cost: what the upstream charges */
     int connect_timeout_ms;            /* deployments[].timeouts: override provider/global > 0 */
     int first_byte_timeout_ms;
     int idle_timeout_ms;
@@ -136,6 +138,10 @@ struct cmx_config {
     const char *auth;                /* "none", "keys", or NULL: keys once a tenant or key exists */
     struct cmx_limits_config limits; /* limits: memory (default) or redis://; see limits.h */
     bool limits_given;               /* the limits key was present */
+    /* ledger: (src/ledger/) */
+    char *ledger_url;        /* url ("off": no ledger); NULL: sqlite://cloudmux.db by the config */
+    char *ledger_durability; /* "batched" (default) | "per_request" */
+    char *ledger_spool;      /* spool file; NULL: derived from the url (cmx_ledger_spool_path) */
 };
 
 /* Diagnostics collected while loading: one line per problem, "FILE:LINE: error: MSG" or

@@ -714,6 +714,14 @@ class Simulator extends EventEmitter {
   async answerChat(rec, res, body, b, signal) {
     const plan = this.plan(body, b);
     const usage = this.usageFor(body, plan);
+    // scripted usage details (the ledger's tests): cached prompt tokens, reasoning tokens (part of
+    // completion_tokens, as OpenAI counts them)
+    if (b.cachedTokens) usage.prompt_tokens_details.cached_tokens = Math.min(b.cachedTokens, usage.prompt_tokens);
+    if (b.reasoningTokens) {
+      usage.completion_tokens_details.reasoning_tokens = b.reasoningTokens;
+      usage.completion_tokens += b.reasoningTokens;
+      usage.total_tokens += b.reasoningTokens;
+    }
     const created = Math.floor(Date.now() / 1000);
     const id = this.flavor === 'compatible' ? `chatcmpl-${idFrom(`${this.name}-${rec.seq}`, 32).toLowerCase()}` : `chatcmpl-${idFrom(`${this.name}-${rec.seq}`, 29)}`;
     const model = this.flavor === 'azure' ? 'gpt-4o-2024-11-20' : body.model;

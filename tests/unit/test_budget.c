@@ -71,25 +71,6 @@ static void test_estimates(void **state)
     assert_int_equal(cmx_budget_worst_case(&huge, INT64_MAX, INT64_MAX), INT64_MAX);
 }
 
-static void test_cost(void **state)
-{
-    (void)state;
-    /* $2.50 in, $1.25 cached, $10.00 out per 1M */
-    struct cmx_price p = {.input_per_mtok = 2500000, .output_per_mtok = 10000000,
-                          .cached_input_per_mtok = 1250000};
-    /* (1000-400)*2.5 + 400*1.25 + 200*10 = 1500 + 500 + 2000 micro-units */
-    assert_int_equal(cmx_budget_cost(&p, 1000, 400, 200), 4000);
-    /* half-even once: 1 token at 2.5 -> 2.5 -> 2; 3 tokens -> 7.5 -> 8 */
-    assert_int_equal(cmx_budget_cost(&p, 1, 0, 0), 2);
-    assert_int_equal(cmx_budget_cost(&p, 3, 0, 0), 8);
-    /* no cached price: cached tokens at the input price */
-    p.cached_input_per_mtok = -1;
-    assert_int_equal(cmx_budget_cost(&p, 1000, 400, 0), 2500);
-    /* unreported counts are zero; cached never exceeds prompt */
-    assert_int_equal(cmx_budget_cost(&p, -1, -1, -1), 0);
-    assert_int_equal(cmx_budget_cost(&p, 10, 50, 0), 25);
-}
-
 static void test_reserve_settle(void **state)
 {
     (void)state;
@@ -183,7 +164,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_periods),
         cmocka_unit_test(test_estimates),
-        cmocka_unit_test(test_cost),
         cmocka_unit_test(test_reserve_settle),
         cmocka_unit_test(test_concurrent_never_overspends),
     };

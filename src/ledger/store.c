@@ -1,0 +1,87 @@
+/* The ledger's stores: choosing a backend by URL, and the migrations both apply. */
+#include "ledger/store.h"
+#include "core/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Version i + 1 is cmx_ledger_migrations[i]. Append only: a released migration never
+ * changes. SQL common to SQLite and PostgreSQL; "%WITHOUT_ROWID%" becomes " WITHOUT ROWID"
+ * on SQLite (the primary key is the table: one b-tree insert per record) and nothing on
+ * PostgreSQL. */
+const char *const cmx_ledger_migrations[] = {
+    /* 1: usage, accruals, caps */
+    "CREATE TABLE usage ("
+    " record_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, period TEXT NOT "
+    "NULL,"
+    " day TEXT NOT NULL, model TEXT NOT NULL, product TEXT NOT NULL, provider TEXT NOT NULL,"
+    " cloud TEXT NOT NULL, region TEXT NOT NULL, agreements TEXT NOT NULL,"
+    " prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL,"
+    " cached_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL,"
+    " estimated INTEGER NOT NULL, stream INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " latency_ms BIGINT NOT NULL, revenue_micros BIGINT NOT NULL, cost_micros BIGINT NOT NULL)"
+    "%WITHOUT_ROWID%;"
+    "CREATE TABLE accruals ("
+    " record_id TEXT NOT NULL REFERENCES usage (record_id), request_id TEXT NOT NULL,"
+    " ts_ms BIGINT NOT NULL,"
+    " period TEXT NOT NULL, day TEXT NOT NULL, agreement TEXT NOT NULL, payee TEXT NOT NULL,"
+    " term INTEGER NOT NULL, rate_ppm BIGINT NOT NULL, currency TEXT NOT NULL,"
+    " base_micros BIGINT NOT NULL, amount_micros BIGINT NOT NULL,"
+    " accrued_micros BIGINT NOT NULL, over_cap_micros BIGINT NOT NULL, cap_micros BIGINT);"
+    "CREATE INDEX accruals_payee ON accruals (payee, day);"
+    "CREATE TABLE caps ("
+    " agreement TEXT NOT NULL, payee TEXT NOT NULL, term INTEGER NOT NULL,"
+    " cap_micros BIGINT NOT NULL, accrued_micros BIGINT NOT NULL,"
+    " PRIMARY KEY (agreement, payee, term));",
+};
+const size_t cmx_ledger_n_migrations =
+    sizeof(cmx_ledger_migrations) / sizeof(cmx_ledger_migrations[0]);
+
+char *cmx_ledger_migration_sql(size_t i, const char *without_rowid)
+{
+    const char *m = cmx_ledger_migrations[i];
+    const char *tok = "%WITHOUT_ROWID%";
+    size_t tl = strlen(tok), wl = strlen(without_rowid), n = 0;
+    for (const char *p = strstr(m, tok); p != NULL; p = strstr(p + tl, tok))
+        n++;
+    char *out = malloc(strlen(m) + n * wl + 1);
+    if (out == NULL)
+        return NULL;
+    char *w = out;
+    for (const char *p = m;;) {
+        const char *q = strstr(p, tok);
+        size_t k = q ? (size_t)(q - p) : strlen(p);
+        memcpy(w, p, k);
+        w += k;
+        if (q == NULL)
+            break;
+        memcpy(w, without_rowid, wl);
+        w += wl;
+        p = q + tl;
+    }
+    *w = '\0';
+    return out;
+}
+
+const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url)
+{
+    if (url == NULL)
+        return NULL;
+    if (strncmp(url, "sqlite://", 9) == 0 && url[9] != '\0')
+        return &cmx_ledger_sqlite_ops;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return &cmx_ledger_pg_ops;
+    return NULL;
+}
+
+int cmx_ledger_store_open(const char *url, struct cmx_ledger_store **out, char *err, size_t err_cap)
+{
+    const struct cmx_ledger_store_ops *ops = cmx_ledger_store_for(url);
+    *out = NULL;
+    if (ops == NULL) {
+        snprintf(err, err_cap, "unsupported ledger url (sqlite://PATH or postgres://...)");
+        return CMX_EINVAL;
+    }
+    return ops->open(url, out, err, err_cap);
+}

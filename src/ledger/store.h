@@ -1,0 +1,134 @@
+/* The ledger's storage interface: one ops table per backend (store_sqlite.c, store_pg.c),
+ * the same schema in both, versioned migrations applied at open.
+ *
+ * Schema (version 1):
+ *   ledger_schema(version)                       applied migrations
+ *   usage(request_id PK, ts_ms, period 'YYYY-MM', day 'YYYY-MM-DD', model, product,
+ *         provider, cloud, region, agreements, prompt/completion/cached/reasoning tokens,
+ *         estimated, stream, status, latency_ms, revenue_micros, cost_micros)
+ *   accruals(request_id -> usage, ts_ms, period, day, agreement, payee, term, rate_ppm,
+ *         currency, base_micros, amount_micros, accrued_micros, over_cap_micros,
+ *         cap_micros NULL)
+ *   caps(agreement, payee, term PK, cap_micros, accrued_micros)   running total per cap
+ *
+ * A store is used by one thread at a time. */
+#ifndef CMX_LEDGER_STORE_H
+#define CMX_LEDGER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ledger/ledger.h"
+
+struct cmx_ledger_store;
+
+/* One statement row: an (agreement version, term) of the payee in the period. */
+struct cmx_ledger_stmt_row {
+    char agreement[CMX_LEDGER_NAME]; /* "id@effective" */
+    int term;                        /* term index in the version */
+    int64_t rate_ppm;                /* its rate */
+    char currency[8];                /* its currency */
+    int64_t base_micros;             /* sum of the requests' revenue */
+    int64_t amount_micros;           /* sum of revenue x rate (accrued + over-cap) */
+    int64_t accrued_micros;          /* sum accrued */
+    int64_t over_cap_micros;         /* sum over the cap */
+    bool has_cap;                    /* capped term */
+    int64_t cap_micros;              /* the cap */
+    int64_t cap_remaining_micros;    /* cap - everything accrued so far (all periods) */
+    int64_t requests;                /* accrual rows */
+};
+
+/* One usage row: a group (or the total). */
+struct cmx_ledger_usage_row {
+    char key[CMX_LEDGER_NAME]; /* model, cloud, provider or day; "" for the total */
+    int64_t requests;
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t cached_tokens;
+    int64_t reasoning_tokens;
+    int64_t estimated; /* records with estimated tokens */
+    int64_t revenue_micros;
+    int64_t cost_micros;
+};
+
+/* The caps a write transaction touched: each (agreement, payee, term) row is read and locked
+ * once per transaction, then kept here; the totals are written back before COMMIT. Valid
+ * only while the transaction holds the lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: FOR
+ * UPDATE). */
+#define CMX_LEDGER_CAP_CACHE 64
+struct cmx_ledger_cap_cache {
+    struct {
+        const struct cmx_ledger_accrual *key; /* agreement, payee, term (first seen) */
+        int64_t accrued;                      /* total so far, this transaction included */
+        int64_t added;                        /* accrued by this transaction */
+    } e[CMX_LEDGER_CAP_CACHE];
+    size_t n;
+};
+
+/* The entry of a's cap, NULL when not cached yet. */
+static inline size_t cmx_ledger_cap_find(const struct cmx_ledger_cap_cache *c,
+                                         const struct cmx_ledger_accrual *a)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        const struct cmx_ledger_accrual *k = c->e[i].key;
+        if (k->term == a->term && strcmp(k->agreement, a->agreement) == 0 &&
+            strcmp(k->payee, a->payee) == 0)
+            return i;
+    }
+    return (size_t)-1;
+}
+
+/* Rows of a query, malloc'd (free rows). */
+struct cmx_ledger_rows {
+    void *rows;
+    size_t n;
+};
+
+struct cmx_ledger_store_ops {
+    const char *scheme; /* "sqlite" / "postgres" */
+    /* Opens (creating when needed) and migrates the store at url. 0 and *out; CMX_EIO with
+     * a message in err when unreachable; CMX_EINVAL for a bad URL. */
+    int (*open)(const char *url, struct cmx_ledger_store **out, char *err, size_t err_cap);
+    /* Inserts recs[0..n) in one transaction; a request id already present is skipped with
+     * its accruals (idempotent replay). Caps: each accrual reads and updates its caps row
+     * under a lock, so the cap holds across processes. sync: commit durably before
+     * returning. Returns 0; CMX_EIO when the store is unreachable (nothing committed). */
+    int (*write)(struct cmx_ledger_store *s, struct cmx_ledger_rec *const *recs, size_t n,
+                 bool sync);
+    /* Statement rows of payee in period (a LIKE prefix: "2026-11%"; NULL: all). */
+    int (*statement)(struct cmx_ledger_store *s, const char *payee, const char *period,
+                     struct cmx_ledger_rows *out, char *err, size_t err_cap);
+    /* Usage rows grouped by column by ("model", "cloud", "provider", "day", NULL). */
+    int (*usage)(struct cmx_ledger_store *s, const char *period, const char *by,
+                 struct cmx_ledger_rows *out, char *err, size_t err_cap);
+    /* Number of usage rows (tests). */
+    int64_t (*count)(struct cmx_ledger_store *s);
+    void (*close)(struct cmx_ledger_store *s);
+};
+
+struct cmx_ledger_store {
+    const struct cmx_ledger_store_ops *ops; /* its backend */
+};
+
+extern const struct cmx_ledger_store_ops cmx_ledger_sqlite_ops;
+extern const struct cmx_ledger_store_ops cmx_ledger_pg_ops;
+
+/* The backend for url ("sqlite://PATH", "postgres://...", "postgresql://..."), or NULL. */
+const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url);
+
+/* Opens url with its backend. */
+int cmx_ledger_store_open(const char *url, struct cmx_ledger_store **out, char *err,
+                          size_t err_cap);
+
+/* The migrations, as SQL common to both backends, applied in order inside one
+ * transaction each; version i+1 is migrations[i]. */
+extern const char *const cmx_ledger_migrations[];
+extern const size_t cmx_ledger_n_migrations;
+
+/* Migration i as the backend runs it, "%WITHOUT_ROWID%" replaced by without_rowid
+ * (malloc'd; NULL on allocation failure). */
+char *cmx_ledger_migration_sql(size_t i, const char *without_rowid);
+
+#endif

@@ -1,0 +1,453 @@
+/* The ledger on SQLite (the embedded default): WAL, one writer transaction per batch taken
+ * with BEGIN IMMEDIATE, so that gateways sharing one file serialize their cap arithmetic. */
+#include "ledger/store.h"
+#include "core/clock.h"
+#include "core/err.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* write_one: the batch touches more caps than the cache holds */
+#define CMX_EAGAIN_BATCH 1
+
+enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, N_STMT };
+
+static const char *const sql[N_STMT] = {
+    "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
+    "cloud, region,"
+    " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
+    " stream, status, latency_ms, revenue_micros, cost_micros)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
+    "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES (?,?,?,?,0)"
+    " ON CONFLICT (agreement, payee, term) DO NOTHING",
+    "SELECT accrued_micros FROM caps WHERE agreement = ? AND payee = ? AND term = ?",
+    "UPDATE caps SET accrued_micros = accrued_micros + ? WHERE agreement = ? AND payee = ?"
+    " AND term = ?",
+    "INSERT INTO accruals (record_id, request_id, ts_ms, period, day, agreement, payee, term, "
+    "rate_ppm,"
+    " currency, base_micros, amount_micros, accrued_micros, over_cap_micros, cap_micros)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+};
+
+struct sqlite_store {
+    struct cmx_ledger_store base;
+    sqlite3 *db;
+    sqlite3_stmt *st[N_STMT];
+    int sync;       /* -1 unknown, 0 NORMAL, 1 FULL */
+    int64_t day_ms; /* start of the day formatted in day/period */
+    char day[16];   /* "YYYY-MM-DD" of day_ms ("" before the first record) */
+    char period[8]; /* "YYYY-MM" */
+};
+
+static void set_err(char *err, size_t cap, const char *what, sqlite3 *db)
+{
+    snprintf(err, cap, "ledger (sqlite): %s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static int exec(sqlite3 *db, const char *q)
+{
+    return sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK ? 0 : CMX_EIO;
+}
+
+/* Runs migration v with this backend's substitutions. */
+static int run_migration(sqlite3 *db, size_t v, const char *without_rowid)
+{
+    char *q = cmx_ledger_migration_sql(v, without_rowid);
+    int rc = q != NULL ? exec(db, q) : CMX_ENOMEM;
+    free(q);
+    return rc;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t cap)
+{
+    if (exec(db, "CREATE TABLE IF NOT EXISTS ledger_schema (version INTEGER NOT NULL)") != 0 ||
+        exec(db, "BEGIN IMMEDIATE") != 0) {
+        set_err(err, cap, "migrations", db);
+        return CMX_EIO;
+    }
+    sqlite3_stmt *s = NULL;
+    int64_t have = 0;
+    if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM ledger_schema", -1, &s,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        have = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    for (size_t v = (size_t)have; v < cmx_ledger_n_migrations; v++) {
+        char ins[96];
+        snprintf(ins, sizeof(ins), "INSERT INTO ledger_schema (version) VALUES (%zu)", v + 1);
+        if (run_migration(db, v, " WITHOUT ROWID") != 0 || exec(db, ins) != 0) {
+            set_err(err, cap, "migration", db);
+            exec(db, "ROLLBACK");
+            return CMX_EIO;
+        }
+    }
+    if (exec(db, "COMMIT") != 0) {
+        set_err(err, cap, "migrations", db);
+        exec(db, "ROLLBACK");
+        return CMX_EIO;
+    }
+    return 0;
+}
+
+static void sq_close(struct cmx_ledger_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    for (int i = 0; i < N_STMT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static int sq_open(const char *url, struct cmx_ledger_store **out, char *err, size_t cap)
+{
+    const char *path = url + strlen("sqlite://");
+    struct sqlite_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return CMX_ENOMEM;
+    err[0] = '\0';
+    s->base.ops = &cmx_ledger_sqlite_ops;
+    s->sync = -1;
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        set_err(err, cap, "open", s->db);
+        sq_close(&s->base);
+        return CMX_EIO;
+    }
+    sqlite3_busy_timeout(s->db, 30000);
+    /* WAL: readers (reports) never block the writer; a bigger cache and rarer checkpoints
+     * keep batches cheap */
+    if (exec(s->db, "PRAGMA journal_mode=WAL") != 0 ||
+        exec(s->db, "PRAGMA cache_size=-32768") != 0 ||
+        exec(s->db, "PRAGMA wal_autocheckpoint=4000") != 0 || migrate(s->db, err, cap) != 0) {
+        if (err[0] == '\0')
+            set_err(err, cap, "open", s->db);
+        sq_close(&s->base);
+        return CMX_EIO;
+    }
+    for (int i = 0; i < N_STMT; i++) {
+        if (sqlite3_prepare_v2(s->db, sql[i], -1, &s->st[i], NULL) != SQLITE_OK) {
+            set_err(err, cap, "prepare", s->db);
+            sq_close(&s->base);
+            return CMX_EIO;
+        }
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* Runs a prepared statement that returns no row (or one int64 into *row). */
+static int step(sqlite3_stmt *st, int64_t *row)
+{
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW && row != NULL)
+        *row = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st); /* every parameter is bound again before the next step */
+    return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : CMX_EIO;
+}
+
+static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
+                     struct cmx_ledger_cap_cache *caps)
+{
+    /* room for every cap of the record before anything of it is written */
+    if (caps->n + r->n_acc > CMX_LEDGER_CAP_CACHE)
+        return CMX_EAGAIN_BATCH;
+    /* the day's text, formatted once per day seen */
+    int64_t dn = cmx_clock_day_start(r->ts_ms);
+    if (dn != s->day_ms || s->day[0] == '\0') {
+        cmx_clock_format_date(r->ts_ms, s->day, sizeof(s->day));
+        memcpy(s->period, s->day, 7);
+        s->period[7] = '\0';
+        s->day_ms = dn;
+    }
+    const char *day = s->day, *period = s->period;
+    sqlite3_stmt *u = s->st[INS_USAGE];
+    bind_text(u, 1, r->record_id);
+    bind_text(u, 2, r->request_id);
+    sqlite3_bind_int64(u, 3, r->ts_ms);
+    bind_text(u, 4, period);
+    bind_text(u, 5, day);
+    bind_text(u, 6, r->model);
+    bind_text(u, 7, r->product);
+    bind_text(u, 8, r->provider);
+    bind_text(u, 9, r->cloud);
+    bind_text(u, 10, r->region);
+    bind_text(u, 11, r->agreements);
+    sqlite3_bind_int64(u, 12, r->prompt_tokens);
+    sqlite3_bind_int64(u, 13, r->completion_tokens);
+    sqlite3_bind_int64(u, 14, r->cached_tokens);
+    sqlite3_bind_int64(u, 15, r->reasoning_tokens);
+    sqlite3_bind_int(u, 16, r->estimated);
+    sqlite3_bind_int(u, 17, r->stream);
+    sqlite3_bind_int(u, 18, r->status);
+    sqlite3_bind_int64(u, 19, r->latency_ms);
+    sqlite3_bind_int64(u, 20, r->revenue_micros);
+    sqlite3_bind_int64(u, 21, r->cost_micros);
+    if (step(u, NULL) != 0)
+        return CMX_EIO;
+    if (sqlite3_changes(s->db) == 0)
+        return 0; /* already recorded (a replay): its accruals are too */
+    for (size_t i = 0; i < r->n_acc; i++) {
+        const struct cmx_ledger_accrual *a = &r->acc[i];
+        int64_t prev = 0, accrued, over;
+        size_t ci = (size_t)-1;
+        if (a->has_cap) {
+            ci = cmx_ledger_cap_find(caps, a);
+            if (ci == (size_t)-1) {
+                sqlite3_stmt *c = s->st[INS_CAP];
+                bind_text(c, 1, a->agreement);
+                bind_text(c, 2, a->payee);
+                sqlite3_bind_int(c, 3, a->term);
+                sqlite3_bind_int64(c, 4, a->cap_micros);
+                if (step(c, NULL) != 0)
+                    return CMX_EIO;
+                c = s->st[SEL_CAP];
+                bind_text(c, 1, a->agreement);
+                bind_text(c, 2, a->payee);
+                sqlite3_bind_int(c, 3, a->term);
+                if (step(c, &prev) != 0)
+                    return CMX_EIO;
+                ci = caps->n++;
+                caps->e[ci].key = a;
+                caps->e[ci].accrued = prev;
+                caps->e[ci].added = 0;
+            }
+            prev = caps->e[ci].accrued;
+        }
+        cmx_ledger_cap_split(a->amount_micros, a->has_cap, a->cap_micros, prev, &accrued, &over);
+        if (a->has_cap) {
+            caps->e[ci].accrued += accrued;
+            caps->e[ci].added += accrued;
+        }
+        sqlite3_stmt *c = s->st[INS_ACC];
+        bind_text(c, 1, r->record_id);
+        bind_text(c, 2, r->request_id);
+        sqlite3_bind_int64(c, 3, r->ts_ms);
+        bind_text(c, 4, period);
+        bind_text(c, 5, day);
+        bind_text(c, 6, a->agreement);
+        bind_text(c, 7, a->payee);
+        sqlite3_bind_int(c, 8, a->term);
+        sqlite3_bind_int64(c, 9, a->rate_ppm);
+        bind_text(c, 10, a->currency);
+        sqlite3_bind_int64(c, 11, r->revenue_micros);
+        sqlite3_bind_int64(c, 12, a->amount_micros);
+        sqlite3_bind_int64(c, 13, accrued);
+        sqlite3_bind_int64(c, 14, over);
+        if (a->has_cap)
+            sqlite3_bind_int64(c, 15, a->cap_micros);
+        else
+            sqlite3_bind_null(c, 15);
+        if (step(c, NULL) != 0)
+            return CMX_EIO;
+    }
+    return 0;
+}
+
+/* Writes the totals of the caps a transaction touched. */
+static int flush_caps(struct sqlite_store *s, struct cmx_ledger_cap_cache *caps)
+{
+    for (size_t i = 0; i < caps->n; i++) {
+        if (caps->e[i].added == 0)
+            continue;
+        const struct cmx_ledger_accrual *a = caps->e[i].key;
+        sqlite3_stmt *c = s->st[UPD_CAP];
+        sqlite3_bind_int64(c, 1, caps->e[i].added);
+        bind_text(c, 2, a->agreement);
+        bind_text(c, 3, a->payee);
+        sqlite3_bind_int(c, 4, a->term);
+        if (step(c, NULL) != 0)
+            return CMX_EIO;
+    }
+    return 0;
+}
+
+static int sq_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const *recs, size_t n,
+                    bool sync)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    if (s->sync != (int)sync) {
+        if (exec(s->db, sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") != 0)
+            return CMX_EIO;
+        s->sync = sync;
+    }
+    if (exec(s->db, "BEGIN IMMEDIATE") != 0)
+        return CMX_EIO;
+    struct cmx_ledger_cap_cache caps;
+    caps.n = 0;
+    size_t done = 0;
+    int rc = 0;
+    while (done < n && (rc = write_one(s, recs[done], &caps)) == 0)
+        done++;
+    if (rc == CMX_EAGAIN_BATCH && done > 0) {
+        /* more distinct caps than the cache holds: commit what is done, then the rest */
+        rc = flush_caps(s, &caps);
+        if (rc == 0 && exec(s->db, "COMMIT") == 0)
+            return sq_write(base, recs + done, n - done, sync);
+        exec(s->db, "ROLLBACK");
+        return CMX_EIO;
+    }
+    if (rc != 0 || flush_caps(s, &caps) != 0) {
+        exec(s->db, "ROLLBACK");
+        return CMX_EIO;
+    }
+    if (exec(s->db, "COMMIT") != 0) {
+        exec(s->db, "ROLLBACK");
+        return CMX_EIO;
+    }
+    return 0;
+}
+
+static void like_of(const char *period, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%%", period ? period : "");
+}
+
+static int sq_statement(struct cmx_ledger_store *base, const char *payee, const char *period,
+                        struct cmx_ledger_rows *out, char *err, size_t cap)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    static const char q[] =
+        "SELECT a.agreement, a.term, MAX(a.rate_ppm), MAX(a.currency), SUM(a.base_micros),"
+        " SUM(a.amount_micros), SUM(a.accrued_micros), SUM(a.over_cap_micros), MAX(a.cap_micros),"
+        " COUNT(*), (SELECT c.cap_micros - c.accrued_micros FROM caps c WHERE"
+        " c.agreement = a.agreement AND c.payee = a.payee AND c.term = a.term)"
+        " FROM accruals a WHERE a.payee = ? AND a.day LIKE ?"
+        " GROUP BY a.agreement, a.payee, a.term ORDER BY a.agreement, a.term";
+    sqlite3_stmt *st;
+    char like[32];
+    like_of(period, like, sizeof(like));
+    out->rows = NULL;
+    out->n = 0;
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) {
+        set_err(err, cap, "statement", s->db);
+        return CMX_EIO;
+    }
+    bind_text(st, 1, payee);
+    bind_text(st, 2, like);
+    size_t n = 0, rcap = 0;
+    struct cmx_ledger_stmt_row *rows = NULL;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == rcap) {
+            rcap = rcap ? rcap * 2 : 16;
+            struct cmx_ledger_stmt_row *nr = realloc(rows, rcap * sizeof(*rows));
+            if (nr == NULL) {
+                r = SQLITE_NOMEM;
+                break;
+            }
+            rows = nr;
+        }
+        struct cmx_ledger_stmt_row *w = &rows[n++];
+        memset(w, 0, sizeof(*w));
+        snprintf(w->agreement, sizeof(w->agreement), "%s", sqlite3_column_text(st, 0));
+        w->term = sqlite3_column_int(st, 1);
+        w->rate_ppm = sqlite3_column_int64(st, 2);
+        snprintf(w->currency, sizeof(w->currency), "%s", sqlite3_column_text(st, 3));
+        w->base_micros = sqlite3_column_int64(st, 4);
+        w->amount_micros = sqlite3_column_int64(st, 5);
+        w->accrued_micros = sqlite3_column_int64(st, 6);
+        w->over_cap_micros = sqlite3_column_int64(st, 7);
+        w->has_cap = sqlite3_column_type(st, 8) != SQLITE_NULL;
+        w->cap_micros = sqlite3_column_int64(st, 8);
+        w->requests = sqlite3_column_int64(st, 9);
+        w->cap_remaining_micros = sqlite3_column_int64(st, 10);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        free(rows);
+        set_err(err, cap, "statement", s->db);
+        return CMX_EIO;
+    }
+    out->rows = rows;
+    out->n = n;
+    return 0;
+}
+
+static int sq_usage(struct cmx_ledger_store *base, const char *period, const char *by,
+                    struct cmx_ledger_rows *out, char *err, size_t cap)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    char q[768];
+    const char *col = by ? by : "''";
+    snprintf(q, sizeof(q),
+             "SELECT %s, COUNT(*), COALESCE(SUM(prompt_tokens), 0),"
+             " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),"
+             " COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(estimated), 0),"
+             " COALESCE(SUM(revenue_micros), 0), COALESCE(SUM(cost_micros), 0)"
+             " FROM usage WHERE day LIKE ?%s%s%s%s",
+             col, by ? " GROUP BY " : "", by ? by : "", by ? " ORDER BY " : "", by ? by : "");
+    sqlite3_stmt *st;
+    char like[32];
+    like_of(period, like, sizeof(like));
+    out->rows = NULL;
+    out->n = 0;
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) {
+        set_err(err, cap, "usage", s->db);
+        return CMX_EIO;
+    }
+    bind_text(st, 1, like);
+    size_t n = 0, rcap = 0;
+    struct cmx_ledger_usage_row *rows = NULL;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == rcap) {
+            rcap = rcap ? rcap * 2 : 16;
+            struct cmx_ledger_usage_row *nr = realloc(rows, rcap * sizeof(*rows));
+            if (nr == NULL) {
+                r = SQLITE_NOMEM;
+                break;
+            }
+            rows = nr;
+        }
+        struct cmx_ledger_usage_row *w = &rows[n++];
+        const unsigned char *k = sqlite3_column_text(st, 0);
+        snprintf(w->key, sizeof(w->key), "%s", k ? (const char *)k : "");
+        w->requests = sqlite3_column_int64(st, 1);
+        w->prompt_tokens = sqlite3_column_int64(st, 2);
+        w->completion_tokens = sqlite3_column_int64(st, 3);
+        w->cached_tokens = sqlite3_column_int64(st, 4);
+        w->reasoning_tokens = sqlite3_column_int64(st, 5);
+        w->estimated = sqlite3_column_int64(st, 6);
+        w->revenue_micros = sqlite3_column_int64(st, 7);
+        w->cost_micros = sqlite3_column_int64(st, 8);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        free(rows);
+        set_err(err, cap, "usage", s->db);
+        return CMX_EIO;
+    }
+    out->rows = rows;
+    out->n = n;
+    return 0;
+}
+
+static int64_t sq_count(struct cmx_ledger_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM usage", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+const struct cmx_ledger_store_ops cmx_ledger_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .write = sq_write,
+    .statement = sq_statement,
+    .usage = sq_usage,
+    .count = sq_count,
+    .close = sq_close,
+};
