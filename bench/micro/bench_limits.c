@@ -46,10 +46,10 @@ static void fill(struct cmx_limits_bucket b[4], char keys[4][40], long i)
     snprintf(keys[1], 40, "key:%ld:tpm", k);
     snprintf(keys[2], 40, "tenant:%ld:rpm", t);
     snprintf(keys[3], 40, "tenant:%ld:tpm", t);
-    b[0] = (struct cmx_limits_bucket){keys[0], CMX_LIMITS_REQUESTS, 600, MINUTE, 1};
-    b[1] = (struct cmx_limits_bucket){keys[1], CMX_LIMITS_TOKENS, 200000, MINUTE, 300};
-    b[2] = (struct cmx_limits_bucket){keys[2], CMX_LIMITS_REQUESTS, 60000, MINUTE, 1};
-    b[3] = (struct cmx_limits_bucket){keys[3], CMX_LIMITS_TOKENS, 20000000, MINUTE, 300};
+    b[0] = (struct cmx_limits_bucket){keys[0], CMX_LIMITS_REQUESTS, 600, MINUTE, 1, 0, 0};
+    b[1] = (struct cmx_limits_bucket){keys[1], CMX_LIMITS_TOKENS, 200000, MINUTE, 300, 0, 0};
+    b[2] = (struct cmx_limits_bucket){keys[2], CMX_LIMITS_REQUESTS, 60000, MINUTE, 1, 0, 0};
+    b[3] = (struct cmx_limits_bucket){keys[3], CMX_LIMITS_TOKENS, 20000000, MINUTE, 300, 0, 0};
 }
 
 static void mem_thread(void *arg)

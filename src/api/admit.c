@@ -91,6 +91,8 @@ bool cmx_admit_model(struct cmx_api_ctx *ctx, const char *model)
 /* ---- rate limits and budgets --------------------------------------------------------- */
 
 #define MINUTE_US INT64_C(60000000)
+#define DAY_US    INT64_C(86400000000)
+#define MAX_B     6
 
 /* A take in flight: heap-allocated so that a callback after the client left finds it. */
 struct ticket {
@@ -103,15 +105,13 @@ struct cmx_admit_quota {
     void (*stop)(void *ud);
     void *ud;
     struct ticket *ticket; /* take in flight */
-    int64_t worst_micros;
-    int64_t tokens; /* charged to the TPM buckets */
-    struct cmx_limits_bucket b[4];
+    int64_t worst_micros;  /* charged to the budget buckets */
+    int64_t tokens;        /* charged to the TPM buckets */
+    struct cmx_limits_bucket b[MAX_B];
     size_t n;
-    char keys[4][CMX_LIMITS_KEY_MAX];
+    char keys[MAX_B][CMX_LIMITS_KEY_MAX];
     bool taken;   /* the buckets were charged */
-    bool held;    /* the budget reservation is held */
     bool settled; /* cmx_admit_settle ran */
-    struct cmx_budget_hold hold;
 };
 
 static void add_bucket(struct cmx_admit_quota *q, const char *who, const char *name,
@@ -126,6 +126,27 @@ static void add_bucket(struct cmx_admit_quota *q, const char *who, const char *n
     q->n++;
 }
 
+/* A budget as a quota bucket of the current period: "bud:<who>:<name>:<period start ms>",
+ * kept a day past the period's end. */
+static void add_budget(struct cmx_admit_quota *q, const char *who, const char *name,
+                       int64_t limit_micros, enum cmx_period period)
+{
+    int64_t now = (int64_t)cmx_clock_now_ms(), start, end;
+    if (limit_micros < 0)
+        return;
+    cmx_period_bounds(period, now, &start, &end);
+    snprintf(q->keys[q->n], sizeof(q->keys[q->n]), "bud:%s:%s:%lld", who, name, (long long)start);
+    q->b[q->n] = (struct cmx_limits_bucket){
+        .key = q->keys[q->n],
+        .unit = CMX_LIMITS_QUOTA,
+        .limit = limit_micros > 0 ? limit_micros : 1,
+        .cost = limit_micros > 0 ? q->worst_micros : 1, /* a zero budget refuses everything */
+        .init = cmx_budget_spent(who, name, start, end),
+        .ttl_us = (end - now) * 1000 + DAY_US,
+    };
+    q->n++;
+}
+
 static void add_limit_headers(struct cmx_api_ctx *ctx, const struct cmx_limits_result *r)
 {
     struct cmx_limits_headers h;
@@ -134,43 +155,40 @@ static void add_limit_headers(struct cmx_api_ctx *ctx, const struct cmx_limits_r
         cmx_http_add_header(ctx->req, h.h[i].name, h.h[i].value);
 }
 
-/* After the limits: the budgets, then go. */
-static void reserve_and_go(struct cmx_admit_quota *q)
+/* The 429 for a refusal. */
+static void refuse(struct cmx_admit_quota *q, const struct cmx_limits_result *r)
 {
     struct cmx_api_ctx *ctx = q->ctx;
-    const struct cmx_key_rec *key = ctx->caller.key;
-    const struct cmx_tenant_cfg *t = ctx->caller.tenant;
-    struct cmx_budget_acct *acct[2] = {NULL, NULL};
-    char name[96];
-    int period = t != NULL ? cmx_period_parse(t->budget_period) : -1;
+    const char *who = ctx->caller.key ? ctx->caller.key->id : ctx->caller.tenant->name;
 
-    if (period < 0)
-        period = CMX_PERIOD_MONTH;
-    if (key != NULL && key->budget_micros >= 0) {
-        snprintf(name, sizeof(name), "k:%s", key->id);
-        acct[0] = cmx_budget_account(name, key->budget_micros, (enum cmx_period)period);
+    if (r->verdict == CMX_LIMITS_ERROR_DENY) {
+        cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,
+                      "The rate limiter is unavailable and cloudmux is configured to fail "
+                      "closed (limits.on_error: fail_closed). Retry shortly.");
+        return;
     }
-    if (t != NULL && t->budget_micros >= 0) {
-        snprintf(name, sizeof(name), "t:%s", t->name);
-        acct[1] = cmx_budget_account(name, t->budget_micros, (enum cmx_period)period);
+    for (size_t i = 0; i < r->n && i < q->n; i++) {
+        if (r->b[i].allowed || q->b[i].unit != CMX_LIMITS_QUOTA)
+            continue;
+        bool key = strncmp(q->keys[i], "bud:k:", 6) == 0;
+        cmx_api_error(
+            ctx, 429, "insufficient_quota", "insufficient_quota", NULL,
+            "You exceeded the budget of %s %s for this period: this request could "
+            "cost up to %lld.%06lld and %lld.%06lld is left.",
+            key ? "key" : "tenant", key ? ctx->caller.key->id : ctx->caller.tenant->name,
+            (long long)(q->worst_micros / 1000000), (long long)(q->worst_micros % 1000000),
+            (long long)(r->b[i].remaining / 1000000), (long long)(r->b[i].remaining % 1000000));
+        return;
     }
-    if (acct[0] != NULL || acct[1] != NULL) {
-        int which = 0;
-        if (!cmx_budget_reserve(cmx_budget_global(), acct, q->worst_micros,
-                                (int64_t)cmx_clock_now_ms(), &q->hold, &which)) {
-            cmx_api_error(ctx, 429, "insufficient_quota", "insufficient_quota", NULL,
-                          "You exceeded the budget of %s %s for this %s: this request could "
-                          "cost up to %lld.%06lld and does not fit in what is left.",
-                          which == 0 ? "key" : "tenant", which == 0 ? key->id : t->name,
-                          cmx_period_name((enum cmx_period)period),
-                          (long long)(q->worst_micros / 1000000),
-                          (long long)(q->worst_micros % 1000000));
-            q->stop(q->ud);
-            return;
-        }
-        q->held = true;
-    }
-    q->go(q->ud);
+    if (r->too_large)
+        cmx_api_error(ctx, 429, "tokens", "rate_limit_exceeded", NULL,
+                      "Request too large for %s: it may use %lld tokens, more than the tokens "
+                      "per minute allowed. Lower max_tokens or the prompt.",
+                      who, (long long)q->tokens);
+    else
+        cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,
+                      "Rate limit reached for %s. Please try again in %lldms.", who,
+                      (long long)((r->retry_after_us + 999) / 1000));
 }
 
 static void limits_done(void *ud, const struct cmx_limits_result *r)
@@ -181,28 +199,14 @@ static void limits_done(void *ud, const struct cmx_limits_result *r)
     if (q == NULL)
         return; /* the client left while we waited */
     q->ticket = NULL;
-    struct cmx_api_ctx *ctx = q->ctx;
-    add_limit_headers(ctx, r);
+    add_limit_headers(q->ctx, r);
     if (!r->allowed) {
-        if (r->verdict == CMX_LIMITS_ERROR_DENY)
-            cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,
-                          "The rate limiter is unavailable and cloudmux is configured to fail "
-                          "closed (limits.on_error: fail_closed). Retry shortly.");
-        else if (r->too_large)
-            cmx_api_error(ctx, 429, "tokens", "rate_limit_exceeded", NULL,
-                          "Request too large: it needs %lld tokens, more than the tokens per "
-                          "minute allowed. Lower max_tokens or the prompt.",
-                          (long long)q->tokens);
-        else
-            cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,
-                          "Rate limit reached for %s. Please try again in %lldms.",
-                          ctx->caller.key ? ctx->caller.key->id : ctx->caller.tenant->name,
-                          (long long)((r->retry_after_us + 999) / 1000));
+        refuse(q, r);
         q->stop(q->ud);
         return;
     }
     q->taken = r->verdict == CMX_LIMITS_ALLOW;
-    reserve_and_go(q);
+    q->go(q->ud);
 }
 
 void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micros,
@@ -213,13 +217,16 @@ void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micr
     bool budgets = (key != NULL && key->budget_micros >= 0) || (t != NULL && t->budget_micros >= 0);
     bool limits = (key != NULL && (key->rpm > 0 || key->tpm > 0)) ||
                   (t != NULL && (t->rpm > 0 || t->tpm > 0));
+    struct cmx_limits_client *lc = ctx->w->limits;
 
-    if (!budgets && !limits) {
+    if ((!budgets && !limits) || lc == NULL) {
         go(ud);
         return;
     }
     struct cmx_admit_quota *q = cmx_arena_calloc(&ctx->req->arena, sizeof(*q));
-    if (q == NULL) {
+    struct ticket *tk = malloc(sizeof(*tk));
+    if (q == NULL || tk == NULL) {
+        free(tk);
         cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory.");
         stop(ud);
         return;
@@ -228,27 +235,21 @@ void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micr
                                   .go = go,
                                   .stop = stop,
                                   .ud = ud,
-                                  .worst_micros = worst_micros,
+                                  .worst_micros = worst_micros < 0 ? 0 : worst_micros,
                                   .tokens = tokens < 0 ? 0 : tokens};
     ctx->caller.quota = q;
+    int period = t != NULL ? cmx_period_parse(t->budget_period) : -1;
+    if (period < 0)
+        period = CMX_PERIOD_MONTH;
     if (key != NULL) {
         add_bucket(q, "k", key->id, CMX_LIMITS_REQUESTS, key->rpm, 1);
         add_bucket(q, "k", key->id, CMX_LIMITS_TOKENS, key->tpm, q->tokens);
+        add_budget(q, "k", key->id, key->budget_micros, (enum cmx_period)period);
     }
     if (t != NULL) {
         add_bucket(q, "t", t->name, CMX_LIMITS_REQUESTS, t->rpm, 1);
         add_bucket(q, "t", t->name, CMX_LIMITS_TOKENS, t->tpm, q->tokens);
-    }
-    struct cmx_limits_client *lc = ctx->w->limits;
-    if (q->n == 0 || lc == NULL) {
-        reserve_and_go(q);
-        return;
-    }
-    struct ticket *tk = malloc(sizeof(*tk));
-    if (tk == NULL) {
-        cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory.");
-        stop(ud);
-        return;
+        add_budget(q, "t", t->name, t->budget_micros, (enum cmx_period)period);
     }
     tk->q = q;
     q->ticket = tk;
@@ -271,21 +272,19 @@ void cmx_admit_settle(struct cmx_api_ctx *ctx, int64_t tokens, int64_t cost_micr
         q->ticket->q = NULL; /* limits_done frees it */
         q->ticket = NULL;
     }
-    if (q->taken && tokens >= 0 && tokens != q->tokens && ctx->w->limits != NULL) {
-        struct cmx_limits_bucket fix[4];
-        size_t n = 0;
-        for (size_t i = 0; i < q->n; i++) {
-            if (q->b[i].unit != CMX_LIMITS_TOKENS)
-                continue;
+    if (!q->taken || ctx->w->limits == NULL)
+        return;
+    struct cmx_limits_bucket fix[MAX_B];
+    size_t n = 0;
+    for (size_t i = 0; i < q->n; i++) {
+        if (q->b[i].unit == CMX_LIMITS_TOKENS && tokens >= 0 && tokens != q->tokens) {
             fix[n] = q->b[i];
-            fix[n].cost = tokens - q->tokens;
-            n++;
+            fix[n++].cost = tokens - q->tokens;
+        } else if (q->b[i].unit == CMX_LIMITS_QUOTA && cost_micros != q->b[i].cost) {
+            fix[n] = q->b[i];
+            fix[n++].cost = (cost_micros < 0 ? 0 : cost_micros) - q->b[i].cost;
         }
-        if (n > 0)
-            cmx_limits_settle(ctx->w->limits, fix, n);
     }
-    if (q->held) {
-        cmx_budget_settle(cmx_budget_global(), &q->hold, cost_micros, (int64_t)cmx_clock_now_ms());
-        q->held = false;
-    }
+    if (n > 0)
+        cmx_limits_settle(ctx->w->limits, fix, n);
 }

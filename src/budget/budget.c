@@ -1,6 +1,8 @@
 /* Budget periods, worst-case estimates and the reservation book (see budget.h). */
 #include "budget/budget.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -89,125 +91,62 @@ int64_t cmx_budget_worst_case(const struct cmx_price *price, int64_t prompt_toke
     return in > INT64_MAX - out ? INT64_MAX : in + out;
 }
 
-void cmx_budget_book_init(struct cmx_budget_book *b)
+/* ---- what was spent before (the ledger) ------------------------------------------------ */
+
+static int64_t (*spent_fn)(void *, const char *, const char *, int64_t, int64_t);
+static void *spent_ud;
+
+void cmx_budget_set_spent_source(int64_t (*fn)(void *ud, const char *who, const char *name,
+                                               int64_t start_ms, int64_t end_ms),
+                                 void *ud)
 {
-    pthread_mutex_init(&b->mu, NULL);
+    spent_ud = ud;
+    spent_fn = fn;
 }
 
-void cmx_budget_roll(struct cmx_budget_acct *a, int64_t now_ms)
-{
-    int64_t start, end;
-    cmx_period_bounds(a->period, now_ms, &start, &end);
-    if (start != a->period_start_ms) {
-        a->period_start_ms = start;
-        a->spent_micros = 0;
-    }
-}
-
-bool cmx_budget_reserve(struct cmx_budget_book *b, struct cmx_budget_acct *accts[2], int64_t amount,
-                        int64_t now_ms, struct cmx_budget_hold *hold, int *short_acct)
-{
-    memset(hold, 0, sizeof(*hold));
-    if (amount < 0)
-        amount = 0;
-    pthread_mutex_lock(&b->mu);
-    for (int i = 0; i < 2; i++) {
-        struct cmx_budget_acct *a = accts[i];
-        if (a == NULL)
-            continue;
-        cmx_budget_roll(a, now_ms);
-        int64_t used = a->spent_micros + a->reserved_micros;
-        if (used > a->limit_micros || amount > a->limit_micros - used) {
-            pthread_mutex_unlock(&b->mu);
-            *short_acct = i;
-            return false;
-        }
-    }
-    for (int i = 0; i < 2; i++) {
-        struct cmx_budget_acct *a = accts[i];
-        if (a == NULL)
-            continue;
-        a->reserved_micros += amount;
-        hold->acct[i] = a;
-        hold->period_start_ms[i] = a->period_start_ms;
-    }
-    hold->amount_micros = amount;
-    pthread_mutex_unlock(&b->mu);
-    return true;
-}
-
-void cmx_budget_settle(struct cmx_budget_book *b, struct cmx_budget_hold *hold,
-                       int64_t actual_micros, int64_t now_ms)
-{
-    if (actual_micros < 0)
-        actual_micros = 0;
-    pthread_mutex_lock(&b->mu);
-    for (int i = 0; i < 2; i++) {
-        struct cmx_budget_acct *a = hold->acct[i];
-        if (a == NULL)
-            continue;
-        a->reserved_micros -= hold->amount_micros;
-        cmx_budget_roll(a, now_ms);
-        if (a->period_start_ms == hold->period_start_ms[i])
-            a->spent_micros += actual_micros;
-    }
-    pthread_mutex_unlock(&b->mu);
-    memset(hold, 0, sizeof(*hold));
-}
-
-int64_t cmx_budget_remaining(struct cmx_budget_book *b, struct cmx_budget_acct *a, int64_t now_ms)
-{
-    pthread_mutex_lock(&b->mu);
-    cmx_budget_roll(a, now_ms);
-    int64_t r = a->limit_micros - a->spent_micros - a->reserved_micros;
-    pthread_mutex_unlock(&b->mu);
-    return r < 0 ? 0 : r;
-}
-
-/* ---- the process-wide accounts ---------------------------------------------------- */
-
-struct named_acct {
-    struct named_acct *next;
-    struct cmx_budget_acct acct;
+/* Answers are cached per (who, name, period start) for the life of the process: the source
+ * is asked once per account and period, not per request. */
+struct spent_entry {
+    struct spent_entry *next;
+    int64_t start_ms;
+    int64_t value;
     char name[];
 };
 
-#define ACCT_BUCKETS 1024
-static struct cmx_budget_book global_book = {.mu = PTHREAD_MUTEX_INITIALIZER};
-static struct named_acct *accts[ACCT_BUCKETS];
+#define SPENT_SLOTS 1024
+static pthread_mutex_t spent_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct spent_entry *spent_cache[SPENT_SLOTS];
 
-struct cmx_budget_book *cmx_budget_global(void)
+int64_t cmx_budget_spent(const char *who, const char *name, int64_t start_ms, int64_t end_ms)
 {
-    return &global_book;
-}
-
-struct cmx_budget_acct *cmx_budget_account(const char *name, int64_t limit_micros,
-                                           enum cmx_period period)
-{
+    char id[160];
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const char *p = name; *p; p++)
+
+    if (spent_fn == NULL)
+        return 0;
+    snprintf(id, sizeof(id), "%s:%s", who, name);
+    for (const char *p = id; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    pthread_mutex_lock(&global_book.mu);
-    struct named_acct *a = accts[h % ACCT_BUCKETS];
-    while (a != NULL && strcmp(a->name, name) != 0)
-        a = a->next;
-    if (a == NULL) {
-        size_t n = strlen(name);
-        a = calloc(1, sizeof(*a) + n + 1);
-        if (a == NULL) {
-            pthread_mutex_unlock(&global_book.mu);
-            return NULL;
+    h ^= (uint64_t)start_ms;
+    pthread_mutex_lock(&spent_mu);
+    struct spent_entry *e = spent_cache[h % SPENT_SLOTS];
+    while (e != NULL && (e->start_ms != start_ms || strcmp(e->name, id) != 0))
+        e = e->next;
+    if (e == NULL) {
+        int64_t v = spent_fn(spent_ud, who, name, start_ms, end_ms);
+        size_t n = strlen(id);
+        e = malloc(sizeof(*e) + n + 1);
+        if (e == NULL) {
+            pthread_mutex_unlock(&spent_mu);
+            return v > 0 ? v : 0;
         }
-        memcpy(a->name, name, n + 1);
-        a->acct.period_start_ms = INT64_MIN;
-        a->next = accts[h % ACCT_BUCKETS];
-        accts[h % ACCT_BUCKETS] = a;
+        memcpy(e->name, id, n + 1);
+        e->start_ms = start_ms;
+        e->value = v > 0 ? v : 0;
+        e->next = spent_cache[h % SPENT_SLOTS];
+        spent_cache[h % SPENT_SLOTS] = e;
     }
-    a->acct.limit_micros = limit_micros;
-    if (a->acct.period != period) {
-        a->acct.period = period;
-        a->acct.period_start_ms = INT64_MIN; /* a new period kind starts afresh */
-    }
-    pthread_mutex_unlock(&global_book.mu);
-    return &a->acct;
+    int64_t v = e->value;
+    pthread_mutex_unlock(&spent_mu);
+    return v;
 }

@@ -1,13 +1,14 @@
 /* Budgets: before a request goes upstream its worst-case cost is reserved against the
  * budgets of its key and tenant for the current period; when it ends the reservation is
- * settled to the metered cost (or released when nothing was billed). Reservations are
- * all-or-nothing across the accounts, so concurrent requests can never together spend more
- * than a budget. Money is integer micro-units. Periods are UTC calendar days, ISO weeks
- * (from Monday) and months. */
+ * settled to the metered cost (or released when nothing was billed). The reservations are
+ * quota buckets of the rate limiter (src/limits/: in-process, or Redis for a fleet), taken
+ * all-or-nothing with the rate limits, so concurrent requests can never together spend more
+ * than a budget. This file holds the arithmetic around them: periods (UTC calendar days, ISO
+ * weeks from Monday, months), estimates, and what the ledger says was spent before. Money
+ * is integer micro-units. */
 #ifndef CMX_BUDGET_BUDGET_H
 #define CMX_BUDGET_BUDGET_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,27 @@ int64_t cmx_budget_prompt_estimate(size_t body_len);
  * INT64_MAX instead of overflowing. */
 int64_t cmx_budget_worst_case(const struct cmx_price *price, int64_t prompt_tokens,
                               int64_t max_out_tokens);
+
+/* What the ledger says tenant or key (who "t" or "k", name) has spent in [start_ms, end_ms):
+ * a budget bucket's starting level when the limiter has none (a restart, a new period). 0
+ * when it cannot tell. Set by the ledger at start (cmx_budget_set_spent_source). Thread:
+ * any. */
+int64_t cmx_budget_spent(const char *who, const char *name, int64_t start_ms, int64_t end_ms);
+void cmx_budget_set_spent_source(int64_t (*fn)(void *ud, const char *who, const char *name,
+                                               int64_t start_ms, int64_t end_ms),
+                                 void *ud);
+
+/* Completion tokens assumed when a request sets no max_tokens. */
+#define CMX_DEFAULT_MAX_TOKENS 1024
+
+/* What the ledger says tenant or key (who "t" or "k", name) has spent in [start_ms, end_ms):
+ * a budget bucket's starting level when the limiter has none (a restart, a new period). 0
+ * when it cannot tell. Set by the ledger at start (cmx_budget_set_spent_source). Thread:
+ * any. */
+int64_t cmx_budget_spent(const char *who, const char *name, int64_t start_ms, int64_t end_ms);
+void cmx_budget_set_spent_source(int64_t (*fn)(void *ud, const char *who, const char *name,
+                                               int64_t start_ms, int64_t end_ms),
+                                 void *ud);
 
 /* Completion tokens assumed when a request sets no max_tokens. */
 #define CMX_DEFAULT_MAX_TOKENS 1024

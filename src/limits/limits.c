@@ -39,6 +39,21 @@ static int64_t ceil_div(int64_t a, int64_t b)
 int cmx_limits_gcra_params(struct cmx_limits_item *it)
 {
     int64_t cap;
+    if (it->unit == CMX_LIMITS_QUOTA) { /* a budget: no refill, level in the units */
+        if (it->limit < 1 || it->limit > CMX_LIMITS_MAX_CAPACITY || it->ttl_us < 1 || it->init < 0)
+            return CMX_EINVAL;
+        it->unit_level = 1;
+        it->rate = 0;
+        it->capacity = it->limit;
+        it->period_us = 0;
+        it->id_limit = 0;
+        if (it->init > CMX_LIMITS_MAX_LEVEL)
+            it->init = CMX_LIMITS_MAX_LEVEL;
+        return 0;
+    }
+    it->id_limit = it->limit;
+    it->init = 0;
+    it->ttl_us = 0;
     if (it->limit < 1 || it->period_us < 1)
         return CMX_EINVAL;
     int64_t g = gcd64(it->limit, it->period_us);
@@ -52,7 +67,7 @@ int cmx_limits_gcra_params(struct cmx_limits_item *it)
 
 int64_t cmx_limits_gcra_drain(const struct cmx_limits_item *it, int64_t level, int64_t elapsed_us)
 {
-    if (elapsed_us <= 0 || level <= 0)
+    if (elapsed_us <= 0 || level <= 0 || it->rate == 0)
         return level < 0 ? 0 : level;
     /* level / rate bounds the useful elapsed time, so the product cannot overflow */
     if (elapsed_us >= ceil_div(level, it->rate))
@@ -81,6 +96,8 @@ int64_t cmx_limits_gcra_add(const struct cmx_limits_item *it, int64_t level, int
 
 int64_t cmx_limits_gcra_reset_us(const struct cmx_limits_item *it, int64_t level)
 {
+    if (it->rate == 0)
+        return it->ttl_us; /* a quota is back to empty only when its bucket is dropped */
     return ceil_div(level, it->rate);
 }
 
@@ -94,8 +111,8 @@ void cmx_limits_gcra_state(const struct cmx_limits_item *it, int64_t level, int6
     st->allowed = cmx_limits_gcra_fits(it, level, cost);
     if (st->allowed)
         st->retry_after_us = 0;
-    else if (cost > it->limit)
-        st->retry_after_us = -1;
+    else if (cost > it->limit || it->rate == 0)
+        st->retry_after_us = -1; /* too large, or a quota: waiting does not help */
     else
         st->retry_after_us = ceil_div(level + cost * it->unit_level - it->capacity, it->rate);
 }
@@ -265,19 +282,22 @@ static int prepare(const struct cmx_limits_bucket *b, size_t n, bool settle,
             return CMX_EINVAL;
         if (!settle && b[i].cost < 0)
             return CMX_EINVAL;
-        if (b[i].unit != CMX_LIMITS_REQUESTS && b[i].unit != CMX_LIMITS_TOKENS)
+        if (b[i].unit != CMX_LIMITS_REQUESTS && b[i].unit != CMX_LIMITS_TOKENS &&
+            b[i].unit != CMX_LIMITS_QUOTA)
             return CMX_EINVAL;
         it->unit = b[i].unit;
         it->limit = b[i].limit;
         it->period_us = b[i].period_us;
         it->cost = b[i].cost;
+        it->init = b[i].init;
+        it->ttl_us = b[i].ttl_us;
         if (cmx_limits_gcra_params(it) != 0)
             return CMX_EINVAL;
         req->keys[i] = b[i].key;
         req->key_lens[i] = kl;
         for (size_t j = 0; j < i; j++) {
             if (req->key_lens[j] == kl && memcmp(req->keys[j], b[i].key, kl) == 0 &&
-                req->items[j].limit == it->limit && req->items[j].period_us == it->period_us)
+                req->items[j].id_limit == it->id_limit && req->items[j].period_us == it->period_us)
                 return CMX_EINVAL;
         }
     }

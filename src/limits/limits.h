@@ -45,8 +45,11 @@ enum cmx_limits_backend { CMX_LIMITS_MEMORY, CMX_LIMITS_REDIS };
 /* What a take answers when the backend cannot decide (Redis down, timed out, table full). */
 enum cmx_limits_on_error { CMX_LIMITS_FAIL_OPEN, CMX_LIMITS_FAIL_CLOSED };
 
-/* What a bucket counts; picks the -requests or -tokens headers. */
-enum cmx_limits_unit { CMX_LIMITS_REQUESTS, CMX_LIMITS_TOKENS };
+/* What a bucket counts; picks the -requests or -tokens headers. A QUOTA bucket is a budget:
+ * it never refills (the caller names the period in its key, so a new period is a new
+ * bucket), starts at init when absent, is dropped ttl_us after its last change, and gives
+ * no headers. */
+enum cmx_limits_unit { CMX_LIMITS_REQUESTS, CMX_LIMITS_TOKENS, CMX_LIMITS_QUOTA };
 
 /* The `limits:` setting. Fill with cmx_limits_config_init() then one of the parsers. */
 struct cmx_limits_config {
@@ -96,6 +99,8 @@ struct cmx_limits_bucket {
     int64_t limit;             /* N per period, >= 1 */
     int64_t period_us;         /* the period, >= 1 (60000000 for "per minute") */
     int64_t cost;              /* take: units to charge, >= 0; settle: signed delta */
+    int64_t init;              /* QUOTA: level of an absent bucket (units already used) */
+    int64_t ttl_us;            /* QUOTA: kept this long after its last change, >= 1 */
 };
 
 /* One bucket's answer, in OpenAI's header semantics. */
@@ -153,6 +158,9 @@ struct cmx_limits_item {
     int64_t unit_level;        /* level units per cost unit: period_us / g */
     int64_t rate;              /* level units drained per microsecond: limit / g */
     int64_t capacity;          /* limit * unit_level */
+    int64_t id_limit;          /* identity with the key: limit (0 for QUOTA) */
+    int64_t init;              /* QUOTA: level of an absent bucket; 0 otherwise */
+    int64_t ttl_us;            /* QUOTA: lifetime after the last change; 0 otherwise */
 };
 
 /* A validated take or settle handed to a backend. keys[i] point into the caller's buckets

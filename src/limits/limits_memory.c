@@ -25,7 +25,8 @@ struct entry {
     int64_t period_us;  /* bucket identity, with key */
     int64_t level;      /* GCRA level at t_us */
     int64_t t_us;       /* when level was computed */
-    int64_t rate;       /* drain per us, for the sweep */
+    int64_t rate;       /* drain per us, for the sweep (0: a quota) */
+    int64_t expires_us; /* a quota: dropped from then on */
     uint16_t key_len;   /* bytes of key */
     char key[];         /* not NUL-terminated */
 };
@@ -146,7 +147,7 @@ static struct entry *find(struct stripe *s, uint64_t h, const char *key, size_t 
 {
     struct entry *e = s->slots[(h >> 6) & (s->n_slots - 1)];
     for (; e != NULL; e = e->next) {
-        if (e->hash == h && e->key_len == len && e->limit == it->limit &&
+        if (e->hash == h && e->key_len == len && e->limit == it->id_limit &&
             e->period_us == it->period_us && memcmp(e->key, key, len) == 0)
             return e;
     }
@@ -161,7 +162,10 @@ static void sweep(struct stripe *s, int64_t now)
         while (*pp != NULL) {
             struct entry *e = *pp;
             int64_t el = now - e->t_us;
-            if (e->level <= 0 || (el > 0 && el >= (e->level - 1) / e->rate + 1)) {
+            bool gone = e->rate == 0
+                            ? now >= e->expires_us
+                            : e->level <= 0 || (el > 0 && el >= (e->level - 1) / e->rate + 1);
+            if (gone) {
                 *pp = e->next;
                 free(e);
                 s->n--;
@@ -207,9 +211,10 @@ static struct entry *insert(struct stripe *s, size_t cap, uint64_t h, const char
     if (s->n >= s->n_slots)
         grow(s);
     e->hash = h;
-    e->limit = it->limit;
+    e->limit = it->id_limit;
     e->period_us = it->period_us;
     e->rate = it->rate;
+    e->expires_us = now + it->ttl_us;
     e->key_len = (uint16_t)len;
     memcpy(e->key, key, len);
     e->level = 0;
@@ -234,7 +239,7 @@ static int mem_run(struct cmx_limits_client *c, const struct cmx_limits_req *req
     int64_t now;
 
     for (size_t i = 0; i < n; i++) {
-        h[i] = hash_bucket(req->keys[i], req->key_lens[i], req->items[i].limit,
+        h[i] = hash_bucket(req->keys[i], req->key_lens[i], req->items[i].id_limit,
                            req->items[i].period_us);
         idx[i] = (unsigned)(h[i] % STRIPES);
     }
@@ -268,7 +273,10 @@ static int mem_run(struct cmx_limits_client *c, const struct cmx_limits_req *req
     for (size_t i = 0; i < n; i++) {
         const struct cmx_limits_item *it = &req->items[i];
         e[i] = find(&m->stripes[idx[i]], h[i], req->keys[i], req->key_lens[i], it);
-        level[i] = e[i] != NULL ? cmx_limits_gcra_drain(it, e[i]->level, now - e[i]->t_us) : 0;
+        if (e[i] != NULL && it->rate == 0 && now >= e[i]->expires_us)
+            e[i]->level = it->init; /* an expired quota not swept yet: as if absent */
+        level[i] =
+            e[i] != NULL ? cmx_limits_gcra_drain(it, e[i]->level, now - e[i]->t_us) : it->init;
         if (req->settle)
             next[i] = cmx_limits_gcra_add(it, level[i], it->cost);
         else if (cmx_limits_gcra_fits(it, level[i], it->cost))
@@ -279,7 +287,7 @@ static int mem_run(struct cmx_limits_client *c, const struct cmx_limits_req *req
     if (ok) {
         /* make every missing entry first, so that a full table charges nothing */
         for (size_t i = 0; i < n && !nomem; i++) {
-            if (e[i] != NULL || next[i] == 0)
+            if (e[i] != NULL || (next[i] == 0 && req->items[i].rate != 0))
                 continue;
             e[i] = insert(&m->stripes[idx[i]], m->stripe_cap, h[i], req->keys[i], req->key_lens[i],
                           &req->items[i], now);
@@ -292,6 +300,8 @@ static int mem_run(struct cmx_limits_client *c, const struct cmx_limits_req *req
             if (now > e[i]->t_us)
                 e[i]->t_us = now;
             e[i]->level = next[i];
+            if (req->items[i].rate == 0)
+                e[i]->expires_us = now + req->items[i].ttl_us;
         }
     }
     for (size_t k = n_locks; k-- > 0;)

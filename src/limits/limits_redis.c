@@ -28,11 +28,13 @@
 #include "core/log.h"
 #include "limits/limits.h"
 
-/* ARGV[1] = "t" (take) or "s" (settle); then per bucket i (1-based), at 2 + 4(i-1):
- * unit_level, rate, capacity, cost. Returns {ok, now_us, level_1, ..., level_n}: levels
- * after the charge when ok, else the current uncharged ones. Lua 5.1 numbers are doubles:
- * every value stays below 2^53 (capacity <= 2^51, level <= 2^52), so they are exact, and
- * numbers are written back with %d so that no exponent form ever reaches Redis. */
+/* ARGV[1] = "t" (take) or "s" (settle); then per bucket i (1-based), at 2 + 6(i-1):
+ * unit_level, rate, capacity, cost, init, ttl_ms. Returns {ok, now_us, level_1, ...,
+ * level_n}: levels after the charge when ok, else the current uncharged ones. A bucket with
+ * rate 0 is a quota: it never drains, starts at init when absent, and expires ttl_ms after
+ * its last change. Lua 5.1 numbers are doubles: every value stays below 2^53 (capacity <=
+ * 2^51, level <= 2^52), so they are exact, and numbers are written back with %d so that no
+ * exponent form ever reaches Redis. */
 static const char SCRIPT[] =
     "local n = #KEYS\n"
     "local settle = ARGV[1] == 's'\n"
@@ -43,15 +45,17 @@ static const char SCRIPT[] =
     "local ok = 1\n"
     "local cur, nxt, tat = {}, {}, {}\n"
     "for i = 1, n do\n"
-    "  local a = 2 + (i - 1) * 4\n"
+    "  local a = 2 + (i - 1) * 6\n"
     "  local u, rate = tonumber(ARGV[a]), tonumber(ARGV[a + 1])\n"
     "  local cap, cost = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])\n"
     "  local h = redis.call('HMGET', KEYS[i], 'l', 't')\n"
-    "  local l = tonumber(h[1]) or 0\n"
+    "  local l = tonumber(h[1]) or tonumber(ARGV[a + 4])\n"
     "  local t = tonumber(h[2]) or now\n"
     "  if now > t then\n"
-    "    local d = (now - t) * rate\n"
-    "    if d >= l then l = 0 else l = l - d end\n"
+    "    if rate > 0 then\n"
+    "      local d = (now - t) * rate\n"
+    "      if d >= l then l = 0 else l = l - d end\n"
+    "    end\n"
     "    t = now\n"
     "  end\n"
     "  local x = l + cost * u\n"
@@ -68,10 +72,15 @@ static const char SCRIPT[] =
     "for i = 1, n do\n"
     "  if ok == 1 then\n"
     "    local x = nxt[i]\n"
-    "    if x <= 0 then\n"
+    "    local a = 2 + (i - 1) * 6\n"
+    "    local rate = tonumber(ARGV[a + 1])\n"
+    "    if rate == 0 then\n"
+    "      redis.call('HSET', KEYS[i], 'l', string.format('%d', x), 't', string.format('%d', "
+    "tat[i]))\n"
+    "      redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])\n"
+    "    elseif x <= 0 then\n"
     "      redis.call('DEL', KEYS[i])\n"
     "    else\n"
-    "      local rate = tonumber(ARGV[3 + (i - 1) * 4])\n"
     "      redis.call('HSET', KEYS[i], 'l', string.format('%d', x), 't', string.format('%d', "
     "tat[i]))\n"
     "      redis.call('PEXPIRE', KEYS[i], string.format('%d', math.ceil(x / rate / 1000) + 2))\n"
@@ -85,7 +94,7 @@ static const char SCRIPT[] =
 
 #define KEYBUF  (sizeof(((struct cmx_limits_config *)0)->key_prefix) + CMX_LIMITS_KEY_MAX + 48)
 #define NUMBUF  24
-#define MAXARGS (4 + CMX_LIMITS_MAX_BUCKETS * 5)
+#define MAXARGS (4 + CMX_LIMITS_MAX_BUCKETS * 7)
 
 struct rlim {
     char sha[41];                       /* SHA-1 of SCRIPT, hex */
@@ -518,7 +527,7 @@ static int rl_run(struct cmx_limits_client *base, const struct cmx_limits_req *r
     for (size_t i = 0; i < req->n; i++) {
         const struct cmx_limits_item *it = &req->items[i];
         int len = snprintf(p->keybuf[i], KEYBUF, "%s%.*s:%" PRId64 ":%" PRId64, c->cfg->key_prefix,
-                           (int)req->key_lens[i], req->keys[i], it->limit, it->period_us);
+                           (int)req->key_lens[i], req->keys[i], it->id_limit, it->period_us);
         p->req.keys[i] = p->keybuf[i];
         p->req.key_lens[i] = (size_t)len;
         p->argv[p->argc] = p->keybuf[i];
@@ -532,6 +541,8 @@ static int rl_run(struct cmx_limits_client *base, const struct cmx_limits_req *r
         put_num(p, it->rate);
         put_num(p, it->capacity);
         put_num(p, it->cost);
+        put_num(p, it->init);
+        put_num(p, it->rate == 0 ? (it->ttl_us + 999) / 1000 : 0);
     }
     p->deadline = uv_now(c->loop) + (uint64_t)c->cfg->timeout_ms;
     /* link first: a failing send completes through reply_cb or below */

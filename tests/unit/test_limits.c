@@ -75,12 +75,12 @@ static struct cmx_limits_result take(struct fixture *f, const struct cmx_limits_
 
 static struct cmx_limits_bucket rpm(const char *key, int64_t limit)
 {
-    return (struct cmx_limits_bucket){key, CMX_LIMITS_REQUESTS, limit, MINUTE, 1};
+    return (struct cmx_limits_bucket){key, CMX_LIMITS_REQUESTS, limit, MINUTE, 1, 0, 0};
 }
 
 static struct cmx_limits_bucket tpm(const char *key, int64_t limit, int64_t cost)
 {
-    return (struct cmx_limits_bucket){key, CMX_LIMITS_TOKENS, limit, MINUTE, cost};
+    return (struct cmx_limits_bucket){key, CMX_LIMITS_TOKENS, limit, MINUTE, cost, 0, 0};
 }
 
 /* ---- GCRA ---- */
@@ -277,6 +277,64 @@ static void test_settle(void **state)
     assert_true(r.too_large);
     assert_int_equal(r.b[0].retry_after_us, -1);
     assert_int_equal(r.retry_after_us, 0);
+    close_mem(&f);
+}
+
+/* A quota (a budget): never refills, starts at init, settles both ways, expires after ttl. */
+static void test_quota(void **state)
+{
+    (void)state;
+    struct fixture f = open_mem(0, CMX_LIMITS_FAIL_OPEN);
+    struct cmx_limits_bucket q = {
+        "bud:t:acme:2026-11", CMX_LIMITS_QUOTA, 1000, 0, 300, 250, MINUTE};
+    struct cmx_limits_result r = take(&f, &q, 1); /* 250 already spent + 300 */
+    assert_int_equal(r.verdict, CMX_LIMITS_ALLOW);
+    assert_int_equal(r.b[0].remaining, 450);
+    r = take(&f, &q, 1);
+    assert_int_equal(r.b[0].remaining, 150);
+    /* no refill with time */
+    atomic_fetch_add(&fake_now, 30 * SEC);
+    r = take(&f, &q, 1);
+    assert_int_equal(r.verdict, CMX_LIMITS_DENY);
+    assert_true(r.too_large); /* waiting does not help a budget */
+    assert_int_equal(r.b[0].remaining, 150);
+    /* settle the first two: they cost 100 each, not 300 */
+    q.cost = -400;
+    assert_int_equal(cmx_limits_settle(f.c, &q, 1), 0);
+    q.cost = 300;
+    r = take(&f, &q, 1);
+    assert_int_equal(r.verdict, CMX_LIMITS_ALLOW);
+    assert_int_equal(r.b[0].remaining, 250);
+    /* a later init does not reset a live bucket; a changed limit keeps the same bucket */
+    q.init = 0;
+    q.limit = 2000;
+    q.cost = 0;
+    r = take(&f, &q, 1);
+    assert_int_equal(r.b[0].remaining, 1250);
+    /* all or nothing with a rate limit: a refused quota charges no request */
+    struct cmx_limits_bucket both[2] = {rpm("key:1:rpm", 10), q};
+    both[1].cost = 5000;
+    r = take(&f, both, 2);
+    assert_int_equal(r.verdict, CMX_LIMITS_DENY);
+    assert_true(r.b[0].allowed);
+    assert_false(r.b[1].allowed);
+    r = take(&f, both, 1);
+    assert_int_equal(r.b[0].remaining, 9);
+    /* a minute without changes: dropped, and back at init */
+    atomic_fetch_add(&fake_now, MINUTE + SEC);
+    q.init = 100;
+    q.cost = 0;
+    r = take(&f, &q, 1);
+    assert_int_equal(r.b[0].remaining, 1900);
+    /* validation */
+    struct cmx_limits_bucket bad = q;
+    bad.ttl_us = 0;
+    struct got g = {0};
+    assert_int_equal(cmx_limits_take(f.c, &bad, 1, got_cb, &g), CMX_EINVAL);
+    bad = q;
+    bad.init = -1;
+    assert_int_equal(cmx_limits_take(f.c, &bad, 1, got_cb, &g), CMX_EINVAL);
+    assert_int_equal(g.calls, 0);
     close_mem(&f);
 }
 
@@ -793,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_settle),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_expiry_and_cap),
+        cmocka_unit_test(test_quota),
         cmocka_unit_test(test_threads_exact),
         cmocka_unit_test(test_threads_one_key_moving_clock),
         cmocka_unit_test(test_duration),

@@ -249,7 +249,7 @@ static void test_two_instances_exact(void **state)
     struct cmx_limits *a = open_instance(CMX_LIMITS_FAIL_OPEN);
     struct cmx_limits *b = open_instance_at("localhost", CMX_LIMITS_FAIL_OPEN);
     struct cmx_limits_client *ca, *cb;
-    struct cmx_limits_bucket bk = {"tenant:acme:rpm", CMX_LIMITS_REQUESTS, 50, MINUTE, 1};
+    struct cmx_limits_bucket bk = {"tenant:acme:rpm", CMX_LIMITS_REQUESTS, 50, MINUTE, 1, 0, 0};
     struct tally ta = {0}, tb = {0};
 
     assert_int_equal(cmx_limits_client_new(a, &loop, &ca), 0);
@@ -292,14 +292,53 @@ static void test_two_instances_exact(void **state)
     cmx_limits_free(b);
 }
 
+/* A quota shared by two instances: exactly as much as the budget, never more. */
+static void test_quota_two_instances(void **state)
+{
+    (void)state;
+    struct cmx_limits *a = open_instance(CMX_LIMITS_FAIL_OPEN);
+    struct cmx_limits *b = open_instance_at("localhost", CMX_LIMITS_FAIL_OPEN);
+    struct cmx_limits_client *ca, *cb;
+    struct cmx_limits_bucket q = {
+        "bud:t:acme:2026-11", CMX_LIMITS_QUOTA, 10000, 0, 700, 300, MINUTE};
+    struct tally ta = {0}, tb = {0};
+
+    assert_int_equal(cmx_limits_client_new(a, &loop, &ca), 0);
+    assert_int_equal(cmx_limits_client_new(b, &loop, &cb), 0);
+    /* 300 spent before; 2 x 20 reservations of 700 in flight: floor(9700 / 700) = 13 fit */
+    for (int i = 0; i < 20; i++) {
+        do_take(ca, &q, 1, &ta);
+        do_take(cb, &q, 1, &tb);
+    }
+    run_until(&ta.done, 20, 5000);
+    run_until(&tb.done, 20, 5000);
+    assert_int_equal(ta.allowed + tb.allowed, 13);
+    assert_int_equal(ta.denied + tb.denied, 27);
+    /* settle all 13 down to 500 each: 300 + 6500 used, 3200 left -> 4 more of 700 */
+    q.cost = -200;
+    for (int i = 0; i < 13; i++)
+        assert_int_equal(cmx_limits_settle(i % 2 ? ca : cb, &q, 1), 0);
+    q.cost = 700;
+    struct tally tc = {0};
+    for (int i = 0; i < 10; i++)
+        do_take(i % 2 ? ca : cb, &q, 1, &tc);
+    run_until(&tc.done, 10, 5000);
+    assert_int_equal(tc.allowed, 4);
+    assert_int_equal(tc.last.verdict, CMX_LIMITS_DENY);
+    assert_true(tc.last.too_large);
+    close_all(ca, cb);
+    cmx_limits_free(a);
+    cmx_limits_free(b);
+}
+
 static void test_all_or_nothing_settle_noscript(void **state)
 {
     (void)state;
     struct cmx_limits *a = open_instance(CMX_LIMITS_FAIL_CLOSED);
     struct cmx_limits *b = open_instance(CMX_LIMITS_FAIL_CLOSED);
     struct cmx_limits_client *ca, *cb;
-    struct cmx_limits_bucket bk[2] = {{"key:7:rpm", CMX_LIMITS_REQUESTS, 100, MINUTE, 1},
-                                      {"key:7:tpm", CMX_LIMITS_TOKENS, 1000, MINUTE, 600}};
+    struct cmx_limits_bucket bk[2] = {{"key:7:rpm", CMX_LIMITS_REQUESTS, 100, MINUTE, 1, 0, 0},
+                                      {"key:7:tpm", CMX_LIMITS_TOKENS, 1000, MINUTE, 600, 0, 0}};
     struct cmx_limits_result r;
 
     assert_int_equal(cmx_limits_client_new(a, &loop, &ca), 0);
@@ -354,7 +393,7 @@ static void test_down_and_back(void **state)
     struct cmx_limits *open = open_instance(CMX_LIMITS_FAIL_OPEN);
     struct cmx_limits *closed = open_instance(CMX_LIMITS_FAIL_CLOSED);
     struct cmx_limits_client *co, *cc;
-    struct cmx_limits_bucket bk = {"key:down:rpm", CMX_LIMITS_REQUESTS, 1000, MINUTE, 1};
+    struct cmx_limits_bucket bk = {"key:down:rpm", CMX_LIMITS_REQUESTS, 1000, MINUTE, 1, 0, 0};
     struct cmx_limits_counters k;
     struct cmx_limits_result r;
     struct cmx_buf buf;
@@ -434,7 +473,7 @@ static void test_timeout(void **state)
     (void)state;
     struct cmx_limits *l = open_instance(CMX_LIMITS_FAIL_CLOSED);
     struct cmx_limits_client *c, *c2;
-    struct cmx_limits_bucket bk = {"key:slow:rpm", CMX_LIMITS_REQUESTS, 10, MINUTE, 1};
+    struct cmx_limits_bucket bk = {"key:slow:rpm", CMX_LIMITS_REQUESTS, 10, MINUTE, 1, 0, 0};
     struct tally t = {0};
 
     assert_int_equal(cmx_limits_client_new(l, &loop, &c), 0);
@@ -478,7 +517,7 @@ static void test_close_in_callback(void **state)
 {
     (void)state;
     struct cmx_limits *l = open_instance(CMX_LIMITS_FAIL_OPEN);
-    struct cmx_limits_bucket bk = {"key:close:rpm", CMX_LIMITS_REQUESTS, 100, MINUTE, 1};
+    struct cmx_limits_bucket bk = {"key:close:rpm", CMX_LIMITS_REQUESTS, 100, MINUTE, 1, 0, 0};
     struct closer k = {0};
     assert_int_equal(cmx_limits_client_new(l, &loop, &k.c), 0);
     for (int i = 0; i < 5; i++)
@@ -495,6 +534,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_instances_exact),
+        cmocka_unit_test(test_quota_two_instances),
         cmocka_unit_test(test_all_or_nothing_settle_noscript),
         cmocka_unit_test(test_down_and_back),
         cmocka_unit_test(test_timeout),
