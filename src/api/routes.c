@@ -123,7 +123,8 @@ static void metrics(struct cmx_api_ctx *ctx)
         inflight += atomic_load_explicit(&ctx->w->rt->workers[i].inflight, memory_order_relaxed);
     struct cmx_buf b;
     cmx_buf_init(&b, 256u << 20);
-    if (cmx_metrics_render(&b, inflight) != 0) {
+    if (cmx_metrics_render(&b, inflight) != 0 ||
+        (ctx->w->rt->limits != NULL && cmx_limits_render_metrics(ctx->w->rt->limits, &b) != 0)) {
         cmx_buf_free(&b);
         cmx_api_error(ctx, 500, "server_error", "internal_error", NULL, "Metrics too large.");
         return;

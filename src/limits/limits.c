@@ -389,25 +389,25 @@ int cmx_limits_render_metrics(struct cmx_limits *l, struct cmx_buf *b)
     cmx_limits_counters(l, &k);
     return cmx_buf_printf(
         b,
-        "# HELP cmx_limits_decisions_total Rate-limit decisions the backend made.\n"
-        "# TYPE cmx_limits_decisions_total counter\n"
-        "cmx_limits_decisions_total{result=\"allowed\"} %" PRIu64 "\n"
-        "cmx_limits_decisions_total{result=\"denied\"} %" PRIu64 "\n"
-        "# HELP cmx_limits_backend_errors_total Takes and settlements the limits backend "
+        "# HELP cloudmux_limits_decisions_total Rate-limit decisions the backend made.\n"
+        "# TYPE cloudmux_limits_decisions_total counter\n"
+        "cloudmux_limits_decisions_total{result=\"allowed\"} %" PRIu64 "\n"
+        "cloudmux_limits_decisions_total{result=\"denied\"} %" PRIu64 "\n"
+        "# HELP cloudmux_limits_backend_errors_total Takes and settlements the limits backend "
         "failed.\n"
-        "# TYPE cmx_limits_backend_errors_total counter\n"
-        "cmx_limits_backend_errors_total %" PRIu64 "\n"
-        "# HELP cmx_limits_fail_open_total Requests let through because the limits backend "
+        "# TYPE cloudmux_limits_backend_errors_total counter\n"
+        "cloudmux_limits_backend_errors_total %" PRIu64 "\n"
+        "# HELP cloudmux_limits_fail_open_total Requests let through because the limits backend "
         "failed (on_error: fail_open).\n"
-        "# TYPE cmx_limits_fail_open_total counter\n"
-        "cmx_limits_fail_open_total %" PRIu64 "\n"
-        "# HELP cmx_limits_fail_closed_total Requests refused because the limits backend "
+        "# TYPE cloudmux_limits_fail_open_total counter\n"
+        "cloudmux_limits_fail_open_total %" PRIu64 "\n"
+        "# HELP cloudmux_limits_fail_closed_total Requests refused because the limits backend "
         "failed (on_error: fail_closed).\n"
-        "# TYPE cmx_limits_fail_closed_total counter\n"
-        "cmx_limits_fail_closed_total %" PRIu64 "\n"
-        "# HELP cmx_limits_backend_up Whether the limits backend answered last time.\n"
-        "# TYPE cmx_limits_backend_up gauge\n"
-        "cmx_limits_backend_up{backend=\"%s\"} %d\n",
+        "# TYPE cloudmux_limits_fail_closed_total counter\n"
+        "cloudmux_limits_fail_closed_total %" PRIu64 "\n"
+        "# HELP cloudmux_limits_backend_up Whether the limits backend answered last time.\n"
+        "# TYPE cloudmux_limits_backend_up gauge\n"
+        "cloudmux_limits_backend_up{backend=\"%s\"} %d\n",
         k.allowed, k.denied, k.backend_errors, k.fail_open, k.fail_closed, l->ops->name,
         cmx_limits_reachable(l) ? 1 : 0);
 }

@@ -239,9 +239,9 @@ const char *cmx_limits_backend_name(const struct cmx_limits *l);
 /* Sums the decision counters of every client, open or closed. Thread: any. */
 void cmx_limits_counters(struct cmx_limits *l, struct cmx_limits_counters *out);
 
-/* Appends the Prometheus text of the counters: cmx_limits_decisions_total{result=...},
- * cmx_limits_backend_errors_total, cmx_limits_fail_open_total,
- * cmx_limits_fail_closed_total, cmx_limits_backend_up{backend=...}. 0 or a cmx_buf error. */
+/* Appends the Prometheus text of the counters: cloudmux_limits_decisions_total{result=...},
+ * cloudmux_limits_backend_errors_total, cloudmux_limits_fail_open_total,
+ * cloudmux_limits_fail_closed_total, cloudmux_limits_backend_up{backend=...}. 0 or a cmx_buf error. */
 int cmx_limits_render_metrics(struct cmx_limits *l, struct cmx_buf *b);
 
 /* Response headers for r, in OpenAI's formats. For each unit present the most constrained

@@ -831,12 +831,12 @@ static void test_metrics(void **state)
     assert_string_equal(cmx_limits_backend_name(f.l), "memory");
     cmx_buf_init(&buf, 1 << 16);
     assert_int_equal(cmx_limits_render_metrics(f.l, &buf), 0);
-    assert_non_null(strstr(buf.data, "cmx_limits_decisions_total{result=\"allowed\"} 2\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_decisions_total{result=\"denied\"} 2\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_backend_errors_total 0\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_fail_open_total 0\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_fail_closed_total 0\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_backend_up{backend=\"memory\"} 1\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_decisions_total{result=\"allowed\"} 2\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_decisions_total{result=\"denied\"} 2\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_backend_errors_total 0\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_fail_open_total 0\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_fail_closed_total 0\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_backend_up{backend=\"memory\"} 1\n"));
     cmx_buf_free(&buf);
     close_mem(&f);
 }

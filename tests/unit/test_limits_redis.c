@@ -433,9 +433,9 @@ static void test_down_and_back(void **state)
     assert_int_equal(k.fail_open, 0);
     cmx_buf_init(&buf, 1 << 16);
     assert_int_equal(cmx_limits_render_metrics(closed, &buf), 0);
-    assert_non_null(strstr(buf.data, "cmx_limits_fail_closed_total 10\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_backend_errors_total 10\n"));
-    assert_non_null(strstr(buf.data, "cmx_limits_backend_up{backend=\"redis\"} 0\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_fail_closed_total 10\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_backend_errors_total 10\n"));
+    assert_non_null(strstr(buf.data, "cloudmux_limits_backend_up{backend=\"redis\"} 0\n"));
     cmx_buf_free(&buf);
     /* settlements while down are lost and counted */
     assert_int_equal(cmx_limits_settle(co, &bk, 1), 0);
