@@ -1,0 +1,1295 @@
+/* AWS Bedrock runtime: OpenAI chat completions <-> Converse / ConverseStream, embeddings
+ * through InvokeModel (Titan Text Embeddings, Cohere Embed), SigV4 or Bedrock API keys.
+ * Shapes: shared/specs/bedrock/bedrock-runtime-2023-09-30.service-2.json (botocore).
+ *
+ * Request: system/developer -> system; user/assistant text and data: images -> content
+ * blocks; assistant tool_calls -> toolUse; tool messages -> toolResult blocks of a user
+ * message; consecutive same-role messages merged (Converse wants them alternating);
+ * tools/tool_choice -> toolConfig; max(_completion)_tokens/temperature/top_p/stop ->
+ * inferenceConfig. Parameters Bedrock cannot honour are rejected (n > 1, logprobs,
+ * response_format other than text, audio, legacy functions) or dropped (penalties, seed,
+ * logit_bias, user, ...: see README "AWS Bedrock").
+ *
+ * Streams: application/vnd.amazon.eventstream frames (codec/eventstream.c) whose events
+ * become chat.completion.chunk objects; exceptions become an in-band error event. */
+#include "auth/sigv4.h"
+#include "codec/eventstream.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "providers/provider.h"
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define COHERE_BATCH 96     /* Cohere Embed's texts per call */
+#define MAX_BLOCKS   1024   /* content blocks tracked per streamed message */
+#define JSON_OUT     (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+static void put_cb(void *o)
+{
+    json_object_put(o);
+}
+
+/* Parses len bytes of JSON; the tree is released with the arena. NULL when invalid. */
+static json_object *parse(struct cmx_arena *a, const char *s, size_t len)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    if (tok == NULL)
+        return NULL;
+    json_object *o = json_tokener_parse_ex(tok, s, (int)len);
+    bool ok = o != NULL && json_tokener_get_error(tok) == json_tokener_success;
+    size_t used = (size_t)json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    while (ok && used < len && (s[used] == ' ' || s[used] == '\n' || s[used] == '\r' ||
+                                s[used] == '\t'))
+        used++;
+    if (!ok || used != len || (a != NULL && cmx_arena_cleanup_add(a, put_cb, o) != 0)) {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_object *get(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o == NULL || !json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, k, &v))
+        return NULL;
+    return v != NULL && !json_object_is_type(v, json_type_null) ? v : NULL;
+}
+
+static const char *get_str(json_object *o, const char *k)
+{
+    json_object *v = get(o, k);
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                 : NULL;
+}
+
+static bool is_num(json_object *v)
+{
+    return v != NULL && (json_object_is_type(v, json_type_int) ||
+                         json_object_is_type(v, json_type_double));
+}
+
+static int64_t get_i64(json_object *o, const char *k)
+{
+    json_object *v = get(o, k);
+    return v != NULL && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+}
+
+static json_object *obj_add(json_object *o, const char *k, json_object *v)
+{
+    json_object_object_add(o, k, v);
+    return v;
+}
+
+static json_object *text_block(const char *s)
+{
+    json_object *b = json_object_new_object();
+    json_object_object_add(b, "text", json_object_new_string(s));
+    return b;
+}
+
+static bool is_titan(const char *model)
+{
+    return strstr(model, "titan-embed") != NULL;
+}
+
+static bool is_cohere(const char *model)
+{
+    return strstr(model, "cohere.embed") != NULL;
+}
+
+/* ---- URL, headers, signing ---------------------------------------------------------------- */
+
+/* Completes out for POST base_url + path (path already URI-encoded): Host, Content-Type,
+ * Accept, the request id, and either the Bedrock API key or a SigV4 signature. */
+static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                      const char *path, const char *accept, struct cmx_arena *a,
+                      struct cmx_provider_req *out, const char **why)
+{
+    const struct cmx_provider_cfg *p = d->provider;
+    const char *base = p->base_url;
+    const char *auth = strstr(base, "://");
+    auth = auth ? auth + 3 : base;
+    const char *slash = strchr(auth, '/');
+    size_t alen = slash ? (size_t)(slash - auth) : strlen(auth);
+    const char *prefix = slash ? slash : "";
+    out->method = "POST";
+    /* the full path as sent: an endpoint's own path prefix, then ours */
+    char *full = cmx_arena_printf(a, "%s%s", prefix, path);
+    char *host = cmx_arena_printf(a, "Host: %.*s", (int)alen, auth);
+    out->url = full ? cmx_arena_printf(a, "%.*s%s", (int)(auth - base + alen), base, full) : NULL;
+    if (out->url == NULL || host == NULL)
+        return CMX_ENOMEM;
+    out->n_headers = 0;
+    out->headers[out->n_headers++] = host;
+    out->headers[out->n_headers++] = "Content-Type: application/json";
+    out->headers[out->n_headers++] = accept;
+    if (cr->request_id != NULL) {
+        char *h = cmx_arena_printf(a, "amz-sdk-invocation-id: %s", cr->request_id);
+        if (h == NULL)
+            return CMX_ENOMEM;
+        out->headers[out->n_headers++] = h;
+    }
+    if (p->api_key != NULL) {
+        char *h = cmx_arena_printf(a, "Authorization: Bearer %s", p->api_key);
+        if (h == NULL)
+            return CMX_ENOMEM;
+        out->headers[out->n_headers++] = h;
+        return 0;
+    }
+    const char *acc = strchr(accept, ':') + 2;
+    struct cmx_sigv4_header sh[] = {
+        {"host", 4, auth, alen},
+        {"content-type", 12, "application/json", 16},
+        {"accept", 6, acc, strlen(acc)},
+    };
+    struct cmx_sigv4_req r = {
+        .method = "POST",
+        .path = full,
+        .path_len = strlen(full),
+        .headers = sh,
+        .n_headers = 3,
+        .payload = out->body,
+        .payload_len = out->body_len,
+        .region = p->region,
+        .service = "bedrock",
+        .now_ms = cmx_clock_now_ms(),
+        .normalize_path = true,
+    };
+    struct cmx_sigv4_creds c = {p->access_key_id, p->secret_access_key, p->session_token};
+    struct cmx_sigv4_out so;
+    int rc = cmx_sigv4_sign(&r, &c, a, &so);
+    if (rc == CMX_EINVAL) {
+        *why = "The Bedrock provider has no usable AWS credentials.";
+        return CMX_EINTERNAL;
+    }
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < so.n_extra; i++)
+        out->headers[out->n_headers++] = so.extra[i];
+    char *h = cmx_arena_printf(a, "Authorization: %s", so.authorization);
+    if (h == NULL)
+        return CMX_ENOMEM;
+    out->headers[out->n_headers++] = h;
+    return 0;
+}
+
+/* "/model/{id}/{op}" with the id URI-encoded (':' -> %3A, '/' of an ARN -> %2F). */
+static char *model_path(struct cmx_arena *a, const char *model, const char *op)
+{
+    size_t n = strlen(model);
+    char *enc = cmx_arena_alloc(a, n * 3 + 1);
+    if (enc == NULL || cmx_sigv4_uri_encode(model, n, false, enc, n * 3 + 1) == (size_t)-1)
+        return NULL;
+    return cmx_arena_printf(a, "/model/%s/%s", enc, op);
+}
+
+/* ---- request: chat completions -> Converse ------------------------------------------------ */
+
+struct conv {
+    json_object *messages; /* Converse messages */
+    json_object *content;  /* content array of the last message */
+    const char *role;      /* role of the last message */
+    bool tool_blocks;      /* the history holds toolUse / toolResult blocks */
+    json_object *names;    /* tool names used in the history (array) */
+    struct cmx_arena *a;
+    const char **why;
+};
+
+static void add_block(struct conv *c, const char *role, json_object *block)
+{
+    if (c->content == NULL || strcmp(c->role, role) != 0) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "role", json_object_new_string(role));
+        c->content = obj_add(m, "content", json_object_new_array());
+        json_object_array_add(c->messages, m);
+        c->role = role;
+    }
+    json_object_array_add(c->content, block);
+}
+
+/* A 400 for message i: *why = fmt with i (a %zu in fmt). */
+#define bad(c, fmt, i) (*(c)->why = cmx_arena_printf((c)->a, fmt, (size_t)(i)), CMX_EINVAL)
+
+/* data:image/png;base64,XXXX -> {"image":{"format":"png","source":{"bytes":"XXXX"}}} */
+static json_object *image_block(const char *url)
+{
+    static const char *const fmts[][2] = {
+        {"png", "png"}, {"jpeg", "jpeg"}, {"jpg", "jpeg"}, {"gif", "gif"}, {"webp", "webp"}};
+    if (strncmp(url, "data:image/", 11) != 0)
+        return NULL;
+    const char *t = url + 11;
+    const char *semi = strchr(t, ';');
+    if (semi == NULL || strncmp(semi, ";base64,", 8) != 0)
+        return NULL;
+    const char *fmt = NULL;
+    for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++)
+        if ((size_t)(semi - t) == strlen(fmts[i][0]) && strncasecmp(t, fmts[i][0], strlen(fmts[i][0])) == 0)
+            fmt = fmts[i][1];
+    const char *data = semi + 8;
+    if (fmt == NULL || *data == '\0')
+        return NULL;
+    json_object *b = json_object_new_object();
+    json_object *img = obj_add(b, "image", json_object_new_object());
+    json_object_object_add(img, "format", json_object_new_string(fmt));
+    json_object *src = obj_add(img, "source", json_object_new_object());
+    json_object_object_add(src, "bytes", json_object_new_string(data));
+    return b;
+}
+
+/* Content (string or parts) of message i as blocks for role. */
+static int content_blocks(struct conv *c, const char *role, json_object *content, size_t i,
+                          bool images)
+{
+    if (content == NULL)
+        return 0;
+    if (json_object_is_type(content, json_type_string)) {
+        if (json_object_get_string_len(content) > 0)
+            add_block(c, role, text_block(json_object_get_string(content)));
+        return 0;
+    }
+    if (!json_object_is_type(content, json_type_array))
+        return bad(c, "messages[%zu].content must be a string or an array of parts.", i);
+    size_t n = json_object_array_length(content);
+    for (size_t k = 0; k < n; k++) {
+        json_object *part = json_object_array_get_idx(content, k);
+        const char *type = get_str(part, "type");
+        if (type != NULL && (strcmp(type, "text") == 0 || strcmp(type, "refusal") == 0)) {
+            const char *t = get_str(part, type);
+            if (t == NULL)
+                return bad(c, "messages[%zu].content has a text part without text.", i);
+            if (*t)
+                add_block(c, role, text_block(t));
+        } else if (type != NULL && strcmp(type, "image_url") == 0 && images) {
+            json_object *iu = get(part, "image_url");
+            const char *url =
+                iu && json_object_is_type(iu, json_type_string) ? json_object_get_string(iu)
+                                                                 : get_str(iu, "url");
+            json_object *b = url ? image_block(url) : NULL;
+            if (b == NULL)
+                return bad(c,
+                           "messages[%zu]: Bedrock takes images only as data: URLs "
+                           "(data:image/png|jpeg|gif|webp;base64,...).",
+                           i);
+            add_block(c, role, b);
+        } else {
+            return bad(c, "messages[%zu].content has a part type Bedrock does not support.", i);
+        }
+    }
+    return 0;
+}
+
+static int system_text(struct conv *c, json_object *system, json_object *content, size_t i)
+{
+    if (content == NULL)
+        return 0;
+    if (json_object_is_type(content, json_type_string)) {
+        if (json_object_get_string_len(content) > 0)
+            json_object_array_add(system, text_block(json_object_get_string(content)));
+        return 0;
+    }
+    if (!json_object_is_type(content, json_type_array))
+        return bad(c, "messages[%zu].content must be a string or an array of text parts.", i);
+    for (size_t k = 0; k < json_object_array_length(content); k++) {
+        json_object *part = json_object_array_get_idx(content, k);
+        const char *t = get_str(part, "text");
+        const char *type = get_str(part, "type");
+        if (t == NULL || type == NULL || strcmp(type, "text") != 0)
+            return bad(c, "messages[%zu]: system messages take only text parts.", i);
+        if (*t)
+            json_object_array_add(system, text_block(t));
+    }
+    return 0;
+}
+
+static int tool_calls(struct conv *c, json_object *calls, size_t i)
+{
+    if (!json_object_is_type(calls, json_type_array))
+        return bad(c, "messages[%zu].tool_calls must be an array.", i);
+    for (size_t k = 0; k < json_object_array_length(calls); k++) {
+        json_object *tc = json_object_array_get_idx(calls, k);
+        json_object *fn = get(tc, "function");
+        const char *id = get_str(tc, "id"), *name = get_str(fn, "name");
+        const char *args = get_str(fn, "arguments");
+        if (id == NULL || name == NULL)
+            return bad(c, "messages[%zu].tool_calls needs id and function.name.", i);
+        json_object *input = NULL;
+        size_t al = args ? strlen(args) : 0;
+        size_t s = 0;
+        while (s < al && (args[s] == ' ' || args[s] == '\n' || args[s] == '\t' || args[s] == '\r'))
+            s++;
+        if (s == al) {
+            input = json_object_new_object();
+        } else {
+            json_object *parsed = parse(NULL, args, al);
+            if (parsed == NULL || !json_object_is_type(parsed, json_type_object)) {
+                json_object_put(parsed);
+                return bad(c,
+                           "messages[%zu].tool_calls[].function.arguments must be a JSON "
+                           "object (Bedrock's toolUse.input).",
+                           i);
+            }
+            input = parsed;
+        }
+        json_object *b = json_object_new_object();
+        json_object *tu = obj_add(b, "toolUse", json_object_new_object());
+        json_object_object_add(tu, "toolUseId", json_object_new_string(id));
+        json_object_object_add(tu, "name", json_object_new_string(name));
+        json_object_object_add(tu, "input", input);
+        add_block(c, "assistant", b);
+        json_object_array_add(c->names, json_object_new_string(name));
+        c->tool_blocks = true;
+    }
+    return 0;
+}
+
+static int tool_result(struct conv *c, json_object *m, size_t i)
+{
+    const char *id = get_str(m, "tool_call_id");
+    if (id == NULL)
+        return bad(c, "messages[%zu]: a tool message needs tool_call_id.", i);
+    json_object *content = get(m, "content");
+    json_object *blocks = json_object_new_array();
+    if (content != NULL && json_object_is_type(content, json_type_string)) {
+        json_object_array_add(blocks, text_block(json_object_get_string(content)));
+    } else if (content != NULL && json_object_is_type(content, json_type_array)) {
+        for (size_t k = 0; k < json_object_array_length(content); k++) {
+            const char *t = get_str(json_object_array_get_idx(content, k), "text");
+            if (t == NULL) {
+                json_object_put(blocks);
+                return bad(c, "messages[%zu]: tool results take only text parts.", i);
+            }
+            json_object_array_add(blocks, text_block(t));
+        }
+    }
+    if (json_object_array_length(blocks) == 0)
+        json_object_array_add(blocks, text_block(""));
+    json_object *b = json_object_new_object();
+    json_object *tr = obj_add(b, "toolResult", json_object_new_object());
+    json_object_object_add(tr, "toolUseId", json_object_new_string(id));
+    json_object_object_add(tr, "content", blocks);
+    add_block(c, "user", b);
+    c->tool_blocks = true;
+    return 0;
+}
+
+static json_object *tool_spec(const char *name, const char *desc, json_object *schema)
+{
+    json_object *t = json_object_new_object();
+    json_object *ts = obj_add(t, "toolSpec", json_object_new_object());
+    json_object_object_add(ts, "name", json_object_new_string(name));
+    if (desc != NULL && *desc)
+        json_object_object_add(ts, "description", json_object_new_string(desc));
+    json_object *is = obj_add(ts, "inputSchema", json_object_new_object());
+    if (schema != NULL) {
+        json_object_get(schema);
+        json_object_object_add(is, "json", schema);
+    } else {
+        json_object *js = obj_add(is, "json", json_object_new_object());
+        json_object_object_add(js, "type", json_object_new_string("object"));
+        json_object_object_add(js, "properties", json_object_new_object());
+    }
+    return t;
+}
+
+/* Builds the Converse body for the client's chat request into *out (arena). */
+static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, const char **out,
+                         size_t *out_len, const char **why)
+{
+    json_object *req = parse(a, cr->body, cr->body_len);
+    if (req == NULL || !json_object_is_type(req, json_type_object)) {
+        *why = "The request body is not a JSON object.";
+        return CMX_EINVAL;
+    }
+    json_object *v;
+    /* what Bedrock cannot do: reject rather than silently answer something else */
+    if ((v = get(req, "n")) != NULL && !(json_object_is_type(v, json_type_int) &&
+                                          json_object_get_int64(v) == 1)) {
+        *why = "Bedrock returns one choice: 'n' must be 1.";
+        return CMX_EINVAL;
+    }
+    if ((v = get(req, "logprobs")) != NULL && json_object_get_boolean(v)) {
+        *why = "Bedrock does not return log probabilities: 'logprobs' is not supported.";
+        return CMX_EINVAL;
+    }
+    const char *rf = get_str(get(req, "response_format"), "type");
+    if (rf != NULL && strcmp(rf, "text") != 0) {
+        *why = "Bedrock's Converse API has no 'response_format' (json_object / json_schema); "
+               "use a tool with the schema instead.";
+        return CMX_EINVAL;
+    }
+    if (get(req, "audio") != NULL || get(req, "functions") != NULL ||
+        get(req, "function_call") != NULL) {
+        *why = get(req, "audio") != NULL
+                   ? "Bedrock's Converse API does not produce audio."
+                   : "Legacy 'functions' / 'function_call' are not supported for Bedrock; "
+                     "use 'tools' / 'tool_choice'.";
+        return CMX_EINVAL;
+    }
+    json_object *msgs = get(req, "messages");
+    if (msgs == NULL || !json_object_is_type(msgs, json_type_array) ||
+        json_object_array_length(msgs) == 0) {
+        *why = "'messages' must be a non-empty array.";
+        return CMX_EINVAL;
+    }
+
+    json_object *body = json_object_new_object();
+    if (cmx_arena_cleanup_add(a, put_cb, body) != 0) {
+        json_object_put(body);
+        return CMX_ENOMEM;
+    }
+    json_object *system = json_object_new_array();
+    struct conv c = {
+        .messages = obj_add(body, "messages", json_object_new_array()),
+        .names = json_object_new_array(),
+        .a = a,
+        .why = why,
+    };
+    cmx_arena_cleanup_add(a, put_cb, c.names);
+    int rc = 0;
+    size_t n = json_object_array_length(msgs);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_object *m = json_object_array_get_idx(msgs, i);
+        const char *role = get_str(m, "role");
+        json_object *content = get(m, "content");
+        if (role == NULL) {
+            rc = bad(&c, "messages[%zu] has no role.", i);
+        } else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            rc = system_text(&c, system, content, i);
+        } else if (strcmp(role, "user") == 0) {
+            rc = content_blocks(&c, "user", content, i, true);
+        } else if (strcmp(role, "assistant") == 0) {
+            rc = content_blocks(&c, "assistant", content, i, false);
+            json_object *tc = get(m, "tool_calls");
+            if (rc == 0 && tc != NULL)
+                rc = tool_calls(&c, tc, i);
+        } else if (strcmp(role, "tool") == 0) {
+            rc = tool_result(&c, m, i);
+        } else {
+            rc = bad(&c, "messages[%zu]: role not supported by Bedrock.", i);
+        }
+    }
+    if (rc != 0) {
+        json_object_put(system);
+        return rc;
+    }
+    if (json_object_array_length(c.messages) == 0) {
+        json_object_put(system);
+        *why = "Bedrock needs at least one user or assistant message with content.";
+        return CMX_EINVAL;
+    }
+    if (json_object_array_length(system) > 0)
+        json_object_object_add(body, "system", system);
+    else
+        json_object_put(system);
+
+    /* inferenceConfig */
+    json_object *ic = json_object_new_object();
+    json_object *mt = get(req, "max_completion_tokens");
+    if (mt == NULL)
+        mt = get(req, "max_tokens");
+    if (mt != NULL) {
+        if (!json_object_is_type(mt, json_type_int) || json_object_get_int64(mt) < 1) {
+            json_object_put(ic);
+            *why = "'max_completion_tokens' / 'max_tokens' must be a positive integer.";
+            return CMX_EINVAL;
+        }
+        json_object_object_add(ic, "maxTokens", json_object_new_int64(json_object_get_int64(mt)));
+    }
+    static const char *const nums[][2] = {{"temperature", "temperature"}, {"top_p", "topP"}};
+    for (size_t k = 0; k < 2; k++) {
+        if ((v = get(req, nums[k][0])) != NULL) {
+            if (!is_num(v)) {
+                json_object_put(ic);
+                *why = cmx_arena_printf(a, "'%s' must be a number.", nums[k][0]);
+                return CMX_EINVAL;
+            }
+            json_object_get(v);
+            json_object_object_add(ic, nums[k][1], v);
+        }
+    }
+    if ((v = get(req, "stop")) != NULL) {
+        json_object *ss = json_object_new_array();
+        if (json_object_is_type(v, json_type_string)) {
+            json_object_array_add(ss, json_object_new_string(json_object_get_string(v)));
+        } else if (json_object_is_type(v, json_type_array)) {
+            for (size_t k = 0; k < json_object_array_length(v); k++) {
+                json_object *s = json_object_array_get_idx(v, k);
+                if (!json_object_is_type(s, json_type_string)) {
+                    json_object_put(ss);
+                    json_object_put(ic);
+                    *why = "'stop' must be a string or an array of strings.";
+                    return CMX_EINVAL;
+                }
+                json_object_array_add(ss, json_object_new_string(json_object_get_string(s)));
+            }
+        }
+        json_object_object_add(ic, "stopSequences", ss);
+    }
+    if (json_object_object_length(ic) > 0)
+        json_object_object_add(body, "inferenceConfig", ic);
+    else
+        json_object_put(ic);
+
+    /* toolConfig */
+    json_object *tools = get(req, "tools");
+    json_object *choice = get(req, "tool_choice");
+    const char *cs = choice && json_object_is_type(choice, json_type_string)
+                         ? json_object_get_string(choice)
+                         : NULL;
+    json_object *specs = json_object_new_array();
+    if (tools != NULL) {
+        if (!json_object_is_type(tools, json_type_array)) {
+            json_object_put(specs);
+            *why = "'tools' must be an array.";
+            return CMX_EINVAL;
+        }
+        for (size_t k = 0; k < json_object_array_length(tools); k++) {
+            json_object *t = json_object_array_get_idx(tools, k);
+            const char *type = get_str(t, "type");
+            json_object *fn = get(t, "function");
+            const char *name = get_str(fn, "name");
+            if (type == NULL || strcmp(type, "function") != 0 || name == NULL) {
+                json_object_put(specs);
+                *why = "Bedrock supports only tools of type 'function' with a name.";
+                return CMX_EINVAL;
+            }
+            json_object_array_add(specs,
+                                  tool_spec(name, get_str(fn, "description"), get(fn, "parameters")));
+        }
+    }
+    bool none = cs != NULL && strcmp(cs, "none") == 0;
+    if (json_object_array_length(specs) == 0 && c.tool_blocks) {
+        /* Converse refuses toolUse/toolResult history without a toolConfig: declare the
+         * tools the history names, schema-less */
+        for (size_t k = 0; k < json_object_array_length(c.names); k++) {
+            const char *nm = json_object_get_string(json_object_array_get_idx(c.names, k));
+            bool dupl = false;
+            for (size_t j = 0; j < k; j++)
+                dupl |= strcmp(nm, json_object_get_string(
+                                       json_object_array_get_idx(c.names, j))) == 0;
+            if (!dupl)
+                json_object_array_add(specs, tool_spec(nm, NULL, NULL));
+        }
+    }
+    if (json_object_array_length(specs) > 0 && (!none || c.tool_blocks)) {
+        json_object *tc = obj_add(body, "toolConfig", json_object_new_object());
+        json_object_object_add(tc, "tools", specs);
+        json_object *tcs = NULL;
+        if (cs != NULL && strcmp(cs, "auto") == 0) {
+            tcs = json_object_new_object();
+            json_object_object_add(tcs, "auto", json_object_new_object());
+        } else if (cs != NULL && strcmp(cs, "required") == 0) {
+            tcs = json_object_new_object();
+            json_object_object_add(tcs, "any", json_object_new_object());
+        } else if (choice != NULL && json_object_is_type(choice, json_type_object)) {
+            const char *nm = get_str(get(choice, "function"), "name");
+            if (nm == NULL) {
+                *why = "'tool_choice' must be auto, required, none or {type: function, "
+                       "function: {name}}.";
+                return CMX_EINVAL;
+            }
+            tcs = json_object_new_object();
+            json_object *t = obj_add(tcs, "tool", json_object_new_object());
+            json_object_object_add(t, "name", json_object_new_string(nm));
+        } else if (choice != NULL && !none) {
+            *why = "'tool_choice' must be auto, required, none or {type: function, function: "
+                   "{name}}.";
+            return CMX_EINVAL;
+        }
+        if (tcs != NULL && !none)
+            json_object_object_add(tc, "toolChoice", tcs);
+        else
+            json_object_put(tcs);
+    } else {
+        json_object_put(specs);
+    }
+
+    size_t len;
+    const char *s = json_object_to_json_string_length(body, JSON_OUT, &len);
+    *out = cmx_arena_strndup(a, s, len);
+    *out_len = len;
+    return *out ? 0 : CMX_ENOMEM;
+}
+
+static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                 struct cmx_arena *a, struct cmx_provider_req *out, const char **why)
+{
+    if (cr->ep != CMX_EP_CHAT) {
+        *why = "This Bedrock model does not serve this endpoint.";
+        return CMX_EINVAL;
+    }
+    int rc = converse_body(cr, a, &out->body, &out->body_len, why);
+    if (rc != 0)
+        return rc;
+    char *path = model_path(a, d->model, cr->stream ? "converse-stream" : "converse");
+    if (path == NULL)
+        return CMX_ENOMEM;
+    return finish_req(d, cr, path,
+                      cr->stream ? "Accept: application/vnd.amazon.eventstream"
+                                 : "Accept: application/json",
+                      a, out, why);
+}
+
+/* ---- response: Converse -> chat.completion ------------------------------------------------ */
+
+static const char *finish_reason(const char *stop)
+{
+    if (stop == NULL)
+        return "stop";
+    if (strcmp(stop, "max_tokens") == 0 || strcmp(stop, "model_context_window_exceeded") == 0)
+        return "length";
+    if (strcmp(stop, "tool_use") == 0)
+        return "tool_calls";
+    if (strcmp(stop, "guardrail_intervened") == 0 || strcmp(stop, "content_filtered") == 0)
+        return "content_filter";
+    return "stop"; /* end_turn, stop_sequence */
+}
+
+/* Appends OpenAI's usage object for a Converse usage. */
+static void usage_json(struct cmx_buf *b, json_object *u)
+{
+    int64_t in = get_i64(u, "inputTokens"), outt = get_i64(u, "outputTokens");
+    int64_t cr = get_i64(u, "cacheReadInputTokens"), cw = get_i64(u, "cacheWriteInputTokens");
+    int64_t prompt = in + cr + cw;
+    cmx_buf_printf(b,
+                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
+                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
+}
+
+static void put_str(struct cmx_buf *b, const char *s, size_t n)
+{
+    cmx_buf_append(b, "\"", 1);
+    cmx_buf_json_escape(b, s, n);
+    cmx_buf_append(b, "\"", 1);
+}
+
+static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                     const char *body, size_t len, struct cmx_arena *a, struct cmx_buf *out)
+{
+    (void)cr;
+    json_object *o = parse(a, body, len);
+    json_object *msg = get(get(o, "output"), "message");
+    json_object *content = get(msg, "content");
+    if (o == NULL || content == NULL || !json_object_is_type(content, json_type_array))
+        return CMX_EUPSTREAM;
+    struct cmx_buf text, reasoning, calls;
+    cmx_buf_init(&text, out->max);
+    cmx_buf_init(&reasoning, out->max);
+    cmx_buf_init(&calls, out->max);
+    int n_calls = 0;
+    for (size_t i = 0; i < json_object_array_length(content); i++) {
+        json_object *b = json_object_array_get_idx(content, i);
+        json_object *tu = get(b, "toolUse");
+        const char *t = get_str(b, "text");
+        const char *rt = get_str(get(get(b, "reasoningContent"), "reasoningText"), "text");
+        if (t != NULL) {
+            cmx_buf_json_escape(&text, t, strlen(t));
+        } else if (rt != NULL) {
+            cmx_buf_json_escape(&reasoning, rt, strlen(rt));
+        } else if (tu != NULL) {
+            const char *id = get_str(tu, "toolUseId"), *name = get_str(tu, "name");
+            json_object *input = get(tu, "input");
+            const char *args =
+                input ? json_object_to_json_string_ext(input, JSON_OUT) : "{}";
+            cmx_buf_puts(&calls, n_calls++ ? ",{\"id\":" : "{\"id\":");
+            put_str(&calls, id ? id : "", id ? strlen(id) : 0);
+            cmx_buf_puts(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
+            put_str(&calls, name ? name : "", name ? strlen(name) : 0);
+            cmx_buf_puts(&calls, ",\"arguments\":");
+            put_str(&calls, args, strlen(args));
+            cmx_buf_puts(&calls, "}}");
+        }
+    }
+    cmx_buf_puts(out, "{\"object\":\"chat.completion\",\"model\":");
+    put_str(out, d->model, strlen(d->model));
+    cmx_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    if (text.len > 0 || n_calls == 0) {
+        cmx_buf_append(out, "\"", 1);
+        cmx_buf_append(out, text.data ? text.data : "", text.len);
+        cmx_buf_append(out, "\"", 1);
+    } else {
+        cmx_buf_puts(out, "null");
+    }
+    if (reasoning.len > 0) {
+        cmx_buf_puts(out, ",\"reasoning_content\":\"");
+        cmx_buf_append(out, reasoning.data, reasoning.len);
+        cmx_buf_append(out, "\"", 1);
+    }
+    if (n_calls > 0) {
+        cmx_buf_puts(out, ",\"tool_calls\":[");
+        cmx_buf_append(out, calls.data, calls.len);
+        cmx_buf_puts(out, "]");
+    }
+    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]",
+                   finish_reason(get_str(o, "stopReason")));
+    json_object *u = get(o, "usage");
+    if (u != NULL) {
+        cmx_buf_puts(out, ",\"usage\":");
+        usage_json(out, u);
+    }
+    int rc = cmx_buf_puts(out, "}");
+    cmx_buf_free(&text);
+    cmx_buf_free(&reasoning);
+    cmx_buf_free(&calls);
+    return rc;
+}
+
+/* ---- stream: event stream -> chat.completion.chunk ---------------------------------------- */
+
+struct bstream {
+    struct cmx_es_decoder es;
+    struct cmx_buf out;       /* chunk being built */
+    struct cmx_buf usage;     /* usage object from metadata, sent after the finish chunk */
+    const char *model;        /* JSON-escaped upstream model id */
+    short tool_of[MAX_BLOCKS]; /* contentBlockIndex -> tool_calls index + 1 (0: not a tool) */
+    bool args_sent[MAX_BLOCKS]; /* the tool block got input fragments */
+    int n_tools;
+    bool role_sent; /* the first chunk (with role) went out */
+    bool stopped;   /* messageStop seen */
+    bool ended;     /* an exception ended the stream (an error event went out) */
+    cmx_chunk_cb cb;
+    void *ud;
+};
+
+static void begin_chunk(struct bstream *s)
+{
+    cmx_buf_reset(&s->out);
+    cmx_buf_puts(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
+    cmx_buf_puts(&s->out, s->model);
+    cmx_buf_puts(&s->out, "\",\"choices\":[{\"index\":0,\"delta\":{");
+    if (!s->role_sent) {
+        cmx_buf_puts(&s->out, "\"role\":\"assistant\"");
+        s->role_sent = true;
+    }
+}
+
+static int end_chunk(struct bstream *s, const char *finish)
+{
+    if (finish != NULL)
+        cmx_buf_printf(&s->out, "},\"finish_reason\":\"%s\"}]}", finish);
+    else
+        cmx_buf_puts(&s->out, "},\"finish_reason\":null}]}");
+    if (s->out.data == NULL)
+        return CMX_ENOMEM;
+    return s->cb(s->ud, s->out.data, s->out.len);
+}
+
+/* A comma when the delta object already holds a member. */
+static void sep(struct bstream *s)
+{
+    if (s->out.len > 0 && s->out.data[s->out.len - 1] != '{')
+        cmx_buf_append(&s->out, ",", 1);
+}
+
+static int tool_index(struct bstream *s, int64_t block)
+{
+    if (block < 0 || block >= MAX_BLOCKS)
+        return -1;
+    return s->tool_of[block] - 1;
+}
+
+static int on_event(struct bstream *s, const char *type, json_object *o)
+{
+    if (strcmp(type, "messageStart") == 0) {
+        begin_chunk(s);
+        sep(s);
+        cmx_buf_puts(&s->out, "\"content\":\"\"");
+        return end_chunk(s, NULL);
+    }
+    if (strcmp(type, "contentBlockStart") == 0) {
+        json_object *tu = get(get(o, "start"), "toolUse");
+        int64_t blk = get_i64(o, "contentBlockIndex");
+        if (tu == NULL)
+            return 0;
+        if (blk < 0 || blk >= MAX_BLOCKS)
+            return CMX_EUPSTREAM;
+        int idx = s->n_tools++;
+        s->tool_of[blk] = (short)(idx + 1);
+        const char *id = get_str(tu, "toolUseId"), *name = get_str(tu, "name");
+        begin_chunk(s);
+        sep(s);
+        cmx_buf_printf(&s->out, "\"tool_calls\":[{\"index\":%d,\"id\":", idx);
+        put_str(&s->out, id ? id : "", id ? strlen(id) : 0);
+        cmx_buf_puts(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
+        put_str(&s->out, name ? name : "", name ? strlen(name) : 0);
+        cmx_buf_puts(&s->out, ",\"arguments\":\"\"}}]");
+        return end_chunk(s, NULL);
+    }
+    if (strcmp(type, "contentBlockDelta") == 0) {
+        json_object *delta = get(o, "delta");
+        int64_t blk = get_i64(o, "contentBlockIndex");
+        const char *t = get_str(delta, "text");
+        json_object *tu = get(delta, "toolUse");
+        const char *rt = get_str(get(delta, "reasoningContent"), "text");
+        if (t != NULL) {
+            begin_chunk(s);
+            sep(s);
+            cmx_buf_puts(&s->out, "\"content\":");
+            put_str(&s->out, t, strlen(t));
+            return end_chunk(s, NULL);
+        }
+        if (rt != NULL) {
+            begin_chunk(s);
+            sep(s);
+            cmx_buf_puts(&s->out, "\"reasoning_content\":");
+            put_str(&s->out, rt, strlen(rt));
+            return end_chunk(s, NULL);
+        }
+        if (tu != NULL) {
+            int idx = tool_index(s, blk);
+            const char *in = get_str(tu, "input");
+            if (idx < 0)
+                return CMX_EUPSTREAM; /* input for a block that never started as a tool */
+            if (in == NULL || *in == '\0')
+                return 0;
+            s->args_sent[blk] = true;
+            begin_chunk(s);
+            sep(s);
+            cmx_buf_printf(&s->out, "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":",
+                           idx);
+            put_str(&s->out, in, strlen(in));
+            cmx_buf_puts(&s->out, "}}]");
+            return end_chunk(s, NULL);
+        }
+        return 0; /* signatures, citations: nothing to say in OpenAI's shape */
+    }
+    if (strcmp(type, "contentBlockStop") == 0) {
+        int64_t blk = get_i64(o, "contentBlockIndex");
+        int idx = tool_index(s, blk);
+        if (idx >= 0 && !s->args_sent[blk]) {
+            /* a tool without arguments: OpenAI clients expect a JSON object */
+            s->args_sent[blk] = true;
+            begin_chunk(s);
+            sep(s);
+            cmx_buf_printf(&s->out,
+                           "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":\"{}\"}}]",
+                           idx);
+            return end_chunk(s, NULL);
+        }
+        return 0;
+    }
+    if (strcmp(type, "messageStop") == 0) {
+        s->stopped = true;
+        begin_chunk(s);
+        return end_chunk(s, finish_reason(get_str(o, "stopReason")));
+    }
+    if (strcmp(type, "metadata") == 0) {
+        json_object *u = get(o, "usage");
+        if (u != NULL) {
+            cmx_buf_reset(&s->usage);
+            usage_json(&s->usage, u);
+        }
+        return 0;
+    }
+    return 0; /* unknown events are skipped, as the SDKs do */
+}
+
+/* An in-band OpenAI error for an exception / error message. */
+static int on_exception(struct bstream *s, const char *type, size_t tlen, const char *msg,
+                        size_t mlen)
+{
+    s->ended = true;
+    const char *etype = "server_error";
+    if ((tlen >= 10 && strncasecmp(type, "throttling", 10) == 0) ||
+        (tlen >= 12 && strncasecmp(type, "serviceQuota", 12) == 0))
+        etype = "rate_limit_error";
+    else if (tlen >= 10 && strncasecmp(type, "validation", 10) == 0)
+        etype = "invalid_request_error";
+    cmx_buf_reset(&s->out);
+    cmx_buf_puts(&s->out, "{\"error\":{\"message\":\"Bedrock stream failed (");
+    cmx_buf_json_escape(&s->out, type, tlen);
+    cmx_buf_puts(&s->out, "): ");
+    cmx_buf_json_escape(&s->out, msg, mlen);
+    cmx_buf_printf(&s->out, "\",\"type\":\"%s\",\"code\":\"", etype);
+    cmx_buf_json_escape(&s->out, type, tlen);
+    cmx_buf_puts(&s->out, "\",\"param\":null}}");
+    if (s->out.data == NULL)
+        return CMX_ENOMEM;
+    return s->cb(s->ud, s->out.data, s->out.len);
+}
+
+static int message_cb(void *ud, const struct cmx_es_message *m)
+{
+    struct bstream *s = ud;
+    if (s->ended)
+        return 0;
+    const struct cmx_es_header *mt = cmx_es_find(m, ":message-type");
+    if (cmx_es_header_is(mt, "exception")) {
+        const struct cmx_es_header *et = cmx_es_find(m, ":exception-type");
+        json_object *o = parse(NULL, m->payload, m->payload_len);
+        const char *msg = get_str(o, "message");
+        if (msg == NULL)
+            msg = get_str(o, "Message");
+        const char *t = et && et->type == CMX_ES_STRING ? et->data : "exception";
+        size_t tl = et && et->type == CMX_ES_STRING ? et->len : 9;
+        int r = on_exception(s, t, tl, msg ? msg : "", msg ? strlen(msg) : 0);
+        json_object_put(o);
+        return r;
+    }
+    if (cmx_es_header_is(mt, "error")) {
+        const struct cmx_es_header *ec = cmx_es_find(m, ":error-code");
+        const struct cmx_es_header *em = cmx_es_find(m, ":error-message");
+        return on_exception(s, ec && ec->type == CMX_ES_STRING ? ec->data : "error",
+                            ec && ec->type == CMX_ES_STRING ? ec->len : 5,
+                            em && em->type == CMX_ES_STRING ? em->data : "",
+                            em && em->type == CMX_ES_STRING ? em->len : 0);
+    }
+    if (!cmx_es_header_is(mt, "event"))
+        return 0;
+    const struct cmx_es_header *et = cmx_es_find(m, ":event-type");
+    if (et == NULL || et->type != CMX_ES_STRING || et->len >= 64)
+        return 0;
+    char type[64];
+    memcpy(type, et->data, et->len);
+    type[et->len] = '\0';
+    json_object *o = parse(NULL, m->payload, m->payload_len);
+    if (o == NULL)
+        return CMX_EUPSTREAM;
+    int r = on_event(s, type, o);
+    json_object_put(o);
+    return r;
+}
+
+static void *stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d)
+{
+    struct bstream *s = cmx_arena_calloc(a, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    cmx_es_decoder_init(&s->es, 0);
+    cmx_buf_init(&s->out, 16u << 20);
+    cmx_buf_init(&s->usage, 4096);
+    struct cmx_buf m;
+    cmx_buf_init(&m, 4096);
+    cmx_buf_json_escape(&m, d->model, strlen(d->model));
+    s->model = cmx_arena_strndup(a, m.data ? m.data : "", m.len);
+    cmx_buf_free(&m);
+    return s->model ? s : NULL;
+}
+
+static int stream_feed(void *st, const char *data, size_t len, cmx_chunk_cb cb, void *ud)
+{
+    struct bstream *s = st;
+    s->cb = cb;
+    s->ud = ud;
+    return cmx_es_feed(&s->es, data, len, message_cb, s);
+}
+
+static int stream_finish(void *st, cmx_chunk_cb cb, void *ud)
+{
+    struct bstream *s = st;
+    s->cb = cb;
+    s->ud = ud;
+    if (s->ended)
+        return 0; /* the error event was the end */
+    int r = cmx_es_finish(&s->es);
+    if (r != 0)
+        return r;
+    if (!s->stopped)
+        return CMX_EUPSTREAM; /* cut short: never a silently truncated answer */
+    if (s->usage.len > 0) {
+        cmx_buf_reset(&s->out);
+        cmx_buf_puts(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
+        cmx_buf_puts(&s->out, s->model);
+        cmx_buf_puts(&s->out, "\",\"choices\":[],\"usage\":");
+        cmx_buf_append(&s->out, s->usage.data, s->usage.len);
+        cmx_buf_puts(&s->out, "}");
+        if ((r = cb(ud, s->out.data, s->out.len)) != 0)
+            return r;
+    }
+    return cb(ud, "[DONE]", 6);
+}
+
+static void stream_free(void *st)
+{
+    struct bstream *s = st;
+    cmx_es_decoder_free(&s->es);
+    cmx_buf_free(&s->out);
+    cmx_buf_free(&s->usage);
+}
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+static void parse_error(int status, const struct cmx_http_header *h, size_t nh, const char *body,
+                        size_t len, struct cmx_arena *a, struct cmx_upstream_error *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *et = NULL;
+    size_t el = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (h[i].name_len == 16 && strncasecmp(h[i].name, "x-amzn-errortype", 16) == 0) {
+            et = h[i].value;
+            const char *colon = memchr(et, ':', h[i].value_len);
+            el = colon ? (size_t)(colon - et) : h[i].value_len;
+        }
+    }
+    json_object *o = len > 0 ? parse(a, body, len) : NULL;
+    const char *msg = get_str(o, "message");
+    if (msg == NULL)
+        msg = get_str(o, "Message");
+    if (et == NULL && (et = get_str(o, "__type")) != NULL) {
+        const char *hash = strrchr(et, '#'); /* "com.amazon...#ValidationException" */
+        if (hash != NULL)
+            et = hash + 1;
+        el = strlen(et);
+    }
+    if (et != NULL && el > 0) {
+        out->code = cmx_arena_strndup(a, et, el);
+        if (out->code != NULL) {
+            if (strncmp(out->code, "Throttling", 10) == 0 ||
+                strncmp(out->code, "ServiceQuotaExceeded", 20) == 0 ||
+                strncmp(out->code, "ModelNotReady", 13) == 0)
+                out->type = "rate_limit_error";
+            else if (strncmp(out->code, "Validation", 10) == 0)
+                out->type = "invalid_request_error";
+            else if (strncmp(out->code, "AccessDenied", 12) == 0 ||
+                     strncmp(out->code, "UnrecognizedClient", 18) == 0 ||
+                     strncmp(out->code, "InvalidSignature", 16) == 0 ||
+                     strncmp(out->code, "ExpiredToken", 12) == 0)
+                out->type = status == 401 ? "authentication_error" : "permission_error";
+            else if (strncmp(out->code, "ResourceNotFound", 16) == 0)
+                out->type = "invalid_request_error";
+        }
+    }
+    if (msg != NULL) {
+        out->message = cmx_arena_printf(a, "Bedrock: %s", msg);
+    } else {
+        out->message = cmx_arena_printf(a, "Bedrock returned HTTP %d%s%s", status,
+                                        out->code ? " " : "", out->code ? out->code : "");
+    }
+    if (out->message == NULL)
+        out->message = "upstream error";
+}
+
+/* ---- embeddings (InvokeModel) -------------------------------------------------------------- */
+
+struct embed {
+    json_object *inputs; /* array of strings */
+    size_t n_inputs;
+    bool titan;
+    bool base64;          /* encoding_format: base64 */
+    json_object *dims;    /* "dimensions", or NULL */
+};
+
+static int parts(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                 struct cmx_arena *a, size_t *n, void **state, const char **why)
+{
+    *n = 0;
+    if (cr->ep != CMX_EP_EMBEDDINGS)
+        return 0;
+    struct embed *e = cmx_arena_calloc(a, sizeof(*e));
+    json_object *req = parse(a, cr->body, cr->body_len);
+    if (e == NULL || req == NULL)
+        return e == NULL ? CMX_ENOMEM : (*why = "The request body is not JSON.", CMX_EINVAL);
+    e->titan = is_titan(d->model);
+    if (!e->titan && !is_cohere(d->model)) {
+        *why = cmx_arena_printf(a,
+                                "Bedrock embeddings support Titan Text Embeddings "
+                                "(amazon.titan-embed-text-*) and Cohere Embed (cohere.embed-*), "
+                                "not '%s'.",
+                                d->model);
+        return CMX_EINVAL;
+    }
+    json_object *in = get(req, "input");
+    if (in != NULL && json_object_is_type(in, json_type_string)) {
+        e->inputs = json_object_new_array();
+        cmx_arena_cleanup_add(a, put_cb, e->inputs);
+        json_object_array_add(e->inputs, json_object_get(in));
+    } else if (in != NULL && json_object_is_type(in, json_type_array) &&
+               json_object_array_length(in) > 0) {
+        for (size_t i = 0; i < json_object_array_length(in); i++)
+            if (!json_object_is_type(json_object_array_get_idx(in, i), json_type_string)) {
+                *why = "Bedrock embeddings take text: 'input' must be a string or an array of "
+                       "strings (token arrays are not supported).";
+                return CMX_EINVAL;
+            }
+        e->inputs = in;
+    } else {
+        *why = "'input' must be a non-empty string or array of strings.";
+        return CMX_EINVAL;
+    }
+    e->n_inputs = json_object_array_length(e->inputs);
+    for (size_t i = 0; i < e->n_inputs; i++)
+        if (json_object_get_string_len(json_object_array_get_idx(e->inputs, i)) == 0) {
+            *why = "Bedrock embeddings do not accept empty strings in 'input'.";
+            return CMX_EINVAL;
+        }
+    const char *fmt = get_str(req, "encoding_format");
+    if (fmt != NULL && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0) {
+        *why = "'encoding_format' must be float or base64.";
+        return CMX_EINVAL;
+    }
+    e->base64 = fmt != NULL && strcmp(fmt, "base64") == 0;
+    e->dims = get(req, "dimensions");
+    if (e->dims != NULL && (!json_object_is_type(e->dims, json_type_int) ||
+                            (!e->titan && strstr(d->model, "embed-v4") == NULL) ||
+                            (e->titan && strstr(d->model, "-v1") != NULL))) {
+        *why = "'dimensions' is supported for Titan Text Embeddings v2 (256, 512, 1024) and "
+               "Cohere Embed v4 on Bedrock only.";
+        return CMX_EINVAL;
+    }
+    *n = e->titan ? e->n_inputs : (e->n_inputs + COHERE_BATCH - 1) / COHERE_BATCH;
+    *state = e;
+    return 0;
+}
+
+static int build_part(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                      void *state, size_t i, struct cmx_arena *a, struct cmx_provider_req *out,
+                      const char **why)
+{
+    struct embed *e = state;
+    json_object *b = json_object_new_object();
+    if (cmx_arena_cleanup_add(a, put_cb, b) != 0) {
+        json_object_put(b);
+        return CMX_ENOMEM;
+    }
+    if (e->titan) {
+        json_object_object_add(b, "inputText", json_object_get(json_object_array_get_idx(e->inputs, i)));
+        if (e->dims != NULL)
+            json_object_object_add(b, "dimensions", json_object_get(e->dims));
+        if (strstr(d->model, "-v1") == NULL)
+            json_object_object_add(b, "normalize", json_object_new_boolean(1));
+    } else {
+        json_object *texts = obj_add(b, "texts", json_object_new_array());
+        for (size_t k = i * COHERE_BATCH; k < e->n_inputs && k < (i + 1) * COHERE_BATCH; k++)
+            json_object_array_add(texts, json_object_get(json_object_array_get_idx(e->inputs, k)));
+        json_object_object_add(b, "input_type", json_object_new_string("search_document"));
+        json_object *types = obj_add(b, "embedding_types", json_object_new_array());
+        json_object_array_add(types, json_object_new_string("float"));
+        if (e->dims != NULL)
+            json_object_object_add(b, "output_dimension", json_object_get(e->dims));
+    }
+    size_t len;
+    const char *s = json_object_to_json_string_length(b, JSON_OUT, &len);
+    out->body = cmx_arena_strndup(a, s, len);
+    out->body_len = len;
+    char *path = model_path(a, d->model, "invoke");
+    if (out->body == NULL || path == NULL)
+        return CMX_ENOMEM;
+    return finish_req(d, cr, path, "Accept: application/json", a, out, why);
+}
+
+/* Appends one embedding (a JSON array of numbers) as OpenAI wants it. */
+static int put_embedding(struct cmx_buf *out, json_object *vec, bool base64)
+{
+    if (vec == NULL || !json_object_is_type(vec, json_type_array))
+        return CMX_EUPSTREAM;
+    size_t n = json_object_array_length(vec);
+    if (!base64) {
+        for (size_t i = 0; i < n; i++)
+            if (!is_num(json_object_array_get_idx(vec, i)))
+                return CMX_EUPSTREAM;
+        return cmx_buf_puts(out, json_object_to_json_string_ext(vec, JSON_OUT));
+    }
+    /* base64 of little-endian float32, as OpenAI sends */
+    unsigned char *raw = malloc(n * 4 + 1);
+    char *enc = malloc(((n * 4 + 2) / 3) * 4 + 1);
+    int rc = raw && enc ? 0 : CMX_ENOMEM;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_object *x = json_object_array_get_idx(vec, i);
+        if (!is_num(x)) {
+            rc = CMX_EUPSTREAM;
+            break;
+        }
+        float f = (float)json_object_get_double(x);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        raw[4 * i] = (unsigned char)u;
+        raw[4 * i + 1] = (unsigned char)(u >> 8);
+        raw[4 * i + 2] = (unsigned char)(u >> 16);
+        raw[4 * i + 3] = (unsigned char)(u >> 24);
+    }
+    if (rc == 0) {
+        int el = EVP_EncodeBlock((unsigned char *)enc, raw, (int)(n * 4));
+        cmx_buf_append(out, "\"", 1);
+        cmx_buf_append(out, enc, (size_t)el);
+        rc = cmx_buf_append(out, "\"", 1);
+    }
+    free(raw);
+    free(enc);
+    return rc;
+}
+
+static int64_t header_int(const struct cmx_part_answer *p, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < p->n_headers; i++)
+        if (p->headers[i].name_len == nl && strncasecmp(p->headers[i].name, name, nl) == 0)
+            return strtoll(p->headers[i].value, NULL, 10);
+    return -1;
+}
+
+static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                    void *state, const struct cmx_part_answer *p, size_t n, struct cmx_arena *a,
+                    struct cmx_buf *out)
+{
+    (void)cr;
+    struct embed *e = state;
+    int64_t tokens = 0;
+    size_t index = 0;
+    int rc = cmx_buf_puts(out, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_object *o = parse(a, p[i].body, p[i].len);
+        if (o == NULL)
+            return CMX_EUPSTREAM;
+        int64_t ht = header_int(&p[i], "x-amzn-bedrock-input-token-count");
+        if (e->titan) {
+            int64_t t = get_i64(o, "inputTextTokenCount");
+            tokens += t > 0 ? t : ht > 0 ? ht : 0;
+            cmx_buf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+                           index ? "," : "", index);
+            index++;
+            rc = put_embedding(out, get(o, "embedding"), e->base64);
+            cmx_buf_puts(out, "}");
+            continue;
+        }
+        tokens += ht > 0 ? ht : 0;
+        json_object *embs = get(o, "embeddings");
+        if (embs != NULL && json_object_is_type(embs, json_type_object))
+            embs = get(embs, "float");
+        size_t want = e->n_inputs - i * COHERE_BATCH;
+        if (want > COHERE_BATCH)
+            want = COHERE_BATCH;
+        if (embs == NULL || !json_object_is_type(embs, json_type_array) ||
+            json_object_array_length(embs) != want)
+            return CMX_EUPSTREAM;
+        for (size_t k = 0; k < want && rc == 0; k++) {
+            cmx_buf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+                           index ? "," : "", index);
+            index++;
+            rc = put_embedding(out, json_object_array_get_idx(embs, k), e->base64);
+            cmx_buf_puts(out, "}");
+        }
+    }
+    if (rc != 0)
+        return rc;
+    cmx_buf_puts(out, "],\"model\":");
+    put_str(out, d->model, strlen(d->model));
+    cmx_buf_printf(out, ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}",
+                   (long long)tokens, (long long)tokens);
+    return out->data != NULL ? 0 : CMX_ENOMEM;
+}
+
+const struct cmx_provider_ops cmx_provider_bedrock = {
+    .name = "bedrock",
+    .build = build,
+    .stream_new = stream_new,
+    .stream_feed = stream_feed,
+    .stream_finish = stream_finish,
+    .stream_free = stream_free,
+    .translate = translate,
+    .parse_error = parse_error,
+    .parts = parts,
+    .build_part = build_part,
+    .assemble = assemble,
+};
