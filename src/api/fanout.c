@@ -7,12 +7,12 @@
 #define PART_MAX_BODY (16u << 20)
 
 struct part {
-    struct cmx_fanout *f;          /* owner */
-    struct cmx_upstream_xfer *x;   /* in flight, NULL otherwise */
-    int status;                    /* from on_headers */
-    struct cmx_http_header *h;     /* response headers (arena copies) */
+    struct cmx_fanout *f;        /* owner */
+    struct cmx_upstream_xfer *x; /* in flight, NULL otherwise */
+    int status;                  /* from on_headers */
+    struct cmx_http_header *h;   /* response headers (arena copies) */
     size_t nh;
-    struct cmx_buf body;           /* response body */
+    struct cmx_buf body; /* response body */
 };
 
 struct cmx_fanout {
@@ -119,8 +119,8 @@ static void part_done(void *ud, int err, bool first_byte)
         return;
     }
     size_t i = (size_t)(p - f->parts);
-    f->answers[i] = (struct cmx_part_answer){p->body.data ? p->body.data : "", p->body.len, p->h,
-                                             p->nh};
+    f->answers[i] =
+        (struct cmx_part_answer){p->body.data ? p->body.data : "", p->body.len, p->h, p->nh};
     if (++f->done_n == f->n) {
         struct cmx_fanout_result r = {.status = p->status};
         finish(f, &r);

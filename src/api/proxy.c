@@ -27,10 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TRIED         16
-#define MAX_RESPONSE_BODY (64u << 20)
-#define BACKOFF_BASE_MS   100
-#define BACKOFF_CAP_MS    2000
+#define MAX_TRIED          16
+#define MAX_RESPONSE_BODY  (64u << 20)
+#define BACKOFF_BASE_MS    100
+#define BACKOFF_CAP_MS     2000
 #define FANOUT_CONCURRENCY 8 /* parts of one fan-out attempt in flight at once */
 
 struct proxy;
@@ -66,11 +66,11 @@ struct proxy {
     struct cmx_retry_hint hint;           /* the upstream's retry headers */
     const struct cmx_http_header *resp_h; /* headers of an error answer (arena), for parse_error */
     size_t resp_nh;
-    int feed_err;               /* the stream decoder's error that aborted the transfer */
-    struct cmx_fanout *fan;     /* fan-out attempt in progress (provider ops->parts), or NULL */
-    void *fan_state;            /* the provider's state for its parts */
-    size_t fan_n;               /* number of parts */
-    bool fanned;                /* p->body already holds the assembled OpenAI answer */
+    int feed_err;           /* the stream decoder's error that aborted the transfer */
+    struct cmx_fanout *fan; /* fan-out attempt in progress (provider ops->parts), or NULL */
+    void *fan_state;        /* the provider's state for its parts */
+    size_t fan_n;           /* number of parts */
+    bool fanned;            /* p->body already holds the assembled OpenAI answer */
     /* the client side */
     bool client_started;    /* the answer's head went out */
     bool done_seen;         /* the upstream sent [DONE] */
@@ -680,8 +680,8 @@ static void fanout_done(void *ud, const struct cmx_fanout_result *res)
     }
     cmx_buf_reset(&p->body);
     if (res->status >= 200 && res->status < 300) {
-        int r = p->ops->assemble(p->dep, &p->cr, p->fan_state, cmx_fanout_answers(p->fan),
-                                 p->fan_n, &p->req->arena, &p->body);
+        int r = p->ops->assemble(p->dep, &p->cr, p->fan_state, cmx_fanout_answers(p->fan), p->fan_n,
+                                 &p->req->arena, &p->body);
         cmx_fanout_free(p->fan);
         p->fan = NULL;
         if (r != 0) {

@@ -32,8 +32,7 @@ static void sha256_hex(const void *p, size_t n, char out[65])
     hex(d, sizeof(d), out);
 }
 
-static void hmac(const void *key, size_t klen, const void *msg, size_t mlen,
-                 unsigned char out[32])
+static void hmac(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32])
 {
     unsigned int olen = 32;
     HMAC(EVP_sha256(), key, (int)klen, msg, mlen, out, &olen);
@@ -41,8 +40,8 @@ static void hmac(const void *key, size_t klen, const void *msg, size_t mlen,
 
 static bool unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 static int enc_append(struct cmx_buf *b, const char *s, size_t len, bool keep_slash)
@@ -115,8 +114,7 @@ static char *pct_decode(struct cmx_arena *a, const char *s, size_t len, size_t *
 
 /* RFC 3986 remove_dot_segments plus collapsing of empty segments, as aws-c-auth does for
  * non-S3 services. The result starts with '/' and keeps a trailing '/'. */
-static int normalize(struct cmx_arena *a, const char *p, size_t len, const char **out,
-                     size_t *olen)
+static int normalize(struct cmx_arena *a, const char *p, size_t len, const char **out, size_t *olen)
 {
     size_t cap = len + 2, nseg = 0;
     const char **seg = cmx_arena_alloc(a, (len + 1) * sizeof(*seg));
@@ -425,11 +423,9 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     out->canonical_request = cmx_arena_strndup(a, creq.data, creq.len);
     out->string_to_sign = cmx_arena_strndup(a, sts.data, sts.len);
     out->authorization = cmx_arena_printf(
-        a, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%.*s, Signature=%s",
-        c->access_key_id, scope, (int)(signed_end - signed_at), creq.data + signed_at,
-        out->signature);
-    if (out->canonical_request == NULL || out->string_to_sign == NULL ||
-        out->authorization == NULL)
+        a, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%.*s, Signature=%s", c->access_key_id,
+        scope, (int)(signed_end - signed_at), creq.data + signed_at, out->signature);
+    if (out->canonical_request == NULL || out->string_to_sign == NULL || out->authorization == NULL)
         rc = CMX_ENOMEM;
     for (size_t i = 0; i < out->n_extra; i++)
         if (out->extra[i] == NULL)

@@ -43,23 +43,23 @@ struct cmx_sigv4_req {
     const char *region;                     /* "us-east-1" */
     const char *service;                    /* "bedrock" */
     uint64_t now_ms;                        /* signing time, UTC ms since the epoch */
-    bool normalize_path;  /* remove "." / ".." segments and empty segments (non-S3) */
-    bool omit_token;      /* the caller adds x-amz-security-token after signing */
-    bool content_sha256;  /* also sign (and send) x-amz-content-sha256 */
+    bool normalize_path;   /* remove "." / ".." segments and empty segments (non-S3) */
+    bool omit_token;       /* the caller adds x-amz-security-token after signing */
+    bool content_sha256;   /* also sign (and send) x-amz-content-sha256 */
     bool no_double_encode; /* S3 rule: the path is not encoded again */
 };
 
 struct cmx_sigv4_out {
-    char amz_date[17];         /* X-Amz-Date value, "20150830T123600Z" */
-    char payload_hash[65];     /* hex SHA-256 of the payload (x-amz-content-sha256) */
-    char signature[65];        /* hex signature */
-    char *authorization;       /* whole Authorization header value (arena) */
-    char *canonical_request;   /* arena, for tests and debugging (no secret in it) */
-    char *string_to_sign;      /* arena */
-    const char *extra[3];      /* "Name: value" lines the caller must send besides its own
-                                * headers: x-amz-date, [x-amz-security-token],
-                                * [x-amz-content-sha256] (arena); unused slots NULL */
-    size_t n_extra;            /* used slots of extra */
+    char amz_date[17];       /* X-Amz-Date value, "20150830T123600Z" */
+    char payload_hash[65];   /* hex SHA-256 of the payload (x-amz-content-sha256) */
+    char signature[65];      /* hex signature */
+    char *authorization;     /* whole Authorization header value (arena) */
+    char *canonical_request; /* arena, for tests and debugging (no secret in it) */
+    char *string_to_sign;    /* arena */
+    const char *extra[3];    /* "Name: value" lines the caller must send besides its own
+                              * headers: x-amz-date, [x-amz-security-token],
+                              * [x-amz-content-sha256] (arena); unused slots NULL */
+    size_t n_extra;          /* used slots of extra */
 };
 
 /* Signs r with c. Headers the caller already lists (x-amz-date, x-amz-security-token,

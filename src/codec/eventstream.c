@@ -308,8 +308,8 @@ static void put32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)v;
 }
 
-int cmx_es_encode(struct cmx_buf *out, const struct cmx_es_header *h, size_t n,
-                  const void *payload, size_t payload_len)
+int cmx_es_encode(struct cmx_buf *out, const struct cmx_es_header *h, size_t n, const void *payload,
+                  size_t payload_len)
 {
     static const unsigned char width[] = {0, 0, 1, 2, 4, 8, 0, 0, 8, 16};
     size_t hl = 0;

@@ -92,8 +92,8 @@ bool cmx_es_header_is(const struct cmx_es_header *h, const char *s);
 
 /* Appends one encoded message (headers as given: name, type and num or data/len) to out.
  * 0, CMX_EINVAL (a name over 255 bytes or a value over 65535) or a cmx_buf error. */
-int cmx_es_encode(struct cmx_buf *out, const struct cmx_es_header *h, size_t n,
-                  const void *payload, size_t payload_len);
+int cmx_es_encode(struct cmx_buf *out, const struct cmx_es_header *h, size_t n, const void *payload,
+                  size_t payload_len);
 
 /* CRC-32 (IEEE 802.3, zlib's crc32) of n bytes continuing from crc (start with 0). */
 uint32_t cmx_crc32(uint32_t crc, const void *p, size_t n);

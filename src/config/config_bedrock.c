@@ -62,7 +62,7 @@ int cmx_aws_profile_read(const char *path, const char *profile, struct cmx_arena
         char **dst = strcmp(k, "aws_access_key_id") == 0       ? akid
                      : strcmp(k, "aws_secret_access_key") == 0 ? secret
                      : strcmp(k, "aws_session_token") == 0     ? token
-                                                                : NULL;
+                                                               : NULL;
         if (dst != NULL && *v != '\0' && (*dst = cmx_arena_strndup(a, v, strlen(v))) == NULL)
             rc = CMX_ENOMEM;
     }
@@ -81,8 +81,8 @@ static char *sdup(struct cmx_config_ctx *ctx, const char *s)
     return d;
 }
 
-static void from_profile(struct cmx_config_ctx *ctx, struct cmx_provider_cfg *p,
-                         const char *label, int line, const char *profile)
+static void from_profile(struct cmx_config_ctx *ctx, struct cmx_provider_cfg *p, const char *label,
+                         int line, const char *profile)
 {
     char path[1024];
     const char *file = env("AWS_SHARED_CREDENTIALS_FILE");
@@ -97,13 +97,11 @@ static void from_profile(struct cmx_config_ctx *ctx, struct cmx_provider_cfg *p,
         ctx->nomem = true;
     else if (r != 0)
         cmx_config_error(ctx, line, "%s: AWS profile \"%s\" %s %s", label, profile,
-                         r == CMX_EIO ? "cannot be read: no file" : "has no keys in",
-                         file);
+                         r == CMX_EIO ? "cannot be read: no file" : "has no keys in", file);
 }
 
 void cmx_config_bedrock_provider(struct cmx_config_ctx *ctx, struct cmx_provider_cfg *p,
-                                 const char *label, int line, bool has_base_url,
-                                 bool has_endpoint)
+                                 const char *label, int line, bool has_base_url, bool has_endpoint)
 {
     if (has_base_url && has_endpoint)
         cmx_config_error(ctx, line, "%s: give endpoint or base_url, not both", label);
@@ -124,8 +122,8 @@ void cmx_config_bedrock_provider(struct cmx_config_ctx *ctx, struct cmx_provider
     }
     for (const char *c = p->region; *c; c++) {
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-')) {
-            cmx_config_error(ctx, line,
-                             "%s.region must be an AWS region name such as us-east-1", label);
+            cmx_config_error(ctx, line, "%s.region must be an AWS region name such as us-east-1",
+                             label);
             return;
         }
     }

@@ -14,8 +14,7 @@
  * AWS_PROFILE | AWS_BEARER_TOKEN_BEDROCK. Problems are reported on ctx at line, naming
  * label (never a secret). Strings go to ctx->arena. */
 void cmx_config_bedrock_provider(struct cmx_config_ctx *ctx, struct cmx_provider_cfg *p,
-                                 const char *label, int line, bool has_base_url,
-                                 bool has_endpoint);
+                                 const char *label, int line, bool has_base_url, bool has_endpoint);
 
 /* Reads profile's aws_access_key_id / aws_secret_access_key / aws_session_token from the
  * INI file at path into arena strings (*token NULL when absent). 0, CMX_EIO (unreadable),

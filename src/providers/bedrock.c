@@ -25,8 +25,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define COHERE_BATCH 96     /* Cohere Embed's texts per call */
-#define MAX_BLOCKS   1024   /* content blocks tracked per streamed message */
+#define COHERE_BATCH 96   /* Cohere Embed's texts per call */
+#define MAX_BLOCKS   1024 /* content blocks tracked per streamed message */
 #define JSON_OUT     (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -46,8 +46,8 @@ static json_object *parse(struct cmx_arena *a, const char *s, size_t len)
     bool ok = o != NULL && json_tokener_get_error(tok) == json_tokener_success;
     size_t used = (size_t)json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
-    while (ok && used < len && (s[used] == ' ' || s[used] == '\n' || s[used] == '\r' ||
-                                s[used] == '\t'))
+    while (ok && used < len &&
+           (s[used] == ' ' || s[used] == '\n' || s[used] == '\r' || s[used] == '\t'))
         used++;
     if (!ok || used != len || (a != NULL && cmx_arena_cleanup_add(a, put_cb, o) != 0)) {
         json_object_put(o);
@@ -68,14 +68,13 @@ static json_object *get(json_object *o, const char *k)
 static const char *get_str(json_object *o, const char *k)
 {
     json_object *v = get(o, k);
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                                 : NULL;
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 static bool is_num(json_object *v)
 {
-    return v != NULL && (json_object_is_type(v, json_type_int) ||
-                         json_object_is_type(v, json_type_double));
+    return v != NULL &&
+           (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double));
 }
 
 static int64_t get_i64(json_object *o, const char *k)
@@ -233,7 +232,8 @@ static json_object *image_block(const char *url)
         return NULL;
     const char *fmt = NULL;
     for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++)
-        if ((size_t)(semi - t) == strlen(fmts[i][0]) && strncasecmp(t, fmts[i][0], strlen(fmts[i][0])) == 0)
+        if ((size_t)(semi - t) == strlen(fmts[i][0]) &&
+            strncasecmp(t, fmts[i][0], strlen(fmts[i][0])) == 0)
             fmt = fmts[i][1];
     const char *data = semi + 8;
     if (fmt == NULL || *data == '\0')
@@ -271,9 +271,9 @@ static int content_blocks(struct conv *c, const char *role, json_object *content
                 add_block(c, role, text_block(t));
         } else if (type != NULL && strcmp(type, "image_url") == 0 && images) {
             json_object *iu = get(part, "image_url");
-            const char *url =
-                iu && json_object_is_type(iu, json_type_string) ? json_object_get_string(iu)
-                                                                 : get_str(iu, "url");
+            const char *url = iu && json_object_is_type(iu, json_type_string)
+                                  ? json_object_get_string(iu)
+                                  : get_str(iu, "url");
             json_object *b = url ? image_block(url) : NULL;
             if (b == NULL)
                 return bad(c,
@@ -412,8 +412,8 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     }
     json_object *v;
     /* what Bedrock cannot do: reject rather than silently answer something else */
-    if ((v = get(req, "n")) != NULL && !(json_object_is_type(v, json_type_int) &&
-                                          json_object_get_int64(v) == 1)) {
+    if ((v = get(req, "n")) != NULL &&
+        !(json_object_is_type(v, json_type_int) && json_object_get_int64(v) == 1)) {
         *why = "Bedrock returns one choice: 'n' must be 1.";
         return CMX_EINVAL;
     }
@@ -563,8 +563,8 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
                 *why = "Bedrock supports only tools of type 'function' with a name.";
                 return CMX_EINVAL;
             }
-            json_object_array_add(specs,
-                                  tool_spec(name, get_str(fn, "description"), get(fn, "parameters")));
+            json_object_array_add(
+                specs, tool_spec(name, get_str(fn, "description"), get(fn, "parameters")));
         }
     }
     bool none = cs != NULL && strcmp(cs, "none") == 0;
@@ -575,8 +575,8 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
             const char *nm = json_object_get_string(json_object_array_get_idx(c.names, k));
             bool dupl = false;
             for (size_t j = 0; j < k; j++)
-                dupl |= strcmp(nm, json_object_get_string(
-                                       json_object_array_get_idx(c.names, j))) == 0;
+                dupl |=
+                    strcmp(nm, json_object_get_string(json_object_array_get_idx(c.names, j))) == 0;
             if (!dupl)
                 json_object_array_add(specs, tool_spec(nm, NULL, NULL));
         }
@@ -700,8 +700,7 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         } else if (tu != NULL) {
             const char *id = get_str(tu, "toolUseId"), *name = get_str(tu, "name");
             json_object *input = get(tu, "input");
-            const char *args =
-                input ? json_object_to_json_string_ext(input, JSON_OUT) : "{}";
+            const char *args = input ? json_object_to_json_string_ext(input, JSON_OUT) : "{}";
             cmx_buf_puts(&calls, n_calls++ ? ",{\"id\":" : "{\"id\":");
             put_str(&calls, id ? id : "", id ? strlen(id) : 0);
             cmx_buf_puts(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
@@ -713,7 +712,8 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     }
     cmx_buf_puts(out, "{\"object\":\"chat.completion\",\"model\":");
     put_str(out, d->model, strlen(d->model));
-    cmx_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    cmx_buf_puts(out,
+                 ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     if (text.len > 0 || n_calls == 0) {
         cmx_buf_append(out, "\"", 1);
         cmx_buf_append(out, text.data ? text.data : "", text.len);
@@ -731,8 +731,7 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         cmx_buf_append(out, calls.data, calls.len);
         cmx_buf_puts(out, "]");
     }
-    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]",
-                   finish_reason(get_str(o, "stopReason")));
+    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]", finish_reason(get_str(o, "stopReason")));
     json_object *u = get(o, "usage");
     if (u != NULL) {
         cmx_buf_puts(out, ",\"usage\":");
@@ -749,10 +748,10 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
 
 struct bstream {
     struct cmx_es_decoder es;
-    struct cmx_buf out;       /* chunk being built */
-    struct cmx_buf usage;     /* usage object from metadata, sent after the finish chunk */
-    const char *model;        /* JSON-escaped upstream model id */
-    short tool_of[MAX_BLOCKS]; /* contentBlockIndex -> tool_calls index + 1 (0: not a tool) */
+    struct cmx_buf out;         /* chunk being built */
+    struct cmx_buf usage;       /* usage object from metadata, sent after the finish chunk */
+    const char *model;          /* JSON-escaped upstream model id */
+    short tool_of[MAX_BLOCKS];  /* contentBlockIndex -> tool_calls index + 1 (0: not a tool) */
     bool args_sent[MAX_BLOCKS]; /* the tool block got input fragments */
     int n_tools;
     bool role_sent; /* the first chunk (with role) went out */
@@ -856,8 +855,8 @@ static int on_event(struct bstream *s, const char *type, json_object *o)
             s->args_sent[blk] = true;
             begin_chunk(s);
             sep(s);
-            cmx_buf_printf(&s->out, "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":",
-                           idx);
+            cmx_buf_printf(&s->out,
+                           "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", idx);
             put_str(&s->out, in, strlen(in));
             cmx_buf_puts(&s->out, "}}]");
             return end_chunk(s, NULL);
@@ -1077,8 +1076,8 @@ struct embed {
     json_object *inputs; /* array of strings */
     size_t n_inputs;
     bool titan;
-    bool base64;          /* encoding_format: base64 */
-    json_object *dims;    /* "dimensions", or NULL */
+    bool base64;       /* encoding_format: base64 */
+    json_object *dims; /* "dimensions", or NULL */
 };
 
 static int parts(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
@@ -1154,7 +1153,8 @@ static int build_part(const struct cmx_deployment_cfg *d, const struct cmx_clien
         return CMX_ENOMEM;
     }
     if (e->titan) {
-        json_object_object_add(b, "inputText", json_object_get(json_object_array_get_idx(e->inputs, i)));
+        json_object_object_add(b, "inputText",
+                               json_object_get(json_object_array_get_idx(e->inputs, i)));
         if (e->dims != NULL)
             json_object_object_add(b, "dimensions", json_object_get(e->dims));
         if (strstr(d->model, "-v1") == NULL)

@@ -119,8 +119,8 @@ struct cmx_provider_ops {
     /* Joins the n successful part answers (in part order) into one OpenAI body in out. 0 or
      * an error (the attempt then fails as an upstream protocol error). */
     int (*assemble)(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
-                    void *state, const struct cmx_part_answer *parts, size_t n,
-                    struct cmx_arena *a, struct cmx_buf *out);
+                    void *state, const struct cmx_part_answer *parts, size_t n, struct cmx_arena *a,
+                    struct cmx_buf *out);
 };
 
 /* The ops for a provider type. Never NULL for a valid type. */

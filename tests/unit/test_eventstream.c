@@ -58,18 +58,17 @@ static unsigned char *b64(const char *s, size_t *out_len)
 }
 
 struct collect {
-    int n;                     /* messages seen */
-    struct cmx_buf reencoded;  /* each message encoded again */
-    struct cmx_buf payloads;   /* payloads joined with '|' */
+    int n;                    /* messages seen */
+    struct cmx_buf reencoded; /* each message encoded again */
+    struct cmx_buf payloads;  /* payloads joined with '|' */
 };
 
 static int collect_cb(void *ud, const struct cmx_es_message *m)
 {
     struct collect *c = ud;
     c->n++;
-    assert_int_equal(cmx_es_encode(&c->reencoded, m->headers, m->n_headers, m->payload,
-                                   m->payload_len),
-                     0);
+    assert_int_equal(
+        cmx_es_encode(&c->reencoded, m->headers, m->n_headers, m->payload, m->payload_len), 0);
     cmx_buf_append(&c->payloads, m->payload, m->payload_len);
     cmx_buf_append(&c->payloads, "|", 1);
     return 0;
@@ -81,14 +80,14 @@ static void check_decoded(const char *name, const struct cmx_es_message *m)
     snprintf(path, sizeof(path), ES "/decoded/positive/%s", name);
     json_object *j = json_object_from_file(path);
     assert_non_null(j);
-    assert_int_equal(m->total_len, json_object_get_int64(json_object_object_get(j, "total_length")));
+    assert_int_equal(m->total_len,
+                     json_object_get_int64(json_object_object_get(j, "total_length")));
     assert_int_equal(m->headers_len,
                      json_object_get_int64(json_object_object_get(j, "headers_length")));
     assert_int_equal(m->prelude_crc,
                      (uint32_t)json_object_get_int64(json_object_object_get(j, "prelude_crc")));
-    assert_int_equal(m->message_crc,
-                     (uint32_t)(int32_t)json_object_get_int64(
-                         json_object_object_get(j, "message_crc")));
+    assert_int_equal(m->message_crc, (uint32_t)(int32_t)json_object_get_int64(
+                                         json_object_object_get(j, "message_crc")));
     json_object *hs = json_object_object_get(j, "headers");
     size_t nh = hs ? json_object_array_length(hs) : 0;
     assert_int_equal(m->n_headers, nh);
@@ -299,8 +298,8 @@ static int frames_cb(void *ud, const struct cmx_es_message *m)
     struct frames *f = ud;
     const struct cmx_es_header *mt = cmx_es_find(m, ":message-type");
     assert_non_null(mt);
-    const struct cmx_es_header *t = cmx_es_find(
-        m, cmx_es_header_is(mt, "exception") ? ":exception-type" : ":event-type");
+    const struct cmx_es_header *t =
+        cmx_es_find(m, cmx_es_header_is(mt, "exception") ? ":exception-type" : ":event-type");
     assert_non_null(t);
     assert_int_equal(t->type, CMX_ES_STRING);
     snprintf(f->types[f->n], sizeof(f->types[0]), "%.*s", (int)t->len, t->data);

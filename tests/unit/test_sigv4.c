@@ -184,8 +184,8 @@ static int run_crt_case(const char *name)
         .service = json_object_get_string(json_object_object_get(ctx, "service")),
         .now_ms = (uint64_t)ms,
         .normalize_path = json_object_get_boolean(json_object_object_get(ctx, "normalize")),
-        .omit_token = json_object_object_get_ex(ctx, "omit_session_token", &v) &&
-                      json_object_get_boolean(v),
+        .omit_token =
+            json_object_object_get_ex(ctx, "omit_session_token", &v) && json_object_get_boolean(v),
         .content_sha256 = json_object_get_boolean(json_object_object_get(ctx, "sign_body")),
     };
     struct cmx_arena a;
@@ -252,8 +252,8 @@ static int run_boto_case(const char *dir, const char *name)
             date = p.h[i].value;
     assert_non_null(date);
     char iso[32];
-    snprintf(iso, sizeof(iso), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ", date, date + 4, date + 6,
-             date + 9, date + 11, date + 13);
+    snprintf(iso, sizeof(iso), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ", date, date + 4, date + 6, date + 9,
+             date + 11, date + 13);
     int64_t ms;
     assert_int_equal(cmx_clock_parse_iso(iso, strlen(iso), &ms, NULL), 0);
     /* the one botocore case whose token is not in its .req (botocore's test passes it as a
@@ -396,8 +396,11 @@ static void test_uri_encode(void **state)
 static void test_missing_creds(void **state)
 {
     struct cmx_sigv4_header h[] = {{"host", 4, "x", 1}};
-    struct cmx_sigv4_req r = {.method = "POST", .headers = h, .n_headers = 1,
-                              .region = "us-east-1", .service = "bedrock"};
+    struct cmx_sigv4_req r = {.method = "POST",
+                              .headers = h,
+                              .n_headers = 1,
+                              .region = "us-east-1",
+                              .service = "bedrock"};
     struct cmx_sigv4_creds c = {NULL, NULL, NULL};
     struct cmx_arena a;
     cmx_arena_init(&a);
