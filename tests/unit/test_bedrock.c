@@ -69,9 +69,8 @@ static void make_req(struct req *r, enum cmx_endpoint ep, const char *body)
     r->cr.members = r->m;
     r->cr.request_id = "req-1";
     enum cmx_json_type top;
-    assert_int_equal(cmx_json_scan(body, strlen(body), &top, r->m, CMX_MAX_MEMBERS,
-                                   &r->cr.n_members),
-                     0);
+    assert_int_equal(
+        cmx_json_scan(body, strlen(body), &top, r->m, CMX_MAX_MEMBERS, &r->cr.n_members), 0);
     const struct cmx_json_member *s = cmx_json_find(r->m, r->cr.n_members, "stream");
     r->cr.stream = s != NULL && s->type == CMX_JSON_TRUE;
 }
@@ -169,7 +168,8 @@ static const struct table_row table[] = {
      "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"none\"}",
      "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"x\"}]},{\"role\":\"assistant\","
      "\"content\":[{\"toolUse\":{\"toolUseId\":\"a\",\"name\":\"f\",\"input\":{}}}]},{\"role\":"
-     "\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"a\",\"content\":[{\"text\":\"r\"}]}}]}],"
+     "\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"a\",\"content\":[{\"text\":\"r\"}]}}]}"
+     "],"
      "\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":\"f\",\"inputSchema\":{\"json\":{"
      "\"type\":\"object\",\"properties\":{}}}}}]}}"},
     /* tool history but no tools: Converse needs a toolConfig, declared from the history */
@@ -273,7 +273,8 @@ static void test_url_and_signature(void **state)
     struct cmx_deployment_cfg d2 = {
         .provider = &p2,
         .model = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.x.y-v1:0"};
-    make_req(&r, CMX_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    make_req(&r, CMX_EP_CHAT,
+             "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
     assert_int_equal(B->build(&d2, &r.cr, &r.a, &out, &why), 0);
     assert_string_equal(out.url,
                         "http://127.0.0.1:9/prefix/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A"
@@ -306,28 +307,31 @@ static void translate_fixture(const char *file, const char *want)
 
 static void test_response_fixtures(void **state)
 {
-    translate_fixture(FIX "/amazon-bedrock-text.json",
-                      "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
-                      "\"message\":{\"role\":\"assistant\",\"content\":\"Let me count the \\\"r\\\"s "
-                      "in \\\"strawberry\\\":\\n\\ns-t-**r**-a-w-b-e-**r**-**r**-y\\n\\nThere are "
-                      "**3** \\\"r\\\"s in \\\"strawberry.\\\"\"},\"finish_reason\":\"stop\"}],"
-                      "\"usage\":{\"prompt_tokens\":22,\"completion_tokens\":57,\"total_tokens\":79,"
-                      "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
-    translate_fixture(FIX "/amazon-bedrock-tool-call.1.json",
-                      "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
-                      "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":"
-                      "\"tool-use-id\",\"type\":\"function\",\"function\":{\"name\":\"bash\","
-                      "\"arguments\":\"{\\\"command\\\":\\\"ls -l\\\"}\"}}]},\"finish_reason\":"
-                      "\"tool_calls\"}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":20,"
-                      "\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
-    translate_fixture(FIX "/amazon-bedrock-tool-no-args.json",
-                      "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
-                      "\"message\":{\"role\":\"assistant\",\"content\":\"I'll update the issue list "
-                      "for you.\",\"tool_calls\":[{\"id\":\"tool-use-id\",\"type\":\"function\","
-                      "\"function\":{\"name\":\"updateIssueList\",\"arguments\":\"{}\"}}]},"
-                      "\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":100,"
-                      "\"completion_tokens\":25,\"total_tokens\":125,\"prompt_tokens_details\":"
-                      "{\"cached_tokens\":0}}}");
+    translate_fixture(
+        FIX "/amazon-bedrock-text.json",
+        "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"content\":\"Let me count the \\\"r\\\"s "
+        "in \\\"strawberry\\\":\\n\\ns-t-**r**-a-w-b-e-**r**-**r**-y\\n\\nThere are "
+        "**3** \\\"r\\\"s in \\\"strawberry.\\\"\"},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":22,\"completion_tokens\":57,\"total_tokens\":79,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
+    translate_fixture(
+        FIX "/amazon-bedrock-tool-call.1.json",
+        "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":"
+        "\"tool-use-id\",\"type\":\"function\",\"function\":{\"name\":\"bash\","
+        "\"arguments\":\"{\\\"command\\\":\\\"ls -l\\\"}\"}}]},\"finish_reason\":"
+        "\"tool_calls\"}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":20,"
+        "\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
+    translate_fixture(
+        FIX "/amazon-bedrock-tool-no-args.json",
+        "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"content\":\"I'll update the issue list "
+        "for you.\",\"tool_calls\":[{\"id\":\"tool-use-id\",\"type\":\"function\","
+        "\"function\":{\"name\":\"updateIssueList\",\"arguments\":\"{}\"}}]},"
+        "\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":100,"
+        "\"completion_tokens\":25,\"total_tokens\":125,\"prompt_tokens_details\":"
+        "{\"cached_tokens\":0}}}");
     translate_fixture(FIX "/amazon-bedrock-json-with-tools.1.json",
                       "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,"
                       "\"message\":{\"role\":\"assistant\",\"content\":\"Calling multiple tools."
@@ -511,7 +515,8 @@ static void summarize(json_object *list, struct summary *s)
         if (json_object_object_get_ex(d, "role", &v))
             s->n_role++;
         if (json_object_object_get_ex(d, "content", &v))
-            strncat(s->content, json_object_get_string(v), sizeof(s->content) - strlen(s->content) - 1);
+            strncat(s->content, json_object_get_string(v),
+                    sizeof(s->content) - strlen(s->content) - 1);
         if (json_object_object_get_ex(d, "reasoning_content", &v))
             strncat(s->reasoning, json_object_get_string(v),
                     sizeof(s->reasoning) - strlen(s->reasoning) - 1);
@@ -651,8 +656,8 @@ static void test_stream_exception(void **state)
         json_object *c0 = json_object_array_get_idx(list, 0);
         assert_string_equal(
             json_object_get_string(json_object_object_get(
-                json_object_object_get(json_object_array_get_idx(json_object_object_get(c0, "choices"), 0),
-                                       "delta"),
+                json_object_object_get(
+                    json_object_array_get_idx(json_object_object_get(c0, "choices"), 0), "delta"),
                 "content")),
             "before error");
         json_object *e = json_object_object_get(json_object_array_get_idx(list, 1), "error");
@@ -661,8 +666,8 @@ static void test_stream_exception(void **state)
                             "modelStreamErrorException");
         assert_string_equal(json_object_get_string(json_object_object_get(e, "type")),
                             "server_error");
-        assert_non_null(
-            strstr(json_object_get_string(json_object_object_get(e, "message")), "Model Stream Error"));
+        assert_non_null(strstr(json_object_get_string(json_object_object_get(e, "message")),
+                               "Model Stream Error"));
         json_object_put(list);
     }
     free(wire);
@@ -737,7 +742,8 @@ static void test_parse_error(void **state)
     struct cmx_arena a;
     cmx_arena_init(&a);
     struct cmx_http_header h[] = {
-        {"x-amzn-errortype", 16, "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/", 71},
+        {"x-amzn-errortype", 16,
+         "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/", 71},
         {"x-amzn-requestid", 16, "abc", 3},
     };
     struct cmx_upstream_error e;
@@ -814,7 +820,8 @@ static void test_embeddings_titan(void **state)
              "{\"model\":\"e\",\"input\":\"a\",\"encoding_format\":\"base64\"}");
     assert_int_equal(B->parts(&d, &r.cr, &r.a, &n, &st, &why), 0);
     assert_int_equal(n, 1);
-    struct cmx_part_answer one = {"{\"embedding\":[1.0,-2.0],\"inputTextTokenCount\":1}", 0, NULL, 0};
+    struct cmx_part_answer one = {"{\"embedding\":[1.0,-2.0],\"inputTextTokenCount\":1}", 0, NULL,
+                                  0};
     one.len = strlen(one.body);
     cmx_buf_init(&out, 1u << 20);
     assert_int_equal(B->assemble(&d, &r.cr, st, &one, 1, &r.a, &out), 0);
@@ -871,7 +878,9 @@ static void test_embeddings_cohere(void **state)
     for (int p = 0; p < 3; p++) {
         cmx_buf_init(&a[p], 1u << 20);
         int cnt = p < 2 ? 96 : 8;
-        cmx_buf_puts(&a[p], "{\"id\":\"x\",\"response_type\":\"embeddings_by_type\",\"embeddings\":{\"float\":[");
+        cmx_buf_puts(
+            &a[p],
+            "{\"id\":\"x\",\"response_type\":\"embeddings_by_type\",\"embeddings\":{\"float\":[");
         for (int k = 0; k < cnt; k++)
             cmx_buf_printf(&a[p], "%s[%d.5]", k ? "," : "", p * 96 + k);
         cmx_buf_puts(&a[p], "]},\"texts\":[]}");
@@ -890,8 +899,8 @@ static void test_embeddings_cohere(void **state)
             json_object_array_get_idx(json_object_object_get(e, "embedding"), 0));
         assert_true(v == i + 0.5);
     }
-    assert_int_equal(json_object_get_int(json_object_object_get(
-                         json_object_object_get(o, "usage"), "prompt_tokens")),
+    assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(o, "usage"),
+                                                                "prompt_tokens")),
                      15);
     json_object_put(o);
     /* a part with the wrong number of vectors */
@@ -948,9 +957,10 @@ static void test_config(void **state)
     cmx_config_diag_free(&diag);
 
     /* endpoint override; a Bedrock API key alone */
-    cfg = load("providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: us-east-1\n"
-               "    endpoint: http://127.0.0.1:9999/\n    api_key: bk\n" MODELS,
-               &diag);
+    cfg =
+        load("providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: us-east-1\n"
+             "    endpoint: http://127.0.0.1:9999/\n    api_key: bk\n" MODELS,
+             &diag);
     assert_non_null(cfg);
     p = cmx_config_find_provider(cfg, "aws");
     assert_string_equal(p->base_url, "http://127.0.0.1:9999");
@@ -968,9 +978,10 @@ static void test_config(void **state)
     assert_int_equal(write(fd, ini, strlen(ini)), (ssize_t)strlen(ini));
     close(fd);
     setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
-    cfg = load("providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: us-east-1\n"
-               "    profile: work\n" MODELS,
-               &diag);
+    cfg =
+        load("providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: us-east-1\n"
+             "    profile: work\n" MODELS,
+             &diag);
     assert_non_null(cfg);
     p = cmx_config_find_provider(cfg, "aws");
     assert_string_equal(p->access_key_id, "WK");
@@ -990,8 +1001,9 @@ static void test_config(void **state)
     cmx_config_unref(cfg);
     cmx_config_diag_free(&diag);
     /* a missing profile */
-    cfg = load("providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    profile: nope\n" MODELS,
-               &diag);
+    cfg = load(
+        "providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    profile: nope\n" MODELS,
+        &diag);
     assert_null(cfg);
     assert_non_null(strstr(diag.text.data, "AWS profile \"nope\" has no keys"));
     cmx_config_diag_free(&diag);
@@ -1004,7 +1016,8 @@ static void test_config(void **state)
         {"providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    access_key_id: A\n"
          "    secret_access_key: S\n" MODELS,
          "missing required key \"region\" in provider \"aws\""},
-        {"providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: us-east-1\n" MODELS,
+        {"providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: "
+         "us-east-1\n" MODELS,
          "has no AWS credentials"},
         {"providers:\n  - name: aws\n    type: bedrock\n    cloud: aws\n    region: us-east-1\n"
          "    access_key_id: A\n" MODELS,
