@@ -798,73 +798,145 @@ static int tool_index(struct bstream *s, int64_t block)
     return s->tool_of[block] - 1;
 }
 
-static int on_event(struct bstream *s, const char *type, json_object *o)
+/* Events are read with the project's tree-less scanner (core/json_scan.h): string values
+ * are valid JSON string text already and go out verbatim, with no decode / re-escape. */
+#define EV_MEMBERS 16
+
+struct jobj {
+    struct cmx_json_member m[EV_MEMBERS];
+    size_t n;
+};
+
+static bool jscan(const char *s, size_t len, struct jobj *o)
 {
-    if (strcmp(type, "messageStart") == 0) {
-        begin_chunk(s);
-        sep(s);
-        cmx_buf_puts(&s->out, "\"content\":\"\"");
-        return end_chunk(s, NULL);
-    }
-    if (strcmp(type, "contentBlockStart") == 0) {
-        json_object *tu = get(get(o, "start"), "toolUse");
-        int64_t blk = get_i64(o, "contentBlockIndex");
-        if (tu == NULL)
-            return 0;
-        if (blk < 0 || blk >= MAX_BLOCKS)
+    enum cmx_json_type t;
+    int r = cmx_json_scan(s, len, &t, o->m, EV_MEMBERS, &o->n);
+    return (r == 0 || r == CMX_ETOOBIG) && t == CMX_JSON_OBJECT;
+}
+
+static const struct cmx_json_member *jget(const struct jobj *o, const char *k, enum cmx_json_type t)
+{
+    const struct cmx_json_member *m = o ? cmx_json_find(o->m, o->n, k) : NULL;
+    return m != NULL && m->type == t ? m : NULL;
+}
+
+/* The object member k of o scanned into sub; false when absent or not an object. */
+static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
+{
+    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
+    return m != NULL && jscan(m->val, m->val_len, sub);
+}
+
+/* An integer member (0 when absent, not an integer or out of range). */
+static int64_t jint(const struct jobj *o, const char *k)
+{
+    const struct cmx_json_member *m = jget(o, k, CMX_JSON_NUMBER);
+    char buf[24];
+    if (m == NULL || m->val_len >= sizeof(buf))
+        return 0;
+    memcpy(buf, m->val, m->val_len);
+    buf[m->val_len] = '\0';
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    return *end == '\0' ? (int64_t)v : 0;
+}
+
+static void put_raw(struct cmx_buf *b, const struct cmx_json_member *m)
+{
+    cmx_buf_append(b, m->val, m->val_len);
+}
+
+static void usage_raw(struct cmx_buf *b, const struct jobj *u)
+{
+    int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
+    int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
+    int64_t prompt = in + cr + cw;
+    cmx_buf_printf(b,
+                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
+                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
+}
+
+static bool type_is(const char *type, size_t tl, const char *s)
+{
+    return strlen(s) == tl && memcmp(type, s, tl) == 0;
+}
+
+static int on_event(struct bstream *s, const char *type, size_t tl, const struct jobj *o)
+{
+    if (type_is(type, tl, "contentBlockDelta")) {
+        struct jobj delta, sub;
+        int64_t blk = jint(o, "contentBlockIndex");
+        if (!jsub(o, "delta", &delta))
             return CMX_EUPSTREAM;
-        int idx = s->n_tools++;
-        s->tool_of[blk] = (short)(idx + 1);
-        const char *id = get_str(tu, "toolUseId"), *name = get_str(tu, "name");
-        begin_chunk(s);
-        sep(s);
-        cmx_buf_printf(&s->out, "\"tool_calls\":[{\"index\":%d,\"id\":", idx);
-        put_str(&s->out, id ? id : "", id ? strlen(id) : 0);
-        cmx_buf_puts(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
-        put_str(&s->out, name ? name : "", name ? strlen(name) : 0);
-        cmx_buf_puts(&s->out, ",\"arguments\":\"\"}}]");
-        return end_chunk(s, NULL);
-    }
-    if (strcmp(type, "contentBlockDelta") == 0) {
-        json_object *delta = get(o, "delta");
-        int64_t blk = get_i64(o, "contentBlockIndex");
-        const char *t = get_str(delta, "text");
-        json_object *tu = get(delta, "toolUse");
-        const char *rt = get_str(get(delta, "reasoningContent"), "text");
+        const struct cmx_json_member *t = jget(&delta, "text", CMX_JSON_STRING);
         if (t != NULL) {
             begin_chunk(s);
             sep(s);
             cmx_buf_puts(&s->out, "\"content\":");
-            put_str(&s->out, t, strlen(t));
+            put_raw(&s->out, t);
             return end_chunk(s, NULL);
         }
-        if (rt != NULL) {
-            begin_chunk(s);
-            sep(s);
-            cmx_buf_puts(&s->out, "\"reasoning_content\":");
-            put_str(&s->out, rt, strlen(rt));
-            return end_chunk(s, NULL);
-        }
-        if (tu != NULL) {
+        if (jsub(&delta, "toolUse", &sub)) {
             int idx = tool_index(s, blk);
-            const char *in = get_str(tu, "input");
+            const struct cmx_json_member *in = jget(&sub, "input", CMX_JSON_STRING);
             if (idx < 0)
                 return CMX_EUPSTREAM; /* input for a block that never started as a tool */
-            if (in == NULL || *in == '\0')
+            if (in == NULL || in->val_len <= 2)
                 return 0;
             s->args_sent[blk] = true;
             begin_chunk(s);
             sep(s);
             cmx_buf_printf(&s->out,
                            "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", idx);
-            put_str(&s->out, in, strlen(in));
+            put_raw(&s->out, in);
             cmx_buf_puts(&s->out, "}}]");
+            return end_chunk(s, NULL);
+        }
+        if (jsub(&delta, "reasoningContent", &sub) &&
+            (t = jget(&sub, "text", CMX_JSON_STRING)) != NULL) {
+            begin_chunk(s);
+            sep(s);
+            cmx_buf_puts(&s->out, "\"reasoning_content\":");
+            put_raw(&s->out, t);
             return end_chunk(s, NULL);
         }
         return 0; /* signatures, citations: nothing to say in OpenAI's shape */
     }
-    if (strcmp(type, "contentBlockStop") == 0) {
-        int64_t blk = get_i64(o, "contentBlockIndex");
+    if (type_is(type, tl, "messageStart")) {
+        begin_chunk(s);
+        sep(s);
+        cmx_buf_puts(&s->out, "\"content\":\"\"");
+        return end_chunk(s, NULL);
+    }
+    if (type_is(type, tl, "contentBlockStart")) {
+        struct jobj start, tu;
+        int64_t blk = jint(o, "contentBlockIndex");
+        if (!jsub(o, "start", &start) || !jsub(&start, "toolUse", &tu))
+            return 0;
+        if (blk < 0 || blk >= MAX_BLOCKS || s->tool_of[blk] != 0)
+            return CMX_EUPSTREAM;
+        const struct cmx_json_member *id = jget(&tu, "toolUseId", CMX_JSON_STRING);
+        const struct cmx_json_member *name = jget(&tu, "name", CMX_JSON_STRING);
+        int idx = s->n_tools++;
+        s->tool_of[blk] = (short)(idx + 1);
+        begin_chunk(s);
+        sep(s);
+        cmx_buf_printf(&s->out, "\"tool_calls\":[{\"index\":%d,\"id\":", idx);
+        if (id != NULL)
+            put_raw(&s->out, id);
+        else
+            cmx_buf_puts(&s->out, "\"\"");
+        cmx_buf_puts(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
+        if (name != NULL)
+            put_raw(&s->out, name);
+        else
+            cmx_buf_puts(&s->out, "\"\"");
+        cmx_buf_puts(&s->out, ",\"arguments\":\"\"}}]");
+        return end_chunk(s, NULL);
+    }
+    if (type_is(type, tl, "contentBlockStop")) {
+        int64_t blk = jint(o, "contentBlockIndex");
         int idx = tool_index(s, blk);
         if (idx >= 0 && !s->args_sent[blk]) {
             /* a tool without arguments: OpenAI clients expect a JSON object */
@@ -878,23 +950,29 @@ static int on_event(struct bstream *s, const char *type, json_object *o)
         }
         return 0;
     }
-    if (strcmp(type, "messageStop") == 0) {
+    if (type_is(type, tl, "messageStop")) {
+        const struct cmx_json_member *r = jget(o, "stopReason", CMX_JSON_STRING);
+        char reason[64] = "";
+        if (r != NULL && r->val_len - 2 < sizeof(reason)) {
+            memcpy(reason, r->val + 1, r->val_len - 2);
+            reason[r->val_len - 2] = '\0';
+        }
         s->stopped = true;
         begin_chunk(s);
-        return end_chunk(s, finish_reason(get_str(o, "stopReason")));
+        return end_chunk(s, finish_reason(reason));
     }
-    if (strcmp(type, "metadata") == 0) {
-        json_object *u = get(o, "usage");
-        if (u != NULL) {
+    if (type_is(type, tl, "metadata")) {
+        struct jobj u;
+        if (jsub(o, "usage", &u)) {
             cmx_buf_reset(&s->usage);
-            usage_json(&s->usage, u);
+            usage_raw(&s->usage, &u);
         }
         return 0;
     }
     return 0; /* unknown events are skipped, as the SDKs do */
 }
 
-/* An in-band OpenAI error for an exception / error message. */
+/* An in-band OpenAI error for an exception / error message; msg is JSON-escaped text. */
 static int on_exception(struct bstream *s, const char *type, size_t tlen, const char *msg,
                         size_t mlen)
 {
@@ -909,7 +987,7 @@ static int on_exception(struct bstream *s, const char *type, size_t tlen, const 
     cmx_buf_puts(&s->out, "{\"error\":{\"message\":\"Bedrock stream failed (");
     cmx_buf_json_escape(&s->out, type, tlen);
     cmx_buf_puts(&s->out, "): ");
-    cmx_buf_json_escape(&s->out, msg, mlen);
+    cmx_buf_append(&s->out, msg, mlen);
     cmx_buf_printf(&s->out, "\",\"type\":\"%s\",\"code\":\"", etype);
     cmx_buf_json_escape(&s->out, type, tlen);
     cmx_buf_puts(&s->out, "\",\"param\":null}}");
@@ -926,38 +1004,37 @@ static int message_cb(void *ud, const struct cmx_es_message *m)
     const struct cmx_es_header *mt = cmx_es_find(m, ":message-type");
     if (cmx_es_header_is(mt, "exception")) {
         const struct cmx_es_header *et = cmx_es_find(m, ":exception-type");
-        json_object *o = parse(NULL, m->payload, m->payload_len);
-        const char *msg = get_str(o, "message");
-        if (msg == NULL)
-            msg = get_str(o, "Message");
-        const char *t = et && et->type == CMX_ES_STRING ? et->data : "exception";
-        size_t tl = et && et->type == CMX_ES_STRING ? et->len : 9;
-        int r = on_exception(s, t, tl, msg ? msg : "", msg ? strlen(msg) : 0);
-        json_object_put(o);
-        return r;
+        struct jobj o;
+        const struct cmx_json_member *msg = NULL;
+        if (jscan(m->payload, m->payload_len, &o) &&
+            (msg = jget(&o, "message", CMX_JSON_STRING)) == NULL)
+            msg = jget(&o, "Message", CMX_JSON_STRING);
+        bool named = et != NULL && et->type == CMX_ES_STRING;
+        return on_exception(s, named ? et->data : "exception", named ? et->len : 9,
+                            msg ? msg->val + 1 : "", msg ? msg->val_len - 2 : 0);
     }
     if (cmx_es_header_is(mt, "error")) {
         const struct cmx_es_header *ec = cmx_es_find(m, ":error-code");
         const struct cmx_es_header *em = cmx_es_find(m, ":error-message");
-        return on_exception(s, ec && ec->type == CMX_ES_STRING ? ec->data : "error",
-                            ec && ec->type == CMX_ES_STRING ? ec->len : 5,
-                            em && em->type == CMX_ES_STRING ? em->data : "",
-                            em && em->type == CMX_ES_STRING ? em->len : 0);
+        struct cmx_buf esc;
+        cmx_buf_init(&esc, 1u << 16);
+        if (em != NULL && em->type == CMX_ES_STRING)
+            cmx_buf_json_escape(&esc, em->data, em->len);
+        int r = on_exception(s, ec && ec->type == CMX_ES_STRING ? ec->data : "error",
+                             ec && ec->type == CMX_ES_STRING ? ec->len : 5,
+                             esc.data ? esc.data : "", esc.len);
+        cmx_buf_free(&esc);
+        return r;
     }
     if (!cmx_es_header_is(mt, "event"))
         return 0;
     const struct cmx_es_header *et = cmx_es_find(m, ":event-type");
-    if (et == NULL || et->type != CMX_ES_STRING || et->len >= 64)
+    if (et == NULL || et->type != CMX_ES_STRING)
         return 0;
-    char type[64];
-    memcpy(type, et->data, et->len);
-    type[et->len] = '\0';
-    json_object *o = parse(NULL, m->payload, m->payload_len);
-    if (o == NULL)
+    struct jobj o;
+    if (!jscan(m->payload, m->payload_len, &o))
         return CMX_EUPSTREAM;
-    int r = on_event(s, type, o);
-    json_object_put(o);
-    return r;
+    return on_event(s, et->data, et->len, &o);
 }
 
 static void *stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d)
