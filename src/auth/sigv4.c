@@ -5,8 +5,9 @@
 #include "core/clock.h"
 #include "core/err.h"
 
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,17 +26,105 @@ static void hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static void sha256_hex(const void *p, size_t n, char out[65])
+/* SHA-256 through a digest fetched once: OpenSSL 3's one-shot SHA256() / HMAC() fetch the
+ * algorithm (with locks) on every call, which cost more than the hashing here. */
+static EVP_MD *sha_md;
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+static void sha_init(void)
 {
-    unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256(p ? p : (const void *)"", n, d);
+    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha(void)
+{
+    pthread_once(&sha_once, sha_init);
+    return sha_md != NULL ? sha_md : EVP_sha256();
+}
+
+static void digest2(EVP_MD_CTX *c, const void *a, size_t an, const void *b, size_t bn,
+                    unsigned char out[32])
+{
+    unsigned int ol = 32;
+    EVP_DigestInit_ex(c, sha(), NULL);
+    EVP_DigestUpdate(c, a, an);
+    if (bn > 0)
+        EVP_DigestUpdate(c, b, bn);
+    EVP_DigestFinal_ex(c, out, &ol);
+}
+
+static void sha256_hex(EVP_MD_CTX *c, const void *p, size_t n, char out[65])
+{
+    unsigned char d[32];
+    digest2(c, p ? p : (const void *)"", n, NULL, 0, d);
     hex(d, sizeof(d), out);
 }
 
-static void hmac(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32])
+/* HMAC-SHA256 (RFC 2104) on the fetched digest. */
+static void hmac(EVP_MD_CTX *c, const void *key, size_t klen, const void *msg, size_t mlen,
+                 unsigned char out[32])
 {
-    unsigned int olen = 32;
-    HMAC(EVP_sha256(), key, (int)klen, msg, mlen, out, &olen);
+    unsigned char k[64] = {0}, pad[64], inner[32];
+    if (klen > 64)
+        digest2(c, key, klen, NULL, 0, k);
+    else
+        memcpy(k, key, klen);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    digest2(c, pad, 64, msg, mlen, inner);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    digest2(c, pad, 64, inner, 32, out);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+}
+
+/* The signing key depends on the secret, the day, the region and the service only: each
+ * worker thread keeps its last one (no heap, so nothing to free at thread exit). */
+struct key_cache {
+    char secret[160];
+    char day[9];
+    char region[40];
+    char service[40];
+    unsigned char key[32];
+    bool valid;
+};
+static _Thread_local struct key_cache kcache;
+
+static void signing_key(EVP_MD_CTX *c, const char *secret, const char *day, const char *region,
+                        const char *service, unsigned char k[32])
+{
+    struct key_cache *kc = &kcache;
+    size_t sl = strlen(secret);
+    bool cacheable = sl < sizeof(kc->secret) && strlen(region) < sizeof(kc->region) &&
+                     strlen(service) < sizeof(kc->service);
+    if (cacheable && kc->valid && strcmp(kc->secret, secret) == 0 && strcmp(kc->day, day) == 0 &&
+        strcmp(kc->region, region) == 0 && strcmp(kc->service, service) == 0) {
+        memcpy(k, kc->key, 32);
+        return;
+    }
+    unsigned char ks[4 + sizeof(kc->secret)];
+    if (sl + 4 <= sizeof(ks)) {
+        memcpy(ks, "AWS4", 4);
+        memcpy(ks + 4, secret, sl);
+        hmac(c, ks, sl + 4, day, 8, k);
+        OPENSSL_cleanse(ks, sizeof(ks));
+    } else {
+        /* a secret too long for the stack buffer: HMAC keys over 64 bytes are hashed */
+        digest2(c, "AWS4", 4, secret, sl, ks);
+        hmac(c, ks, 32, day, 8, k);
+    }
+    hmac(c, k, 32, region, strlen(region), k);
+    hmac(c, k, 32, service, strlen(service), k);
+    hmac(c, k, 32, "aws4_request", 12, k);
+    if (cacheable) {
+        memcpy(kc->secret, secret, sl + 1);
+        memcpy(kc->day, day, 9);
+        memcpy(kc->region, region, strlen(region) + 1);
+        memcpy(kc->service, service, strlen(service) + 1);
+        memcpy(kc->key, k, 32);
+        kc->valid = true;
+    }
 }
 
 static bool unreserved(unsigned char c)
@@ -322,7 +411,10 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     char day[9];
     memcpy(day, out->amz_date, 8);
     day[8] = '\0';
-    sha256_hex(r->payload, r->payload_len, out->payload_hash);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL)
+        return CMX_ENOMEM;
+    sha256_hex(md, r->payload, r->payload_len, out->payload_hash);
 
     struct hdr h[MAX_SIGNED];
     size_t nh = 0;
@@ -391,7 +483,7 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
 
     /* 2. string to sign */
     char creq_hash[65];
-    sha256_hex(creq.data, creq.len, creq_hash);
+    sha256_hex(md, creq.data, creq.len, creq_hash);
     const char *scope = cmx_arena_printf(a, "%s/%s/%s/aws4_request", day, r->region, r->service);
     if (scope == NULL) {
         rc = CMX_ENOMEM;
@@ -401,23 +493,10 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
 
     /* 3. signing key and signature */
     unsigned char k[32];
-    size_t sl = strlen(c->secret_access_key);
-    char *ks = malloc(sl + 5);
-    if (ks == NULL) {
-        rc = CMX_ENOMEM;
-        goto out;
-    }
-    memcpy(ks, "AWS4", 4);
-    memcpy(ks + 4, c->secret_access_key, sl);
-    hmac(ks, sl + 4, day, 8, k);
-    memset(ks, 0, sl + 4);
-    free(ks);
-    hmac(k, 32, r->region, strlen(r->region), k);
-    hmac(k, 32, r->service, strlen(r->service), k);
-    hmac(k, 32, "aws4_request", 12, k);
+    signing_key(md, c->secret_access_key, day, r->region, r->service, k);
     unsigned char sig[32];
-    hmac(k, 32, sts.data, sts.len, sig);
-    memset(k, 0, sizeof(k));
+    hmac(md, k, 32, sts.data, sts.len, sig);
+    OPENSSL_cleanse(k, sizeof(k));
     hex(sig, 32, out->signature);
 
     out->canonical_request = cmx_arena_strndup(a, creq.data, creq.len);
@@ -431,6 +510,7 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
         if (out->extra[i] == NULL)
             rc = CMX_ENOMEM;
 out:
+    EVP_MD_CTX_free(md);
     for (size_t i = 0; i < nh; i++)
         cmx_buf_free(&h[i].val);
     cmx_buf_free(&creq);
