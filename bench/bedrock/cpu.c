@@ -59,7 +59,8 @@ int main(int argc, char **argv)
     fclose(f);
     long iters = argc > 2 ? atol(argv[2]) : 20000;
     struct cmx_provider_cfg p = {.name = "aws", .type = CMX_PROVIDER_BEDROCK};
-    struct cmx_deployment_cfg d = {.provider = &p, .model = "anthropic.claude-3-haiku-20240307-v1:0"};
+    struct cmx_deployment_cfg d = {.provider = &p,
+                                   .model = "anthropic.claude-3-haiku-20240307-v1:0"};
     bool openai = argc > 3 && strcmp(argv[3], "openai") == 0;
     const struct cmx_provider_ops *ops =
         cmx_provider_ops_for(openai ? CMX_PROVIDER_OPENAI_COMPATIBLE : CMX_PROVIDER_BEDROCK);
@@ -87,8 +88,8 @@ int main(int argc, char **argv)
     printf("%ld streams, %ld chunks (%ld per stream, %zu bytes per stream)\n", iters, c.chunks,
            c.chunks / iters, len);
     printf("decoder: %s\n", ops->name);
-    printf("CPU per streamed chunk: %.0f ns (wall %.0f ns); per stream %.1f us\n",
-           cpu / c.chunks, wall / c.chunks, cpu / iters / 1000);
+    printf("CPU per streamed chunk: %.0f ns (wall %.0f ns); per stream %.1f us\n", cpu / c.chunks,
+           wall / c.chunks, cpu / iters / 1000);
     cmx_buf_free(&c.fixed);
     cmx_buf_free(&c.out);
     return 0;
