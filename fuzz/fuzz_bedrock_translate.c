@@ -93,8 +93,7 @@ static void framed(struct cmx_arena *a, const char *s, size_t len)
                 {exc ? ":exception-type" : ":event-type", exc ? 15 : 11, CMX_ES_STRING, 0, name,
                  (size_t)(tab - name)},
                 {":content-type", 13, CMX_ES_STRING, 0, "application/json", 16},
-                {":message-type", 13, CMX_ES_STRING, 0, exc ? "exception" : "event",
-                 exc ? 9u : 5u},
+                {":message-type", 13, CMX_ES_STRING, 0, exc ? "exception" : "event", exc ? 9u : 5u},
             };
             if (h[0].len > 0)
                 cmx_es_encode(&w, h, 3, tab + 1, (size_t)(e - tab - 1));

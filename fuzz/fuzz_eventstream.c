@@ -73,9 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rb = run(s, len, cuts, len ? len - 1 : 0, max, &bytes);
     if (rw != rs || rw != rb || whole.len != split.len || whole.len != bytes.len)
         __builtin_trap();
-    if (whole.len > 0 && (memcmp(whole.data, split.data, whole.len) != 0 ||
-                          memcmp(whole.data, bytes.data, whole.len) != 0 ||
-                          memcmp(whole.data, s, whole.len) != 0))
+    if (whole.len > 0 &&
+        (memcmp(whole.data, split.data, whole.len) != 0 ||
+         memcmp(whole.data, bytes.data, whole.len) != 0 || memcmp(whole.data, s, whole.len) != 0))
         __builtin_trap();
     cmx_buf_free(&whole);
     cmx_buf_free(&split);
