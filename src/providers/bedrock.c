@@ -89,13 +89,6 @@ static json_object *obj_add(json_object *o, const char *k, json_object *v)
     return v;
 }
 
-static json_object *text_block(const char *s)
-{
-    json_object *b = json_object_new_object();
-    json_object_object_add(b, "text", json_object_new_string(s));
-    return b;
-}
-
 static bool is_titan(const char *model)
 {
     return strstr(model, "titan-embed") != NULL;
@@ -192,44 +185,226 @@ static char *model_path(struct cmx_arena *a, const char *model, const char *op)
     return cmx_arena_printf(a, "/model/%s/%s", enc, op);
 }
 
+/* ---- JSON without a tree ------------------------------------------------------------------- */
+
+/* Requests and stream events are read with the project's validating scanner
+ * (core/json_scan.h) instead of json-c: no tree, no allocation, and string values are valid
+ * JSON text already, so they go out verbatim with no decode / re-escape. The client's body
+ * was validated whole by the proxy, so the walkers below only ever see valid JSON. */
+#define EV_MEMBERS 32
+
+struct jobj {
+    struct cmx_json_member m[EV_MEMBERS];
+    size_t n;
+};
+
+static bool jscan(const char *s, size_t len, struct jobj *o)
+{
+    enum cmx_json_type t;
+    int r = cmx_json_scan(s, len, &t, o->m, EV_MEMBERS, &o->n);
+    return (r == 0 || r == CMX_ETOOBIG) && t == CMX_JSON_OBJECT;
+}
+
+static const struct cmx_json_member *jfind(const struct cmx_json_member *m, size_t n, const char *k)
+{
+    const struct cmx_json_member *x = m ? cmx_json_find(m, n, k) : NULL;
+    return x != NULL && x->type != CMX_JSON_NULL ? x : NULL; /* null reads as absent */
+}
+
+static const struct cmx_json_member *jget(const struct jobj *o, const char *k, enum cmx_json_type t)
+{
+    const struct cmx_json_member *m = o ? jfind(o->m, o->n, k) : NULL;
+    return m != NULL && m->type == t ? m : NULL;
+}
+
+/* The object member k of o scanned into sub; false when absent or not an object. */
+static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
+{
+    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
+    return m != NULL && jscan(m->val, m->val_len, sub);
+}
+
+/* An integer number's value; false when the text is not a plain integer that fits. */
+static bool raw_int(const struct cmx_json_member *m, int64_t *v)
+{
+    char buf[24];
+    if (m == NULL || m->type != CMX_JSON_NUMBER || m->val_len >= sizeof(buf))
+        return false;
+    memcpy(buf, m->val, m->val_len);
+    buf[m->val_len] = '\0';
+    char *end;
+    long long x = strtoll(buf, &end, 10);
+    if (*end != '\0')
+        return false;
+    *v = (int64_t)x;
+    return true;
+}
+
+/* An integer member (0 when absent, not an integer or out of range). */
+static int64_t jint(const struct jobj *o, const char *k)
+{
+    int64_t v = 0;
+    return raw_int(jget(o, k, CMX_JSON_NUMBER), &v) ? v : 0;
+}
+
+static void put_raw(struct cmx_buf *b, const struct cmx_json_member *m)
+{
+    cmx_buf_append(b, m->val, m->val_len);
+}
+
+/* True when string member m equals s (compared decoded, so "\u0061" is "a"). */
+static bool str_is(const struct cmx_json_member *m, const char *s)
+{
+    char buf[64];
+    size_t n;
+    if (m == NULL || m->type != CMX_JSON_STRING || m->val_len - 2 >= sizeof(buf))
+        return false;
+    if (cmx_json_string_decode(m->val + 1, m->val_len - 2, buf, &n) != 0)
+        return false;
+    return n == strlen(s) && memcmp(buf, s, n) == 0;
+}
+
+/* End of the (valid) JSON value that starts at p. */
+static const char *skip_value(const char *p, const char *end)
+{
+    if (*p == '"') {
+        for (p++; p < end && *p != '"'; p++)
+            if (*p == '\\')
+                p++;
+        return p + 1;
+    }
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        for (; p < end; p++) {
+            if (*p == '"') {
+                p = skip_value(p, end) - 1;
+            } else if (*p == '{' || *p == '[') {
+                depth++;
+            } else if (*p == '}' || *p == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+        }
+        return end;
+    }
+    while (p < end && *p != ',' && *p != ']' && *p != '}' && *p != ' ' && *p != '\n' &&
+           *p != '\r' && *p != '\t')
+        p++;
+    return p;
+}
+
+static enum cmx_json_type type_of(char c)
+{
+    switch (c) {
+    case '"':
+        return CMX_JSON_STRING;
+    case '{':
+        return CMX_JSON_OBJECT;
+    case '[':
+        return CMX_JSON_ARRAY;
+    case 't':
+        return CMX_JSON_TRUE;
+    case 'f':
+        return CMX_JSON_FALSE;
+    case 'n':
+        return CMX_JSON_NULL;
+    default:
+        return CMX_JSON_NUMBER;
+    }
+}
+
+/* Iterates the elements of an array member, each as a pseudo-member (val, val_len, type). */
+struct jarr {
+    const char *p, *end;
+};
+
+static bool jarr_init(struct jarr *it, const struct cmx_json_member *m)
+{
+    if (m == NULL || m->type != CMX_JSON_ARRAY)
+        return false;
+    it->p = m->val + 1;
+    it->end = m->val + m->val_len - 1;
+    return true;
+}
+
+static bool jarr_next(struct jarr *it, struct cmx_json_member *e)
+{
+    while (it->p < it->end &&
+           (*it->p == ' ' || *it->p == '\n' || *it->p == '\r' || *it->p == '\t' || *it->p == ','))
+        it->p++;
+    if (it->p >= it->end)
+        return false;
+    const char *v = it->p;
+    it->p = skip_value(v, it->end);
+    memset(e, 0, sizeof(*e));
+    e->val = v;
+    e->val_len = (size_t)(it->p - v);
+    e->type = type_of(*v);
+    return true;
+}
+
 /* ---- request: chat completions -> Converse ------------------------------------------------ */
 
 struct conv {
-    json_object *messages; /* Converse messages */
-    json_object *content;  /* content array of the last message */
-    const char *role;      /* role of the last message */
-    bool tool_blocks;      /* the history holds toolUse / toolResult blocks */
-    json_object *names;    /* tool names used in the history (array) */
+    struct cmx_buf *b;                /* the messages array being written */
+    const char *role;                 /* role of the open message, NULL before the first */
+    bool first_block;                 /* the open message has no block yet */
+    bool tool_blocks;                 /* the history holds toolUse / toolResult blocks */
+    struct cmx_json_member names[64]; /* tool names used in the history (raw strings) */
+    size_t n_names;
     struct cmx_arena *a;
     const char **why;
 };
 
-static void add_block(struct conv *c, const char *role, json_object *block)
+/* Starts a block in a message of role: a new message when the role changes (Converse
+ * wants them alternating), else the next block of the open one. */
+static void begin_block(struct conv *c, const char *role)
 {
-    if (c->content == NULL || strcmp(c->role, role) != 0) {
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "role", json_object_new_string(role));
-        c->content = obj_add(m, "content", json_object_new_array());
-        json_object_array_add(c->messages, m);
+    if (c->role == NULL || strcmp(c->role, role) != 0) {
+        if (c->role != NULL)
+            cmx_buf_puts(c->b, "]},");
+        cmx_buf_puts(c->b, "{\"role\":\"");
+        cmx_buf_puts(c->b, role);
+        cmx_buf_puts(c->b, "\",\"content\":[");
         c->role = role;
+        c->first_block = true;
     }
-    json_object_array_add(c->content, block);
+    if (!c->first_block)
+        cmx_buf_append(c->b, ",", 1);
+    c->first_block = false;
+}
+
+static void text_block(struct conv *c, const char *role, const struct cmx_json_member *s)
+{
+    begin_block(c, role);
+    cmx_buf_puts(c->b, "{\"text\":");
+    put_raw(c->b, s);
+    cmx_buf_puts(c->b, "}");
 }
 
 /* A 400 for message i: *why = fmt with i (a %zu in fmt). */
 #define bad(c, fmt, i) (*(c)->why = cmx_arena_printf((c)->a, fmt, (size_t)(i)), CMX_EINVAL)
 
+/* The decoded text of string member m in the arena, or NULL. */
+static char *decoded(struct cmx_arena *a, const struct cmx_json_member *m, size_t *len)
+{
+    char *s = cmx_arena_alloc(a, m->val_len);
+    if (s == NULL || cmx_json_string_decode(m->val + 1, m->val_len - 2, s, len) != 0)
+        return NULL;
+    return s;
+}
+
 /* data:image/png;base64,XXXX -> {"image":{"format":"png","source":{"bytes":"XXXX"}}} */
-static json_object *image_block(const char *url)
+static bool image_block(struct conv *c, const char *url)
 {
     static const char *const fmts[][2] = {
         {"png", "png"}, {"jpeg", "jpeg"}, {"jpg", "jpeg"}, {"gif", "gif"}, {"webp", "webp"}};
     if (strncmp(url, "data:image/", 11) != 0)
-        return NULL;
+        return false;
     const char *t = url + 11;
     const char *semi = strchr(t, ';');
     if (semi == NULL || strncmp(semi, ";base64,", 8) != 0)
-        return NULL;
+        return false;
     const char *fmt = NULL;
     for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++)
         if ((size_t)(semi - t) == strlen(fmts[i][0]) &&
@@ -237,50 +412,56 @@ static json_object *image_block(const char *url)
             fmt = fmts[i][1];
     const char *data = semi + 8;
     if (fmt == NULL || *data == '\0')
-        return NULL;
-    json_object *b = json_object_new_object();
-    json_object *img = obj_add(b, "image", json_object_new_object());
-    json_object_object_add(img, "format", json_object_new_string(fmt));
-    json_object *src = obj_add(img, "source", json_object_new_object());
-    json_object_object_add(src, "bytes", json_object_new_string(data));
-    return b;
+        return false;
+    begin_block(c, "user");
+    cmx_buf_printf(c->b, "{\"image\":{\"format\":\"%s\",\"source\":{\"bytes\":\"", fmt);
+    cmx_buf_json_escape(c->b, data, strlen(data));
+    cmx_buf_puts(c->b, "\"}}}");
+    return true;
 }
 
 /* Content (string or parts) of message i as blocks for role. */
-static int content_blocks(struct conv *c, const char *role, json_object *content, size_t i,
-                          bool images)
+static int content_blocks(struct conv *c, const char *role, const struct cmx_json_member *content,
+                          size_t i, bool images)
 {
     if (content == NULL)
         return 0;
-    if (json_object_is_type(content, json_type_string)) {
-        if (json_object_get_string_len(content) > 0)
-            add_block(c, role, text_block(json_object_get_string(content)));
+    if (content->type == CMX_JSON_STRING) {
+        if (content->val_len > 2)
+            text_block(c, role, content);
         return 0;
     }
-    if (!json_object_is_type(content, json_type_array))
+    struct jarr it;
+    struct cmx_json_member e;
+    if (!jarr_init(&it, content))
         return bad(c, "messages[%zu].content must be a string or an array of parts.", i);
-    size_t n = json_object_array_length(content);
-    for (size_t k = 0; k < n; k++) {
-        json_object *part = json_object_array_get_idx(content, k);
-        const char *type = get_str(part, "type");
-        if (type != NULL && (strcmp(type, "text") == 0 || strcmp(type, "refusal") == 0)) {
-            const char *t = get_str(part, type);
+    while (jarr_next(&it, &e)) {
+        struct jobj part;
+        if (!jscan(e.val, e.val_len, &part))
+            return bad(c, "messages[%zu].content has a part type Bedrock does not support.", i);
+        const struct cmx_json_member *type = jget(&part, "type", CMX_JSON_STRING);
+        if (str_is(type, "text") || str_is(type, "refusal")) {
+            const struct cmx_json_member *t =
+                jget(&part, str_is(type, "text") ? "text" : "refusal", CMX_JSON_STRING);
             if (t == NULL)
                 return bad(c, "messages[%zu].content has a text part without text.", i);
-            if (*t)
-                add_block(c, role, text_block(t));
-        } else if (type != NULL && strcmp(type, "image_url") == 0 && images) {
-            json_object *iu = get(part, "image_url");
-            const char *url = iu && json_object_is_type(iu, json_type_string)
-                                  ? json_object_get_string(iu)
-                                  : get_str(iu, "url");
-            json_object *b = url ? image_block(url) : NULL;
-            if (b == NULL)
+            if (t->val_len > 2)
+                text_block(c, role, t);
+        } else if (str_is(type, "image_url") && images) {
+            const struct cmx_json_member *iu = jfind(part.m, part.n, "image_url");
+            struct jobj io;
+            const struct cmx_json_member *um =
+                iu && iu->type == CMX_JSON_STRING ? iu
+                : iu && iu->type == CMX_JSON_OBJECT && jsub(&part, "image_url", &io)
+                    ? jget(&io, "url", CMX_JSON_STRING)
+                    : NULL;
+            size_t ul;
+            const char *url = um ? decoded(c->a, um, &ul) : NULL;
+            if (url == NULL || strlen(url) != ul || !image_block(c, url))
                 return bad(c,
                            "messages[%zu]: Bedrock takes images only as data: URLs "
                            "(data:image/png|jpeg|gif|webp;base64,...).",
                            i);
-            add_block(c, role, b);
         } else {
             return bad(c, "messages[%zu].content has a part type Bedrock does not support.", i);
         }
@@ -288,337 +469,380 @@ static int content_blocks(struct conv *c, const char *role, json_object *content
     return 0;
 }
 
-static int system_text(struct conv *c, json_object *system, json_object *content, size_t i)
+static int system_text(struct conv *c, struct cmx_buf *sys, const struct cmx_json_member *content,
+                       size_t i)
 {
     if (content == NULL)
         return 0;
-    if (json_object_is_type(content, json_type_string)) {
-        if (json_object_get_string_len(content) > 0)
-            json_object_array_add(system, text_block(json_object_get_string(content)));
+    if (content->type == CMX_JSON_STRING) {
+        if (content->val_len > 2) {
+            cmx_buf_puts(sys, sys->len ? ",{\"text\":" : "{\"text\":");
+            put_raw(sys, content);
+            cmx_buf_puts(sys, "}");
+        }
         return 0;
     }
-    if (!json_object_is_type(content, json_type_array))
+    struct jarr it;
+    struct cmx_json_member e;
+    if (!jarr_init(&it, content))
         return bad(c, "messages[%zu].content must be a string or an array of text parts.", i);
-    for (size_t k = 0; k < json_object_array_length(content); k++) {
-        json_object *part = json_object_array_get_idx(content, k);
-        const char *t = get_str(part, "text");
-        const char *type = get_str(part, "type");
-        if (t == NULL || type == NULL || strcmp(type, "text") != 0)
+    while (jarr_next(&it, &e)) {
+        struct jobj part;
+        const struct cmx_json_member *t = NULL;
+        if (!jscan(e.val, e.val_len, &part) ||
+            !str_is(jget(&part, "type", CMX_JSON_STRING), "text") ||
+            (t = jget(&part, "text", CMX_JSON_STRING)) == NULL)
             return bad(c, "messages[%zu]: system messages take only text parts.", i);
-        if (*t)
-            json_object_array_add(system, text_block(t));
+        if (t->val_len > 2) {
+            cmx_buf_puts(sys, sys->len ? ",{\"text\":" : "{\"text\":");
+            put_raw(sys, t);
+            cmx_buf_puts(sys, "}");
+        }
     }
     return 0;
 }
 
-static int tool_calls(struct conv *c, json_object *calls, size_t i)
+static int tool_calls(struct conv *c, const struct cmx_json_member *calls, size_t i)
 {
-    if (!json_object_is_type(calls, json_type_array))
+    struct jarr it;
+    struct cmx_json_member e;
+    if (!jarr_init(&it, calls))
         return bad(c, "messages[%zu].tool_calls must be an array.", i);
-    for (size_t k = 0; k < json_object_array_length(calls); k++) {
-        json_object *tc = json_object_array_get_idx(calls, k);
-        json_object *fn = get(tc, "function");
-        const char *id = get_str(tc, "id"), *name = get_str(fn, "name");
-        const char *args = get_str(fn, "arguments");
+    while (jarr_next(&it, &e)) {
+        struct jobj tc, fn;
+        const struct cmx_json_member *id = NULL, *name = NULL, *args = NULL;
+        if (jscan(e.val, e.val_len, &tc) && jsub(&tc, "function", &fn)) {
+            id = jget(&tc, "id", CMX_JSON_STRING);
+            name = jget(&fn, "name", CMX_JSON_STRING);
+            args = jget(&fn, "arguments", CMX_JSON_STRING);
+        }
         if (id == NULL || name == NULL)
             return bad(c, "messages[%zu].tool_calls needs id and function.name.", i);
-        json_object *input = NULL;
-        size_t al = args ? strlen(args) : 0;
+        /* arguments: a string holding a JSON object (Bedrock's toolUse.input) */
+        size_t al = 0;
+        char *text = args ? decoded(c->a, args, &al) : NULL;
         size_t s = 0;
-        while (s < al && (args[s] == ' ' || args[s] == '\n' || args[s] == '\t' || args[s] == '\r'))
+        while (text && s < al &&
+               (text[s] == ' ' || text[s] == '\n' || text[s] == '\t' || text[s] == '\r'))
             s++;
-        if (s == al) {
-            input = json_object_new_object();
-        } else {
-            json_object *parsed = parse(NULL, args, al);
-            if (parsed == NULL || !json_object_is_type(parsed, json_type_object)) {
-                json_object_put(parsed);
-                return bad(c,
-                           "messages[%zu].tool_calls[].function.arguments must be a JSON "
-                           "object (Bedrock's toolUse.input).",
-                           i);
-            }
-            input = parsed;
-        }
-        json_object *b = json_object_new_object();
-        json_object *tu = obj_add(b, "toolUse", json_object_new_object());
-        json_object_object_add(tu, "toolUseId", json_object_new_string(id));
-        json_object_object_add(tu, "name", json_object_new_string(name));
-        json_object_object_add(tu, "input", input);
-        add_block(c, "assistant", b);
-        json_object_array_add(c->names, json_object_new_string(name));
+        enum cmx_json_type top = CMX_JSON_INVALID;
+        if (text != NULL && s < al &&
+            (cmx_json_scan(text, al, &top, NULL, 0, NULL) != 0 || top != CMX_JSON_OBJECT))
+            return bad(c,
+                       "messages[%zu].tool_calls[].function.arguments must be a JSON "
+                       "object (Bedrock's toolUse.input).",
+                       i);
+        begin_block(c, "assistant");
+        cmx_buf_puts(c->b, "{\"toolUse\":{\"toolUseId\":");
+        put_raw(c->b, id);
+        cmx_buf_puts(c->b, ",\"name\":");
+        put_raw(c->b, name);
+        cmx_buf_puts(c->b, ",\"input\":");
+        if (text != NULL && s < al)
+            cmx_buf_append(c->b, text, al);
+        else
+            cmx_buf_puts(c->b, "{}");
+        cmx_buf_puts(c->b, "}}");
+        if (c->n_names < sizeof(c->names) / sizeof(c->names[0]))
+            c->names[c->n_names++] = *name;
         c->tool_blocks = true;
     }
     return 0;
 }
 
-static int tool_result(struct conv *c, json_object *m, size_t i)
+static int tool_result(struct conv *c, const struct jobj *m, size_t i)
 {
-    const char *id = get_str(m, "tool_call_id");
+    const struct cmx_json_member *id = jget(m, "tool_call_id", CMX_JSON_STRING);
     if (id == NULL)
         return bad(c, "messages[%zu]: a tool message needs tool_call_id.", i);
-    json_object *content = get(m, "content");
-    json_object *blocks = json_object_new_array();
-    if (content != NULL && json_object_is_type(content, json_type_string)) {
-        json_object_array_add(blocks, text_block(json_object_get_string(content)));
-    } else if (content != NULL && json_object_is_type(content, json_type_array)) {
-        for (size_t k = 0; k < json_object_array_length(content); k++) {
-            const char *t = get_str(json_object_array_get_idx(content, k), "text");
-            if (t == NULL) {
-                json_object_put(blocks);
+    const struct cmx_json_member *content = jfind(m->m, m->n, "content");
+    struct cmx_buf blocks;
+    cmx_buf_init(&blocks, c->b->max);
+    if (content != NULL && content->type == CMX_JSON_STRING) {
+        cmx_buf_puts(&blocks, "{\"text\":");
+        put_raw(&blocks, content);
+        cmx_buf_puts(&blocks, "}");
+    } else if (content != NULL && content->type == CMX_JSON_ARRAY) {
+        struct jarr it;
+        struct cmx_json_member e;
+        jarr_init(&it, content);
+        while (jarr_next(&it, &e)) {
+            struct jobj part;
+            const struct cmx_json_member *t = NULL;
+            if (!jscan(e.val, e.val_len, &part) ||
+                (t = jget(&part, "text", CMX_JSON_STRING)) == NULL) {
+                cmx_buf_free(&blocks);
                 return bad(c, "messages[%zu]: tool results take only text parts.", i);
             }
-            json_object_array_add(blocks, text_block(t));
+            cmx_buf_puts(&blocks, blocks.len ? ",{\"text\":" : "{\"text\":");
+            put_raw(&blocks, t);
+            cmx_buf_puts(&blocks, "}");
         }
     }
-    if (json_object_array_length(blocks) == 0)
-        json_object_array_add(blocks, text_block(""));
-    json_object *b = json_object_new_object();
-    json_object *tr = obj_add(b, "toolResult", json_object_new_object());
-    json_object_object_add(tr, "toolUseId", json_object_new_string(id));
-    json_object_object_add(tr, "content", blocks);
-    add_block(c, "user", b);
+    begin_block(c, "user");
+    cmx_buf_puts(c->b, "{\"toolResult\":{\"toolUseId\":");
+    put_raw(c->b, id);
+    cmx_buf_puts(c->b, ",\"content\":[");
+    if (blocks.len > 0)
+        cmx_buf_append(c->b, blocks.data, blocks.len);
+    else
+        cmx_buf_puts(c->b, "{\"text\":\"\"}");
+    cmx_buf_puts(c->b, "]}}");
+    cmx_buf_free(&blocks);
     c->tool_blocks = true;
     return 0;
 }
 
-static json_object *tool_spec(const char *name, const char *desc, json_object *schema)
+static void tool_spec(struct cmx_buf *b, const struct cmx_json_member *name,
+                      const struct cmx_json_member *desc, const struct cmx_json_member *schema)
 {
-    json_object *t = json_object_new_object();
-    json_object *ts = obj_add(t, "toolSpec", json_object_new_object());
-    json_object_object_add(ts, "name", json_object_new_string(name));
-    if (desc != NULL && *desc)
-        json_object_object_add(ts, "description", json_object_new_string(desc));
-    json_object *is = obj_add(ts, "inputSchema", json_object_new_object());
-    if (schema != NULL) {
-        json_object_get(schema);
-        json_object_object_add(is, "json", schema);
-    } else {
-        json_object *js = obj_add(is, "json", json_object_new_object());
-        json_object_object_add(js, "type", json_object_new_string("object"));
-        json_object_object_add(js, "properties", json_object_new_object());
+    cmx_buf_puts(b, b->len ? ",{\"toolSpec\":{\"name\":" : "{\"toolSpec\":{\"name\":");
+    put_raw(b, name);
+    if (desc != NULL && desc->type == CMX_JSON_STRING && desc->val_len > 2) {
+        cmx_buf_puts(b, ",\"description\":");
+        put_raw(b, desc);
     }
-    return t;
+    cmx_buf_puts(b, ",\"inputSchema\":{\"json\":");
+    if (schema != NULL)
+        put_raw(b, schema);
+    else
+        cmx_buf_puts(b, "{\"type\":\"object\",\"properties\":{}}");
+    cmx_buf_puts(b, "}}}");
 }
+
+static bool same_raw(const struct cmx_json_member *x, const struct cmx_json_member *y)
+{
+    return x->val_len == y->val_len && memcmp(x->val, y->val, x->val_len) == 0;
+}
+
+#define TOOL_CHOICE_WHY                                                                            \
+    "'tool_choice' must be auto, required, none or {type: function, function: {name}}."
 
 /* Builds the Converse body for the client's chat request into *out (arena). */
 static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, const char **out,
                          size_t *out_len, const char **why)
 {
-    json_object *req = parse(a, cr->body, cr->body_len);
-    if (req == NULL || !json_object_is_type(req, json_type_object)) {
-        *why = "The request body is not a JSON object.";
-        return CMX_EINVAL;
-    }
-    json_object *v;
+    const struct cmx_json_member *rm = cr->members;
+    size_t rn = cr->n_members;
+    const struct cmx_json_member *v;
+    int64_t iv;
     /* what Bedrock cannot do: reject rather than silently answer something else */
-    if ((v = get(req, "n")) != NULL &&
-        !(json_object_is_type(v, json_type_int) && json_object_get_int64(v) == 1)) {
+    if ((v = jfind(rm, rn, "n")) != NULL && !(raw_int(v, &iv) && iv == 1)) {
         *why = "Bedrock returns one choice: 'n' must be 1.";
         return CMX_EINVAL;
     }
-    if ((v = get(req, "logprobs")) != NULL && json_object_get_boolean(v)) {
+    if ((v = jfind(rm, rn, "logprobs")) != NULL && v->type == CMX_JSON_TRUE) {
         *why = "Bedrock does not return log probabilities: 'logprobs' is not supported.";
         return CMX_EINVAL;
     }
-    const char *rf = get_str(get(req, "response_format"), "type");
-    if (rf != NULL && strcmp(rf, "text") != 0) {
+    struct jobj rf;
+    const struct cmx_json_member *rft = NULL;
+    if ((v = jfind(rm, rn, "response_format")) != NULL && v->type == CMX_JSON_OBJECT &&
+        jscan(v->val, v->val_len, &rf) && (rft = jget(&rf, "type", CMX_JSON_STRING)) != NULL &&
+        !str_is(rft, "text")) {
         *why = "Bedrock's Converse API has no 'response_format' (json_object / json_schema); "
                "use a tool with the schema instead.";
         return CMX_EINVAL;
     }
-    if (get(req, "audio") != NULL || get(req, "functions") != NULL ||
-        get(req, "function_call") != NULL) {
-        *why = get(req, "audio") != NULL
-                   ? "Bedrock's Converse API does not produce audio."
-                   : "Legacy 'functions' / 'function_call' are not supported for Bedrock; "
-                     "use 'tools' / 'tool_choice'.";
+    if (jfind(rm, rn, "audio") != NULL) {
+        *why = "Bedrock's Converse API does not produce audio.";
         return CMX_EINVAL;
     }
-    json_object *msgs = get(req, "messages");
-    if (msgs == NULL || !json_object_is_type(msgs, json_type_array) ||
-        json_object_array_length(msgs) == 0) {
+    if (jfind(rm, rn, "functions") != NULL || jfind(rm, rn, "function_call") != NULL) {
+        *why = "Legacy 'functions' / 'function_call' are not supported for Bedrock; use "
+               "'tools' / 'tool_choice'.";
+        return CMX_EINVAL;
+    }
+    const struct cmx_json_member *msgs = jfind(rm, rn, "messages");
+    if (msgs == NULL || msgs->type != CMX_JSON_ARRAY || msgs->val_len <= 2) {
         *why = "'messages' must be a non-empty array.";
         return CMX_EINVAL;
     }
 
-    json_object *body = json_object_new_object();
-    if (cmx_arena_cleanup_add(a, put_cb, body) != 0) {
-        json_object_put(body);
-        return CMX_ENOMEM;
+    struct cmx_buf body, sys, specs;
+    cmx_buf_init(&body, cr->body_len * 2 + (1u << 20));
+    cmx_buf_init(&sys, body.max);
+    cmx_buf_init(&specs, body.max);
+    struct conv *c = cmx_arena_calloc(a, sizeof(*c));
+    int rc = c ? 0 : CMX_ENOMEM;
+    if (c != NULL) {
+        c->b = &body;
+        c->a = a;
+        c->why = why;
     }
-    json_object *system = json_object_new_array();
-    struct conv c = {
-        .messages = obj_add(body, "messages", json_object_new_array()),
-        .names = json_object_new_array(),
-        .a = a,
-        .why = why,
-    };
-    cmx_arena_cleanup_add(a, put_cb, c.names);
-    int rc = 0;
-    size_t n = json_object_array_length(msgs);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        json_object *m = json_object_array_get_idx(msgs, i);
-        const char *role = get_str(m, "role");
-        json_object *content = get(m, "content");
-        if (role == NULL) {
-            rc = bad(&c, "messages[%zu] has no role.", i);
-        } else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
-            rc = system_text(&c, system, content, i);
+    cmx_buf_puts(&body, "{\"messages\":[");
+    struct jarr it;
+    struct cmx_json_member e;
+    jarr_init(&it, msgs);
+    for (size_t i = 0; rc == 0 && jarr_next(&it, &e); i++) {
+        struct jobj m;
+        char role[16] = "";
+        const struct cmx_json_member *r = NULL;
+        if (!jscan(e.val, e.val_len, &m) || (r = jget(&m, "role", CMX_JSON_STRING)) == NULL ||
+            r->val_len - 2 >= sizeof(role)) {
+            rc = bad(c,
+                     r == NULL ? "messages[%zu] has no role."
+                               : "messages[%zu]: role not supported by Bedrock.",
+                     i);
+            break;
+        }
+        memcpy(role, r->val + 1, r->val_len - 2);
+        const struct cmx_json_member *content = jfind(m.m, m.n, "content");
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            rc = system_text(c, &sys, content, i);
         } else if (strcmp(role, "user") == 0) {
-            rc = content_blocks(&c, "user", content, i, true);
+            rc = content_blocks(c, "user", content, i, true);
         } else if (strcmp(role, "assistant") == 0) {
-            rc = content_blocks(&c, "assistant", content, i, false);
-            json_object *tc = get(m, "tool_calls");
+            rc = content_blocks(c, "assistant", content, i, false);
+            const struct cmx_json_member *tc = jfind(m.m, m.n, "tool_calls");
             if (rc == 0 && tc != NULL)
-                rc = tool_calls(&c, tc, i);
+                rc = tool_calls(c, tc, i);
         } else if (strcmp(role, "tool") == 0) {
-            rc = tool_result(&c, m, i);
+            rc = tool_result(c, &m, i);
         } else {
-            rc = bad(&c, "messages[%zu]: role not supported by Bedrock.", i);
+            rc = bad(c, "messages[%zu]: role not supported by Bedrock.", i);
         }
     }
-    if (rc != 0) {
-        json_object_put(system);
-        return rc;
-    }
-    if (json_object_array_length(c.messages) == 0) {
-        json_object_put(system);
+    if (rc == 0 && c->role == NULL) {
         *why = "Bedrock needs at least one user or assistant message with content.";
-        return CMX_EINVAL;
+        rc = CMX_EINVAL;
     }
-    if (json_object_array_length(system) > 0)
-        json_object_object_add(body, "system", system);
-    else
-        json_object_put(system);
+    if (rc != 0)
+        goto out;
+    cmx_buf_puts(&body, "]}]");
+    if (sys.len > 0) {
+        cmx_buf_puts(&body, ",\"system\":[");
+        cmx_buf_append(&body, sys.data, sys.len);
+        cmx_buf_puts(&body, "]");
+    }
 
     /* inferenceConfig */
-    json_object *ic = json_object_new_object();
-    json_object *mt = get(req, "max_completion_tokens");
+    size_t ic_at = body.len;
+    cmx_buf_puts(&body, ",\"inferenceConfig\":{");
+    size_t ic_start = body.len;
+    const struct cmx_json_member *mt = jfind(rm, rn, "max_completion_tokens");
     if (mt == NULL)
-        mt = get(req, "max_tokens");
+        mt = jfind(rm, rn, "max_tokens");
     if (mt != NULL) {
-        if (!json_object_is_type(mt, json_type_int) || json_object_get_int64(mt) < 1) {
-            json_object_put(ic);
+        if (!raw_int(mt, &iv) || iv < 1) {
             *why = "'max_completion_tokens' / 'max_tokens' must be a positive integer.";
-            return CMX_EINVAL;
+            rc = CMX_EINVAL;
+            goto out;
         }
-        json_object_object_add(ic, "maxTokens", json_object_new_int64(json_object_get_int64(mt)));
+        cmx_buf_printf(&body, "\"maxTokens\":%lld", (long long)iv);
     }
     static const char *const nums[][2] = {{"temperature", "temperature"}, {"top_p", "topP"}};
     for (size_t k = 0; k < 2; k++) {
-        if ((v = get(req, nums[k][0])) != NULL) {
-            if (!is_num(v)) {
-                json_object_put(ic);
+        if ((v = jfind(rm, rn, nums[k][0])) != NULL) {
+            if (v->type != CMX_JSON_NUMBER) {
                 *why = cmx_arena_printf(a, "'%s' must be a number.", nums[k][0]);
-                return CMX_EINVAL;
+                rc = CMX_EINVAL;
+                goto out;
             }
-            json_object_get(v);
-            json_object_object_add(ic, nums[k][1], v);
+            cmx_buf_printf(&body, "%s\"%s\":", body.len > ic_start ? "," : "", nums[k][1]);
+            put_raw(&body, v);
         }
     }
-    if ((v = get(req, "stop")) != NULL) {
-        json_object *ss = json_object_new_array();
-        if (json_object_is_type(v, json_type_string)) {
-            json_object_array_add(ss, json_object_new_string(json_object_get_string(v)));
-        } else if (json_object_is_type(v, json_type_array)) {
-            for (size_t k = 0; k < json_object_array_length(v); k++) {
-                json_object *s = json_object_array_get_idx(v, k);
-                if (!json_object_is_type(s, json_type_string)) {
-                    json_object_put(ss);
-                    json_object_put(ic);
+    if ((v = jfind(rm, rn, "stop")) != NULL) {
+        cmx_buf_printf(&body, "%s\"stopSequences\":[", body.len > ic_start ? "," : "");
+        if (v->type == CMX_JSON_STRING) {
+            put_raw(&body, v);
+        } else if (v->type == CMX_JSON_ARRAY) {
+            jarr_init(&it, v);
+            for (bool first = true; jarr_next(&it, &e); first = false) {
+                if (e.type != CMX_JSON_STRING) {
                     *why = "'stop' must be a string or an array of strings.";
-                    return CMX_EINVAL;
+                    rc = CMX_EINVAL;
+                    goto out;
                 }
-                json_object_array_add(ss, json_object_new_string(json_object_get_string(s)));
+                if (!first)
+                    cmx_buf_append(&body, ",", 1);
+                put_raw(&body, &e);
             }
         }
-        json_object_object_add(ic, "stopSequences", ss);
+        cmx_buf_puts(&body, "]");
     }
-    if (json_object_object_length(ic) > 0)
-        json_object_object_add(body, "inferenceConfig", ic);
+    if (body.len == ic_start)
+        body.len = ic_at; /* nothing to configure */
     else
-        json_object_put(ic);
+        cmx_buf_puts(&body, "}");
 
     /* toolConfig */
-    json_object *tools = get(req, "tools");
-    json_object *choice = get(req, "tool_choice");
-    const char *cs = choice && json_object_is_type(choice, json_type_string)
-                         ? json_object_get_string(choice)
-                         : NULL;
-    json_object *specs = json_object_new_array();
+    const struct cmx_json_member *tools = jfind(rm, rn, "tools");
+    const struct cmx_json_member *choice = jfind(rm, rn, "tool_choice");
     if (tools != NULL) {
-        if (!json_object_is_type(tools, json_type_array)) {
-            json_object_put(specs);
+        if (!jarr_init(&it, tools)) {
             *why = "'tools' must be an array.";
-            return CMX_EINVAL;
+            rc = CMX_EINVAL;
+            goto out;
         }
-        for (size_t k = 0; k < json_object_array_length(tools); k++) {
-            json_object *t = json_object_array_get_idx(tools, k);
-            const char *type = get_str(t, "type");
-            json_object *fn = get(t, "function");
-            const char *name = get_str(fn, "name");
-            if (type == NULL || strcmp(type, "function") != 0 || name == NULL) {
-                json_object_put(specs);
+        while (jarr_next(&it, &e)) {
+            struct jobj t, fn;
+            const struct cmx_json_member *name = NULL;
+            if (!jscan(e.val, e.val_len, &t) ||
+                !str_is(jget(&t, "type", CMX_JSON_STRING), "function") ||
+                !jsub(&t, "function", &fn) || (name = jget(&fn, "name", CMX_JSON_STRING)) == NULL) {
                 *why = "Bedrock supports only tools of type 'function' with a name.";
-                return CMX_EINVAL;
+                rc = CMX_EINVAL;
+                goto out;
             }
-            json_object_array_add(
-                specs, tool_spec(name, get_str(fn, "description"), get(fn, "parameters")));
+            tool_spec(&specs, name, jfind(fn.m, fn.n, "description"),
+                      jfind(fn.m, fn.n, "parameters"));
         }
     }
-    bool none = cs != NULL && strcmp(cs, "none") == 0;
-    if (json_object_array_length(specs) == 0 && c.tool_blocks) {
+    bool none = str_is(choice, "none");
+    if (specs.len == 0 && c->tool_blocks) {
         /* Converse refuses toolUse/toolResult history without a toolConfig: declare the
          * tools the history names, schema-less */
-        for (size_t k = 0; k < json_object_array_length(c.names); k++) {
-            const char *nm = json_object_get_string(json_object_array_get_idx(c.names, k));
+        for (size_t k = 0; k < c->n_names; k++) {
             bool dupl = false;
             for (size_t j = 0; j < k; j++)
-                dupl |=
-                    strcmp(nm, json_object_get_string(json_object_array_get_idx(c.names, j))) == 0;
+                dupl |= same_raw(&c->names[k], &c->names[j]);
             if (!dupl)
-                json_object_array_add(specs, tool_spec(nm, NULL, NULL));
+                tool_spec(&specs, &c->names[k], NULL, NULL);
         }
     }
-    if (json_object_array_length(specs) > 0 && (!none || c.tool_blocks)) {
-        json_object *tc = obj_add(body, "toolConfig", json_object_new_object());
-        json_object_object_add(tc, "tools", specs);
-        json_object *tcs = NULL;
-        if (cs != NULL && strcmp(cs, "auto") == 0) {
-            tcs = json_object_new_object();
-            json_object_object_add(tcs, "auto", json_object_new_object());
-        } else if (cs != NULL && strcmp(cs, "required") == 0) {
-            tcs = json_object_new_object();
-            json_object_object_add(tcs, "any", json_object_new_object());
-        } else if (choice != NULL && json_object_is_type(choice, json_type_object)) {
-            const char *nm = get_str(get(choice, "function"), "name");
-            if (nm == NULL) {
-                *why = "'tool_choice' must be auto, required, none or {type: function, "
-                       "function: {name}}.";
-                return CMX_EINVAL;
+    if (specs.len > 0 && (!none || c->tool_blocks)) {
+        cmx_buf_puts(&body, ",\"toolConfig\":{\"tools\":[");
+        cmx_buf_append(&body, specs.data, specs.len);
+        cmx_buf_puts(&body, "]");
+        struct jobj co, cf;
+        const struct cmx_json_member *nm = NULL;
+        if (str_is(choice, "auto")) {
+            cmx_buf_puts(&body, ",\"toolChoice\":{\"auto\":{}}");
+        } else if (str_is(choice, "required")) {
+            cmx_buf_puts(&body, ",\"toolChoice\":{\"any\":{}}");
+        } else if (choice != NULL && choice->type == CMX_JSON_OBJECT) {
+            if (!jscan(choice->val, choice->val_len, &co) || !jsub(&co, "function", &cf) ||
+                (nm = jget(&cf, "name", CMX_JSON_STRING)) == NULL) {
+                *why = TOOL_CHOICE_WHY;
+                rc = CMX_EINVAL;
+                goto out;
             }
-            tcs = json_object_new_object();
-            json_object *t = obj_add(tcs, "tool", json_object_new_object());
-            json_object_object_add(t, "name", json_object_new_string(nm));
+            if (!none) {
+                cmx_buf_puts(&body, ",\"toolChoice\":{\"tool\":{\"name\":");
+                put_raw(&body, nm);
+                cmx_buf_puts(&body, "}}");
+            }
         } else if (choice != NULL && !none) {
-            *why = "'tool_choice' must be auto, required, none or {type: function, function: "
-                   "{name}}.";
-            return CMX_EINVAL;
+            *why = TOOL_CHOICE_WHY;
+            rc = CMX_EINVAL;
+            goto out;
         }
-        if (tcs != NULL && !none)
-            json_object_object_add(tc, "toolChoice", tcs);
-        else
-            json_object_put(tcs);
-    } else {
-        json_object_put(specs);
+        cmx_buf_puts(&body, "}");
     }
-
-    size_t len;
-    const char *s = json_object_to_json_string_length(body, JSON_OUT, &len);
-    *out = cmx_arena_strndup(a, s, len);
-    *out_len = len;
-    return *out ? 0 : CMX_ENOMEM;
+    if (cmx_buf_puts(&body, "}") != 0) {
+        rc = CMX_ENOMEM;
+        goto out;
+    }
+    *out = cmx_arena_strndup(a, body.data, body.len);
+    *out_len = body.len;
+    rc = *out ? 0 : CMX_ENOMEM;
+out:
+    cmx_buf_free(&body);
+    cmx_buf_free(&sys);
+    cmx_buf_free(&specs);
+    return rc;
 }
 
 static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
@@ -796,54 +1020,6 @@ static int tool_index(struct bstream *s, int64_t block)
     if (block < 0 || block >= MAX_BLOCKS)
         return -1;
     return s->tool_of[block] - 1;
-}
-
-/* Events are read with the project's tree-less scanner (core/json_scan.h): string values
- * are valid JSON string text already and go out verbatim, with no decode / re-escape. */
-#define EV_MEMBERS 16
-
-struct jobj {
-    struct cmx_json_member m[EV_MEMBERS];
-    size_t n;
-};
-
-static bool jscan(const char *s, size_t len, struct jobj *o)
-{
-    enum cmx_json_type t;
-    int r = cmx_json_scan(s, len, &t, o->m, EV_MEMBERS, &o->n);
-    return (r == 0 || r == CMX_ETOOBIG) && t == CMX_JSON_OBJECT;
-}
-
-static const struct cmx_json_member *jget(const struct jobj *o, const char *k, enum cmx_json_type t)
-{
-    const struct cmx_json_member *m = o ? cmx_json_find(o->m, o->n, k) : NULL;
-    return m != NULL && m->type == t ? m : NULL;
-}
-
-/* The object member k of o scanned into sub; false when absent or not an object. */
-static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
-{
-    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
-    return m != NULL && jscan(m->val, m->val_len, sub);
-}
-
-/* An integer member (0 when absent, not an integer or out of range). */
-static int64_t jint(const struct jobj *o, const char *k)
-{
-    const struct cmx_json_member *m = jget(o, k, CMX_JSON_NUMBER);
-    char buf[24];
-    if (m == NULL || m->val_len >= sizeof(buf))
-        return 0;
-    memcpy(buf, m->val, m->val_len);
-    buf[m->val_len] = '\0';
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    return *end == '\0' ? (int64_t)v : 0;
-}
-
-static void put_raw(struct cmx_buf *b, const struct cmx_json_member *m)
-{
-    cmx_buf_append(b, m->val, m->val_len);
 }
 
 static void usage_raw(struct cmx_buf *b, const struct jobj *u)
