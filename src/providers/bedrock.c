@@ -879,18 +879,6 @@ static const char *finish_reason(const char *stop)
     return "stop"; /* end_turn, stop_sequence */
 }
 
-/* Appends OpenAI's usage object for a Converse usage. */
-static void usage_json(struct cmx_buf *b, json_object *u)
-{
-    int64_t in = get_i64(u, "inputTokens"), outt = get_i64(u, "outputTokens");
-    int64_t cr = get_i64(u, "cacheReadInputTokens"), cw = get_i64(u, "cacheWriteInputTokens");
-    int64_t prompt = in + cr + cw;
-    cmx_buf_printf(b,
-                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
-                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
-                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
-}
-
 static void put_str(struct cmx_buf *b, const char *s, size_t n)
 {
     cmx_buf_append(b, "\"", 1);
@@ -898,40 +886,97 @@ static void put_str(struct cmx_buf *b, const char *s, size_t n)
     cmx_buf_append(b, "\"", 1);
 }
 
+static void usage_raw(struct cmx_buf *b, const struct jobj *u)
+{
+    int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
+    int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
+    int64_t prompt = in + cr + cw;
+    cmx_buf_printf(b,
+                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
+                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
+}
+
+/* Appends the (valid) JSON text raw, whitespace outside strings removed, as the body of a
+ * JSON string: a tool's input object becomes OpenAI's "arguments" string. */
+static void put_minified_escaped(struct cmx_buf *b, const char *raw, size_t len)
+{
+    struct cmx_buf tmp;
+    cmx_buf_init(&tmp, b->max);
+    bool in = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = raw[i];
+        if (in) {
+            if (ch == '\\' && i + 1 < len) {
+                cmx_buf_append(&tmp, raw + i, 2);
+                i++;
+                continue;
+            }
+            in = ch != '"';
+        } else if (ch == '"') {
+            in = true;
+        } else if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') {
+            continue;
+        }
+        cmx_buf_append(&tmp, &ch, 1);
+    }
+    cmx_buf_json_escape(b, tmp.data ? tmp.data : "", tmp.len);
+    cmx_buf_free(&tmp);
+}
+
 static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
                      const char *body, size_t len, struct cmx_arena *a, struct cmx_buf *out)
 {
     (void)cr;
-    json_object *o = parse(a, body, len);
-    json_object *msg = get(get(o, "output"), "message");
-    json_object *content = get(msg, "content");
-    if (o == NULL || content == NULL || !json_object_is_type(content, json_type_array))
+    (void)a;
+    struct jobj *o = malloc(4 * sizeof(*o));
+    if (o == NULL)
+        return CMX_ENOMEM;
+    struct jobj *output = o + 1, *msg = o + 2, *blk = o + 3;
+    const struct cmx_json_member *content = NULL;
+    if (!jscan(body, len, o) || !jsub(o, "output", output) || !jsub(output, "message", msg) ||
+        (content = jget(msg, "content", CMX_JSON_ARRAY)) == NULL) {
+        free(o);
         return CMX_EUPSTREAM;
+    }
     struct cmx_buf text, reasoning, calls;
     cmx_buf_init(&text, out->max);
     cmx_buf_init(&reasoning, out->max);
     cmx_buf_init(&calls, out->max);
     int n_calls = 0;
-    for (size_t i = 0; i < json_object_array_length(content); i++) {
-        json_object *b = json_object_array_get_idx(content, i);
-        json_object *tu = get(b, "toolUse");
-        const char *t = get_str(b, "text");
-        const char *rt = get_str(get(get(b, "reasoningContent"), "reasoningText"), "text");
-        if (t != NULL) {
-            cmx_buf_json_escape(&text, t, strlen(t));
-        } else if (rt != NULL) {
-            cmx_buf_json_escape(&reasoning, rt, strlen(rt));
-        } else if (tu != NULL) {
-            const char *id = get_str(tu, "toolUseId"), *name = get_str(tu, "name");
-            json_object *input = get(tu, "input");
-            const char *args = input ? json_object_to_json_string_ext(input, JSON_OUT) : "{}";
+    struct jarr it;
+    struct cmx_json_member e;
+    jarr_init(&it, content);
+    while (jarr_next(&it, &e)) {
+        struct jobj tu, rc, rt;
+        const struct cmx_json_member *t;
+        if (!jscan(e.val, e.val_len, blk))
+            continue;
+        if ((t = jget(blk, "text", CMX_JSON_STRING)) != NULL) {
+            cmx_buf_append(&text, t->val + 1, t->val_len - 2); /* already escaped */
+        } else if (jsub(blk, "reasoningContent", &rc) && jsub(&rc, "reasoningText", &rt) &&
+                   (t = jget(&rt, "text", CMX_JSON_STRING)) != NULL) {
+            cmx_buf_append(&reasoning, t->val + 1, t->val_len - 2);
+        } else if (jsub(blk, "toolUse", &tu)) {
+            const struct cmx_json_member *id = jget(&tu, "toolUseId", CMX_JSON_STRING);
+            const struct cmx_json_member *name = jget(&tu, "name", CMX_JSON_STRING);
+            const struct cmx_json_member *input = jfind(tu.m, tu.n, "input");
             cmx_buf_puts(&calls, n_calls++ ? ",{\"id\":" : "{\"id\":");
-            put_str(&calls, id ? id : "", id ? strlen(id) : 0);
+            if (id != NULL)
+                put_raw(&calls, id);
+            else
+                cmx_buf_puts(&calls, "\"\"");
             cmx_buf_puts(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
-            put_str(&calls, name ? name : "", name ? strlen(name) : 0);
-            cmx_buf_puts(&calls, ",\"arguments\":");
-            put_str(&calls, args, strlen(args));
-            cmx_buf_puts(&calls, "}}");
+            if (name != NULL)
+                put_raw(&calls, name);
+            else
+                cmx_buf_puts(&calls, "\"\"");
+            cmx_buf_puts(&calls, ",\"arguments\":\"");
+            if (input != NULL)
+                put_minified_escaped(&calls, input->val, input->val_len);
+            else
+                cmx_buf_puts(&calls, "{}");
+            cmx_buf_puts(&calls, "\"}}");
         }
     }
     cmx_buf_puts(out, "{\"object\":\"chat.completion\",\"model\":");
@@ -955,16 +1000,21 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         cmx_buf_append(out, calls.data, calls.len);
         cmx_buf_puts(out, "]");
     }
-    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]", finish_reason(get_str(o, "stopReason")));
-    json_object *u = get(o, "usage");
-    if (u != NULL) {
+    const struct cmx_json_member *sr = jget(o, "stopReason", CMX_JSON_STRING);
+    char reason[64] = "";
+    if (sr != NULL && sr->val_len - 2 < sizeof(reason))
+        memcpy(reason, sr->val + 1, sr->val_len - 2);
+    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]", finish_reason(reason));
+    struct jobj u;
+    if (jsub(o, "usage", &u)) {
         cmx_buf_puts(out, ",\"usage\":");
-        usage_json(out, u);
+        usage_raw(out, &u);
     }
     int rc = cmx_buf_puts(out, "}");
     cmx_buf_free(&text);
     cmx_buf_free(&reasoning);
     cmx_buf_free(&calls);
+    free(o);
     return rc;
 }
 
@@ -1020,17 +1070,6 @@ static int tool_index(struct bstream *s, int64_t block)
     if (block < 0 || block >= MAX_BLOCKS)
         return -1;
     return s->tool_of[block] - 1;
-}
-
-static void usage_raw(struct cmx_buf *b, const struct jobj *u)
-{
-    int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
-    int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
-    int64_t prompt = in + cr + cw;
-    cmx_buf_printf(b,
-                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
-                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
-                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
 }
 
 static bool type_is(const char *type, size_t tl, const char *s)
