@@ -27,11 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TRIED          16
-#define MAX_RESPONSE_BODY  (64u << 20)
-#define BACKOFF_BASE_MS    100
-#define BACKOFF_CAP_MS     2000
-#define FANOUT_CONCURRENCY 8 /* parts of one fan-out attempt in flight at once */
+#define MAX_TRIED         16
+#define MAX_RESPONSE_BODY (64u << 20)
+#define BACKOFF_BASE_MS   100
+#define BACKOFF_CAP_MS    2000
+
+/* parts of one fan-out attempt (provider ops->parts) in flight at once */
+#define FANOUT_CONCURRENCY 8
 
 struct proxy;
 
