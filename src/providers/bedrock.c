@@ -11,7 +11,11 @@
  * logit_bias, user, ...: see README "AWS Bedrock").
  *
  * Streams: application/vnd.amazon.eventstream frames (codec/eventstream.c) whose events
- * become chat.completion.chunk objects; exceptions become an in-band error event. */
+ * become chat.completion.chunk objects; exceptions become an in-band error event.
+ *
+ * The hot paths (request, answer, stream events) read JSON with core/json_scan.h and splice
+ * string values verbatim (no tree, no decode / re-escape); json-c is used only for the
+ * embeddings and error bodies. */
 #include "auth/sigv4.h"
 #include "codec/eventstream.h"
 #include "core/clock.h"
