@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,30 @@ static void signing_key(EVP_MD_CTX *c, const char *secret, const char *day, cons
         memcpy(kc->key, k, 32);
         kc->valid = true;
     }
+}
+
+/* Concatenates the NUL-terminated strings up to a NULL into an arena string (printf costs
+ * more than everything else a signature builds). NULL on allocation failure. */
+static char *cat(struct cmx_arena *a, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
+        n += strlen(s);
+    va_end(ap);
+    char *out = cmx_arena_alloc(a, n + 1), *w = out;
+    if (out == NULL)
+        return NULL;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
+        size_t l = strlen(s);
+        memcpy(w, s, l);
+        w += l;
+    }
+    va_end(ap);
+    *w = '\0';
+    return out;
 }
 
 static bool unreserved(unsigned char c)
@@ -406,8 +431,11 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     char iso[32];
     cmx_clock_format_iso((int64_t)(r->now_ms - r->now_ms % 1000), iso, sizeof(iso));
     /* iso is YYYY-MM-DDTHH:MM:SSZ */
-    snprintf(out->amz_date, sizeof(out->amz_date), "%.4s%.2s%.2sT%.2s%.2s%.2sZ", iso, iso + 5,
-             iso + 8, iso + 11, iso + 14, iso + 17);
+    static const unsigned char from[15] = {0, 1, 2, 3, 5, 6, 8, 9, 0, 11, 12, 14, 15, 17, 18};
+    for (int i = 0; i < 15; i++)
+        out->amz_date[i] = i == 8 ? 'T' : iso[from[i]];
+    out->amz_date[15] = 'Z';
+    out->amz_date[16] = '\0';
     char day[9];
     memcpy(day, out->amz_date, 8);
     day[8] = '\0';
@@ -427,20 +455,18 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
                      r->headers[i].value_len);
     if (rc == 0 && !has_header(r, "x-amz-date")) {
         rc = add_hdr(h, &nh, a, "x-amz-date", 10, out->amz_date, 16);
-        out->extra[out->n_extra++] = cmx_arena_printf(a, "X-Amz-Date: %s", out->amz_date);
+        out->extra[out->n_extra++] = cat(a, "X-Amz-Date: ", out->amz_date, NULL);
     }
     if (rc == 0 && c->session_token != NULL && c->session_token[0] != '\0' &&
         !has_header(r, "x-amz-security-token")) {
         if (!r->omit_token)
             rc = add_hdr(h, &nh, a, "x-amz-security-token", 20, c->session_token,
                          strlen(c->session_token));
-        out->extra[out->n_extra++] =
-            cmx_arena_printf(a, "X-Amz-Security-Token: %s", c->session_token);
+        out->extra[out->n_extra++] = cat(a, "X-Amz-Security-Token: ", c->session_token, NULL);
     }
     if (rc == 0 && r->content_sha256 && !has_header(r, "x-amz-content-sha256")) {
         rc = add_hdr(h, &nh, a, "x-amz-content-sha256", 20, out->payload_hash, 64);
-        out->extra[out->n_extra++] =
-            cmx_arena_printf(a, "X-Amz-Content-Sha256: %s", out->payload_hash);
+        out->extra[out->n_extra++] = cat(a, "X-Amz-Content-Sha256: ", out->payload_hash, NULL);
     }
     if (rc != 0)
         goto out;
@@ -484,12 +510,17 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     /* 2. string to sign */
     char creq_hash[65];
     sha256_hex(md, creq.data, creq.len, creq_hash);
-    const char *scope = cmx_arena_printf(a, "%s/%s/%s/aws4_request", day, r->region, r->service);
+    const char *scope = cat(a, day, "/", r->region, "/", r->service, "/aws4_request", NULL);
     if (scope == NULL) {
         rc = CMX_ENOMEM;
         goto out;
     }
-    cmx_buf_printf(&sts, "AWS4-HMAC-SHA256\n%s\n%s\n%s", out->amz_date, scope, creq_hash);
+    cmx_buf_puts(&sts, "AWS4-HMAC-SHA256\n");
+    cmx_buf_puts(&sts, out->amz_date);
+    cmx_buf_puts(&sts, "\n");
+    cmx_buf_puts(&sts, scope);
+    cmx_buf_puts(&sts, "\n");
+    cmx_buf_puts(&sts, creq_hash);
 
     /* 3. signing key and signature */
     unsigned char k[32];
@@ -501,9 +532,11 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
 
     out->canonical_request = cmx_arena_strndup(a, creq.data, creq.len);
     out->string_to_sign = cmx_arena_strndup(a, sts.data, sts.len);
-    out->authorization = cmx_arena_printf(
-        a, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%.*s, Signature=%s", c->access_key_id,
-        scope, (int)(signed_end - signed_at), creq.data + signed_at, out->signature);
+    const char *signed_list = cmx_arena_strndup(a, creq.data + signed_at, signed_end - signed_at);
+    out->authorization =
+        signed_list ? cat(a, "AWS4-HMAC-SHA256 Credential=", c->access_key_id, "/", scope,
+                          ", SignedHeaders=", signed_list, ", Signature=", out->signature, NULL)
+                    : NULL;
     if (out->canonical_request == NULL || out->string_to_sign == NULL || out->authorization == NULL)
         rc = CMX_ENOMEM;
     for (size_t i = 0; i < out->n_extra; i++)

@@ -24,6 +24,7 @@
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,30 @@ static bool is_cohere(const char *model)
     return strstr(model, "cohere.embed") != NULL;
 }
 
+/* Concatenates the NUL-terminated strings up to a NULL into an arena string (cheaper than
+ * printf on the per-request path). NULL on allocation failure. */
+static char *cat(struct cmx_arena *a, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
+        n += strlen(s);
+    va_end(ap);
+    char *out = cmx_arena_alloc(a, n + 1), *w = out;
+    if (out == NULL)
+        return NULL;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
+        size_t l = strlen(s);
+        memcpy(w, s, l);
+        w += l;
+    }
+    va_end(ap);
+    *w = '\0';
+    return out;
+}
+
 /* ---- URL, headers, signing ---------------------------------------------------------------- */
 
 /* Completes out for POST base_url + path (path already URI-encoded): Host, Content-Type,
@@ -120,9 +145,11 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     const char *prefix = slash ? slash : "";
     out->method = "POST";
     /* the full path as sent: an endpoint's own path prefix, then ours */
-    char *full = cmx_arena_printf(a, "%s%s", prefix, path);
-    char *host = cmx_arena_printf(a, "Host: %.*s", (int)alen, auth);
-    out->url = full ? cmx_arena_printf(a, "%.*s%s", (int)(auth - base + alen), base, full) : NULL;
+    char *full = cat(a, prefix, path, NULL);
+    char *hostport = cmx_arena_strndup(a, auth, alen);
+    char *origin = cmx_arena_strndup(a, base, (size_t)(auth - base) + alen);
+    char *host = hostport ? cat(a, "Host: ", hostport, NULL) : NULL;
+    out->url = full && origin ? cat(a, origin, full, NULL) : NULL;
     if (out->url == NULL || host == NULL)
         return CMX_ENOMEM;
     out->n_headers = 0;
@@ -130,13 +157,13 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     out->headers[out->n_headers++] = "Content-Type: application/json";
     out->headers[out->n_headers++] = accept;
     if (cr->request_id != NULL) {
-        char *h = cmx_arena_printf(a, "amz-sdk-invocation-id: %s", cr->request_id);
+        char *h = cat(a, "amz-sdk-invocation-id: ", cr->request_id, NULL);
         if (h == NULL)
             return CMX_ENOMEM;
         out->headers[out->n_headers++] = h;
     }
     if (p->api_key != NULL) {
-        char *h = cmx_arena_printf(a, "Authorization: Bearer %s", p->api_key);
+        char *h = cat(a, "Authorization: Bearer ", p->api_key, NULL);
         if (h == NULL)
             return CMX_ENOMEM;
         out->headers[out->n_headers++] = h;
@@ -172,7 +199,7 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
         return rc;
     for (size_t i = 0; i < so.n_extra; i++)
         out->headers[out->n_headers++] = so.extra[i];
-    char *h = cmx_arena_printf(a, "Authorization: %s", so.authorization);
+    char *h = cat(a, "Authorization: ", so.authorization, NULL);
     if (h == NULL)
         return CMX_ENOMEM;
     out->headers[out->n_headers++] = h;
@@ -186,7 +213,7 @@ static char *model_path(struct cmx_arena *a, const char *model, const char *op)
     char *enc = cmx_arena_alloc(a, n * 3 + 1);
     if (enc == NULL || cmx_sigv4_uri_encode(model, n, false, enc, n * 3 + 1) == (size_t)-1)
         return NULL;
-    return cmx_arena_printf(a, "/model/%s/%s", enc, op);
+    return cat(a, "/model/", enc, "/", op, NULL);
 }
 
 /* ---- JSON without a tree ------------------------------------------------------------------- */
@@ -272,10 +299,19 @@ static bool str_is(const struct cmx_json_member *m, const char *s)
 static const char *skip_value(const char *p, const char *end)
 {
     if (*p == '"') {
-        for (p++; p < end && *p != '"'; p++)
-            if (*p == '\\')
-                p++;
-        return p + 1;
+        /* the closing quote is the first one not escaped by an odd run of backslashes */
+        for (const char *q = p + 1; q < end;) {
+            const char *e = memchr(q, '"', (size_t)(end - q));
+            if (e == NULL)
+                return end;
+            size_t bs = 0;
+            while (e - bs > p + 1 && e[-1 - (ptrdiff_t)bs] == '\\')
+                bs++;
+            if (bs % 2 == 0)
+                return e + 1;
+            q = e + 1;
+        }
+        return end;
     }
     if (*p == '{' || *p == '[') {
         int depth = 0;

@@ -182,6 +182,18 @@ static const struct table_row table[] = {
      "{\"q\":1}}}]},{\"role\":\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"a\","
      "\"content\":[{\"text\":\"r\"}]}}]}],\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":"
      "\"g\",\"inputSchema\":{\"json\":{\"type\":\"object\",\"properties\":{}}}}}]}}"},
+    /* escapes that end strings or not: values are spliced through verbatim */
+    {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\\"b\\\\\"},"
+     "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"]}\\\\\\\"{[\"}],"
+     "\"tool_calls\":[{\"id\":\"x\\\"y\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+     "\"arguments\":\" {\\\"s\\\": \\\"\\\\\\\"]\\\"} \"}}]},{\"role\":\"tool\","
+     "\"tool_call_id\":\"x\\\"y\",\"content\":\"\\u00e9\"}]}",
+     "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"a\\\"b\\\\\"}]},"
+     "{\"role\":\"assistant\",\"content\":[{\"text\":\"]}\\\\\\\"{[\"},{\"toolUse\":{"
+     "\"toolUseId\":\"x\\\"y\",\"name\":\"f\",\"input\":{\"s\":\"\\\"]\"}}}]},{\"role\":"
+     "\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"x\\\"y\",\"content\":[{"
+     "\"text\":\"\u00e9\"}]}}]}],\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":\"f\","
+     "\"inputSchema\":{\"json\":{\"type\":\"object\",\"properties\":{}}}}}]}}"},
 };
 
 static void test_request_table(void **state)
