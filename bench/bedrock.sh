@@ -33,6 +33,10 @@ if [[ ${1:-} == --cpu-only ]]; then
     exit $?
 fi
 
+# the Converse answer from memory, as the plain stub sends its chat.completion (one write)
+conv=$(node bench/peers/tools/nginx-literal.js br_json "$W/converse.json") || exit 1
+conv_maps=$(grep -v '^VARS ' <<<"$conv")
+conv_vars=$(sed -n 's/^VARS //p' <<<"$conv")
 cat >"$W/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -51,14 +55,15 @@ http {
     fastcgi_temp_path $W/tmp;
     uwsgi_temp_path $W/tmp;
     scgi_temp_path $W/tmp;
+    map_hash_bucket_size 128;
+$conv_maps
     server {
         listen 127.0.0.1:$BR_PORT backlog=4096;
         root $W;
-        # POST is answered with a static file: 405 -> internal GET of the file
+        # the event stream is binary: a static file (POST -> 405 -> internal GET of the file)
         location ~ /converse-stream\$ { error_page 405 =200 /stream.bin; return 405; }
-        location ~ /converse\$ { error_page 405 =200 /converse.json; return 405; }
+        location ~ /converse\$ { default_type application/json; return 200 '$conv_vars'; }
         location = /stream.bin { types { } default_type application/vnd.amazon.eventstream; }
-        location = /converse.json { types { } default_type application/json; }
     }
 }
 NGINX
