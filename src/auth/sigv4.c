@@ -363,21 +363,29 @@ static int hdr_cmp(const void *x, const void *y)
 }
 
 /* Appends value trimmed, with runs of whitespace collapsed to one space. */
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 static void canon_value(struct cmx_buf *b, const char *v, size_t n)
 {
-    bool space = false, any = false;
+    char *w = cmx_buf_reserve(b, n);
+    if (w == NULL)
+        return;
+    size_t o = 0;
+    bool space = false;
     for (size_t i = 0; i < n; i++) {
-        char c = v[i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-            space = any;
+        if (is_space(v[i])) {
+            space = o > 0;
             continue;
         }
         if (space)
-            cmx_buf_append(b, " ", 1);
+            w[o++] = ' ';
         space = false;
-        any = true;
-        cmx_buf_append(b, &c, 1);
+        w[o++] = v[i];
     }
+    cmx_buf_commit(b, o);
 }
 
 static bool has_header(const struct cmx_sigv4_req *r, const char *name)
