@@ -13,6 +13,7 @@
 #include "api/admit.h"
 #include "budget/budget.h"
 #include "tenants/tenants.h"
+#include "api/fanout.h"
 #include "config/config.h"
 #include "core/err.h"
 #include "core/json_scan.h"
@@ -34,6 +35,9 @@
 #define MAX_RESPONSE_BODY (64u << 20)
 #define BACKOFF_BASE_MS   100
 #define BACKOFF_CAP_MS    2000
+
+/* parts of one fan-out attempt (provider ops->parts) in flight at once */
+#define FANOUT_CONCURRENCY 8
 
 struct proxy;
 
@@ -66,6 +70,13 @@ struct proxy {
     void *stream_st;                      /* provider's stream decoder */
     struct cmx_buf body;                  /* buffered upstream body (non-stream / errors) */
     struct cmx_retry_hint hint;           /* the upstream's retry headers */
+    const struct cmx_http_header *resp_h; /* headers of an error answer (arena), for parse_error */
+    size_t resp_nh;
+    int feed_err;           /* the stream decoder's error that aborted the transfer */
+    struct cmx_fanout *fan; /* fan-out attempt in progress (provider ops->parts), or NULL */
+    void *fan_state;        /* the provider's state for its parts */
+    size_t fan_n;           /* number of parts */
+    bool fanned;            /* p->body already holds the assembled OpenAI answer */
     /* the client side */
     bool client_started;    /* the answer's head went out */
     bool done_seen;         /* the upstream sent [DONE] */
@@ -89,6 +100,7 @@ struct proxy {
 
 static void start_attempt(struct proxy *p);
 static void attempt_failed(struct proxy *p);
+static void upstream_error_answer(struct proxy *p);
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
@@ -102,6 +114,8 @@ static void release_attempt(struct proxy *p)
         p->ops->stream_free(p->stream_st);
         p->stream_st = NULL;
     }
+    cmx_fanout_free(p->fan);
+    p->fan = NULL;
     cmx_buf_free(&p->body);
 }
 
@@ -147,8 +161,11 @@ static const char *redact(struct proxy *p, const char *s)
         return NULL;
     const struct cmx_config *cfg = p->ctx->cfg;
     char *cur = NULL;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const char *key = cfg->providers[i].api_key;
+    for (size_t i = 0; i < cfg->n_providers * 3; i++) {
+        const struct cmx_provider_cfg *pc = &cfg->providers[i / 3];
+        const char *key = i % 3 == 0   ? pc->api_key
+                          : i % 3 == 1 ? pc->secret_access_key /* bedrock */
+                                       : pc->session_token;
         size_t kl = key ? strlen(key) : 0;
         if (kl < 4)
             continue;
@@ -477,6 +494,21 @@ static int on_headers(void *ud, int status, const struct cmx_http_header *h, siz
     struct proxy *p = ud;
     p->status = status;
     cmx_retry_hint_parse(h, n, cmx_time_unix_ms(), &p->hint);
+    if (status < 200 || status >= 300) {
+        /* kept for the provider's parse_error (Bedrock's x-amzn-ErrorType) */
+        struct cmx_http_header *c = cmx_arena_alloc(&p->req->arena, (n ? n : 1) * sizeof(*c));
+        if (c == NULL)
+            return CMX_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            c[i] = h[i];
+            c[i].name = cmx_arena_strndup(&p->req->arena, h[i].name, h[i].name_len);
+            c[i].value = cmx_arena_strndup(&p->req->arena, h[i].value, h[i].value_len);
+            if (c[i].name == NULL || c[i].value == NULL)
+                return CMX_ENOMEM;
+        }
+        p->resp_h = c;
+        p->resp_nh = n;
+    }
     if (p->dep->state != NULL && status >= 200 && status < 300)
         cmx_dep_observe_ttfb(p->dep->state, (uv_hrtime() - p->attempt_start_ns) / 1000);
     if (status >= 200 && status < 300 && p->cr.stream) {
@@ -493,6 +525,8 @@ static int on_data(void *ud, const char *data, size_t len)
     struct proxy *p = ud;
     if (p->streaming) {
         int r = p->ops->stream_feed(p->stream_st, data, len, on_chunk, p);
+        if (r < 0)
+            p->feed_err = r; /* on_done reports it instead of "canceled" */
         return r;
     }
     return cmx_buf_append(&p->body, data, len);
@@ -506,7 +540,7 @@ static void relay_body(struct proxy *p)
     size_t len = p->body.len;
     struct cmx_buf translated;
     cmx_buf_init(&translated, MAX_RESPONSE_BODY);
-    if (p->ops->translate != NULL) {
+    if (p->ops->translate != NULL && !p->fanned) {
         if (p->ops->translate(p->dep, &p->cr, body, len, &p->req->arena, &translated) != 0) {
             cmx_buf_free(&translated);
             p->last_status = 0;
@@ -548,6 +582,8 @@ static void on_done(void *ud, int err, bool first_byte)
     struct proxy *p = ud;
     p->xfer = NULL; /* gone after this callback */
     mark_upstream_end(p);
+    if (err == CMX_ECANCELED && p->feed_err != 0)
+        err = p->feed_err == CMX_ENOMEM ? CMX_ENOMEM : CMX_EUPSTREAM;
     if (p->streaming) {
         if (err == 0) {
             int r = p->ops->stream_finish(p->stream_st, on_chunk, p);
@@ -556,7 +592,7 @@ static void on_done(void *ud, int err, bool first_byte)
                 finish_stream(p, CMX_EUPSTREAM);
                 return;
             }
-            if (!p->client_started && !p->done_seen && r == 0) {
+            if (!p->client_started && !p->done_seen) {
                 /* 200 with no event at all: treat as a failed attempt */
                 p->last_status = 0;
                 p->last_err = CMX_EUPSTREAM;
@@ -587,11 +623,16 @@ static void on_done(void *ud, int err, bool first_byte)
         relay_body(p);
         return;
     }
-    /* an error answer from the upstream */
+    upstream_error_answer(p);
+}
+
+/* An error answer from the upstream (status and body in p). */
+static void upstream_error_answer(struct proxy *p)
+{
     p->last_status = p->status;
     p->last_err = 0;
-    p->ops->parse_error(p->status, NULL, 0, p->body.data ? p->body.data : "", p->body.len,
-                        &p->req->arena, &p->last_uerr);
+    p->ops->parse_error(p->status, p->resp_h, p->resp_nh, p->body.data ? p->body.data : "",
+                        p->body.len, &p->req->arena, &p->last_uerr);
     cmx_log(CMX_LOG_INFO, "request %s: provider %s answered %d", p->ctx->request_id,
             p->dep->provider->name, p->status);
     attempt_failed(p);
@@ -665,6 +706,45 @@ static void attempt_failed(struct proxy *p)
     uv_timer_start(&rt->t, retry_timer_cb, delay + 1, 0);
 }
 
+/* A fan-out attempt ended (see api/fanout.h). */
+static void fanout_done(void *ud, const struct cmx_fanout_result *res)
+{
+    struct proxy *p = ud;
+    mark_upstream_end(p);
+    p->status = res->status;
+    if (res->n_headers > 0) {
+        cmx_retry_hint_parse(res->headers, res->n_headers, cmx_time_unix_ms(), &p->hint);
+        p->resp_h = res->headers;
+        p->resp_nh = res->n_headers;
+    }
+    if (res->err != 0) {
+        p->last_status = 0;
+        p->last_err = res->err;
+        attempt_failed(p);
+        return;
+    }
+    cmx_buf_reset(&p->body);
+    if (res->status >= 200 && res->status < 300) {
+        int r = p->ops->assemble(p->dep, &p->cr, p->fan_state, cmx_fanout_answers(p->fan), p->fan_n,
+                                 &p->req->arena, &p->body);
+        cmx_fanout_free(p->fan);
+        p->fan = NULL;
+        if (r != 0) {
+            end_attempt(p, p->status, 0);
+            p->last_status = 0;
+            p->last_err = r == CMX_ENOMEM ? CMX_ENOMEM : CMX_EUPSTREAM;
+            release_attempt(p);
+            fail_final(p);
+            return;
+        }
+        p->fanned = true;
+        relay_body(p);
+        return;
+    }
+    cmx_buf_append(&p->body, res->body, res->len);
+    upstream_error_answer(p);
+}
+
 static int pick_timeout(int per_deployment, int per_provider, int global)
 {
     return per_deployment > 0 ? per_deployment : per_provider > 0 ? per_provider : global;
@@ -698,9 +778,27 @@ static void start_attempt(struct proxy *p)
     p->done_seen = false;
     p->hint.after_ms = -1;
     p->hint.should = -1;
+    p->resp_h = NULL;
+    p->resp_nh = 0;
+    p->feed_err = 0;
+    p->fanned = false;
+    p->fan_n = 0;
     cmx_buf_init(&p->body, MAX_RESPONSE_BODY);
     const char *why = NULL;
-    int r = p->ops->build(p->dep, &p->cr, &p->req->arena, &p->preq, &why);
+    int r = 0;
+    struct cmx_provider_req *fan_reqs = NULL;
+    if (p->ops->parts != NULL)
+        r = p->ops->parts(p->dep, &p->cr, &p->req->arena, &p->fan_n, &p->fan_state, &why);
+    if (r == 0 && p->fan_n > 0) {
+        fan_reqs = cmx_arena_calloc(&p->req->arena, p->fan_n * sizeof(*fan_reqs));
+        r = fan_reqs ? 0 : CMX_ENOMEM;
+        for (size_t i = 0; i < p->fan_n && r == 0; i++)
+            r = p->ops->build_part(p->dep, &p->cr, p->fan_state, i, &p->req->arena, &fan_reqs[i],
+                                   &why);
+        p->preq = fan_reqs ? fan_reqs[0] : p->preq;
+    } else if (r == 0) {
+        r = p->ops->build(p->dep, &p->cr, &p->req->arena, &p->preq, &why);
+    }
     if (r != 0) {
         fill_log(p);
         if (r == CMX_EINVAL)
@@ -742,7 +840,11 @@ static void start_attempt(struct proxy *p)
     if (p->dep->state != NULL)
         atomic_fetch_add_explicit(&p->dep->state->inflight, 1, memory_order_relaxed);
     p->ctx->state = p->dep->state;
-    r = p->w->up_ops->start(p->w->up, &ur, &p->xfer);
+    if (fan_reqs != NULL)
+        r = cmx_fanout_start(p->w->up_ops, p->w->up, &p->req->arena, &ur, fan_reqs, p->fan_n,
+                             FANOUT_CONCURRENCY, fanout_done, p, &p->fan);
+    else
+        r = p->w->up_ops->start(p->w->up, &ur, &p->xfer);
     if (r != 0) {
         p->xfer = NULL;
         p->last_status = 0;

@@ -7,6 +7,7 @@
 #include "config/config_int.h"
 #include "config/config_agreements.h"
 #include "config/config_tenants.h"
+#include "config/config_bedrock.h"
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -182,7 +183,8 @@ static int provider_type_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int
                             const char *where, void *obj)
 {
     static const enum cmx_provider_type types[] = {CMX_PROVIDER_OPENAI, CMX_PROVIDER_AZURE_OPENAI,
-                                                   CMX_PROVIDER_OPENAI_COMPATIBLE};
+                                                   CMX_PROVIDER_OPENAI_COMPATIBLE,
+                                                   CMX_PROVIDER_BEDROCK};
     struct provider_load *pl = obj;
     const char *text;
     size_t len;
@@ -198,7 +200,7 @@ static int provider_type_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int
     }
     cmx_config_bad_value(ctx, val, line, 0,
                          "is not a known provider type (valid: openai, azure_openai, "
-                         "openai_compatible)");
+                         "openai_compatible, bedrock)");
     return -1;
 }
 
@@ -276,11 +278,17 @@ static const struct cmx_config_key provider_keys[] = {
     K_FN("type", provider_type_fn, REQ),
     K_STR("cloud", struct cmx_provider_cfg, cloud, REQ),
     K_STR("region", struct cmx_provider_cfg, region, 0),
-    K_FN("base_url", base_url_fn, REQ),
+    K_FN("base_url", base_url_fn, 0), /* required except for bedrock (checked below) */
     K_STR("api_key", struct cmx_provider_cfg, api_key, CMX_CONFIG_SECRET),
     K_STR("api_version", struct cmx_provider_cfg, api_version, 0),
     K_MAP("tls", tls_keys),
     K_MAP("timeouts", provider_timeout_keys),
+    /* type bedrock */
+    K_FN("endpoint", base_url_fn, 0), /* bedrock's name for base_url */
+    K_STR("access_key_id", struct cmx_provider_cfg, access_key_id, CMX_CONFIG_SECRET),
+    K_STR("secret_access_key", struct cmx_provider_cfg, secret_access_key, CMX_CONFIG_SECRET),
+    K_STR("session_token", struct cmx_provider_cfg, session_token, CMX_CONFIG_SECRET),
+    K_STR("profile", struct cmx_provider_cfg, profile, 0),
     K_END,
 };
 
@@ -443,6 +451,8 @@ static int providers_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int lin
     const size_t k_name = cmx_config_key_index(provider_keys, "name");
     const size_t k_key = cmx_config_key_index(provider_keys, "api_key");
     const size_t k_ver = cmx_config_key_index(provider_keys, "api_version");
+    const size_t k_url = cmx_config_key_index(provider_keys, "base_url");
+    const size_t k_ep = cmx_config_key_index(provider_keys, "endpoint");
     struct cmx_config_seen seen;
 
     if (get_list(ctx, val, line, "providers", &seq, &count) != 0 || count == 0)
@@ -470,8 +480,17 @@ static int providers_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int lin
                              "provider name \"%s\" is invalid: use only letters, digits, '_', "
                              "'.' and '-'",
                              raw ? raw : "");
-        if (pl.type_ok && p->type != CMX_PROVIDER_OPENAI_COMPATIBLE && p->api_key == NULL &&
-            !(seen.failed & ((uint64_t)1 << k_key))) {
+        bool bedrock = pl.type_ok && p->type == CMX_PROVIDER_BEDROCK;
+        if (!bedrock && seen.lines[k_url] == 0)
+            cmx_config_error(ctx, iline, "missing required key \"base_url\" in %s", label);
+        if (!bedrock && seen.lines[k_ep] != 0)
+            cmx_config_error(ctx, seen.lines[k_ep], "%s.endpoint is only valid for type bedrock",
+                             label);
+        if (bedrock)
+            cmx_config_bedrock_provider(ctx, p, label, iline, seen.lines[k_url] != 0,
+                                        seen.lines[k_ep] != 0);
+        if (pl.type_ok && p->type != CMX_PROVIDER_OPENAI_COMPATIBLE && !bedrock &&
+            p->api_key == NULL && !(seen.failed & ((uint64_t)1 << k_key))) {
             if (seen.lines[k_key] == 0)
                 cmx_config_error(ctx, iline,
                                  "missing required key \"api_key\" in %s (required for type %s)",
@@ -1057,6 +1076,8 @@ const char *cmx_provider_type_name(enum cmx_provider_type t)
         return "azure_openai";
     case CMX_PROVIDER_OPENAI_COMPATIBLE:
         return "openai_compatible";
+    case CMX_PROVIDER_BEDROCK:
+        return "bedrock";
     }
     return "unknown";
 }

@@ -21,6 +21,7 @@ enum cmx_provider_type {
     CMX_PROVIDER_OPENAI,       /* api.openai.com: Authorization: Bearer, {base}/chat/completions */
     CMX_PROVIDER_AZURE_OPENAI, /* api-key header; classic deployments URL or /openai/v1 */
     CMX_PROVIDER_OPENAI_COMPATIBLE, /* vLLM, llama.cpp, Ollama...: like openai, key optional */
+    CMX_PROVIDER_BEDROCK,           /* AWS Bedrock runtime: Converse, SigV4 or Bedrock API key */
 };
 
 struct cmx_provider_cfg {
@@ -36,6 +37,11 @@ struct cmx_provider_cfg {
     int first_byte_timeout_ms; /* overrides routing.first_byte_timeout_ms when > 0 */
     int idle_timeout_ms;       /* overrides routing.idle_timeout_ms when > 0 */
     int line;                  /* line of the entry in the config file, for messages */
+    /* type bedrock (src/config/config_bedrock.c resolves these at load time) */
+    char *access_key_id;     /* SigV4 key id (config, profile or AWS_* env); NULL with api_key */
+    char *secret_access_key; /* secret; never logged */
+    char *session_token;     /* temporary credentials (x-amz-security-token); NULL when none */
+    char *profile;           /* ~/.aws/credentials section to read the keys from; NULL = none */
 };
 
 struct cmx_price {

@@ -241,7 +241,8 @@ void cmx_limits_counters(struct cmx_limits *l, struct cmx_limits_counters *out);
 
 /* Appends the Prometheus text of the counters: cloudmux_limits_decisions_total{result=...},
  * cloudmux_limits_backend_errors_total, cloudmux_limits_fail_open_total,
- * cloudmux_limits_fail_closed_total, cloudmux_limits_backend_up{backend=...}. 0 or a cmx_buf error. */
+ * cloudmux_limits_fail_closed_total, cloudmux_limits_backend_up{backend=...}. 0 or a cmx_buf error.
+ */
 int cmx_limits_render_metrics(struct cmx_limits *l, struct cmx_buf *b);
 
 /* Response headers for r, in OpenAI's formats. For each unit present the most constrained

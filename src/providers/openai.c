@@ -51,6 +51,8 @@ const struct cmx_provider_ops *cmx_provider_ops_for(enum cmx_provider_type type)
         return &cmx_provider_azure_openai;
     case CMX_PROVIDER_OPENAI_COMPATIBLE:
         return &cmx_provider_openai_compatible;
+    case CMX_PROVIDER_BEDROCK:
+        return &cmx_provider_bedrock;
     }
     return &cmx_provider_openai_compatible;
 }

@@ -67,6 +67,14 @@ struct cmx_upstream_error {
     const char *param; /* NULL -> null */
 };
 
+/* One part's successful answer (fan-out). */
+struct cmx_part_answer {
+    const char *body; /* whole body */
+    size_t len;
+    const struct cmx_http_header *headers; /* response headers (arena copies) */
+    size_t n_headers;
+};
+
 struct cmx_provider_ops {
     const char *name; /* config type name */
 
@@ -93,6 +101,26 @@ struct cmx_provider_ops {
      * generic message. */
     void (*parse_error)(int status, const struct cmx_http_header *h, size_t nh, const char *body,
                         size_t len, struct cmx_arena *a, struct cmx_upstream_error *out);
+
+    /* ---- optional fan-out (NULL members: one upstream request per attempt) ----
+     * For upstreams that take less per call than the client sends (Bedrock's Titan embeds
+     * one input per InvokeModel): one attempt becomes n part requests, all sent to the same
+     * deployment (src/api/fanout.c), and their answers are joined in order. */
+
+    /* How many parts this request needs at d: *n = 0 means a plain attempt (build and
+     * translate). *state (arena) is handed to build_part and assemble. 0, or CMX_EINVAL
+     * with *why set (a 400 for the client). */
+    int (*parts)(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                 struct cmx_arena *a, size_t *n, void **state, const char **why);
+    /* Builds part i of n, like build. */
+    int (*build_part)(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                      void *state, size_t i, struct cmx_arena *a, struct cmx_provider_req *out,
+                      const char **why);
+    /* Joins the n successful part answers (in part order) into one OpenAI body in out. 0 or
+     * an error (the attempt then fails as an upstream protocol error). */
+    int (*assemble)(const struct cmx_deployment_cfg *d, const struct cmx_client_req *cr,
+                    void *state, const struct cmx_part_answer *parts, size_t n, struct cmx_arena *a,
+                    struct cmx_buf *out);
 };
 
 /* The ops for a provider type. Never NULL for a valid type. */
@@ -101,6 +129,7 @@ const struct cmx_provider_ops *cmx_provider_ops_for(enum cmx_provider_type type)
 extern const struct cmx_provider_ops cmx_provider_openai;
 extern const struct cmx_provider_ops cmx_provider_openai_compatible;
 extern const struct cmx_provider_ops cmx_provider_azure_openai;
+extern const struct cmx_provider_ops cmx_provider_bedrock;
 
 /* ---- helpers for providers that speak OpenAI's wire format (src/providers/openai_wire.c) */
 

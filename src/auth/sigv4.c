@@ -1,0 +1,560 @@
+/* AWS SigV4 header signing (see sigv4.h). The steps and their names follow AWS's
+ * "Create a signed AWS API request" and the aws-c-auth test suite. */
+#include "auth/sigv4.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/err.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_SIGNED 48
+
+static const char hexd[] = "0123456789abcdef";
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hexd[in[i] >> 4];
+        out[2 * i + 1] = hexd[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* SHA-256 through a digest fetched once: OpenSSL 3's one-shot SHA256() / HMAC() fetch the
+ * algorithm (with locks) on every call, which cost more than the hashing here. */
+static EVP_MD *sha_md;
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+static void sha_init(void)
+{
+    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha(void)
+{
+    pthread_once(&sha_once, sha_init);
+    return sha_md != NULL ? sha_md : EVP_sha256();
+}
+
+static void digest2(EVP_MD_CTX *c, const void *a, size_t an, const void *b, size_t bn,
+                    unsigned char out[32])
+{
+    unsigned int ol = 32;
+    EVP_DigestInit_ex(c, sha(), NULL);
+    EVP_DigestUpdate(c, a, an);
+    if (bn > 0)
+        EVP_DigestUpdate(c, b, bn);
+    EVP_DigestFinal_ex(c, out, &ol);
+}
+
+static void sha256_hex(EVP_MD_CTX *c, const void *p, size_t n, char out[65])
+{
+    unsigned char d[32];
+    digest2(c, p ? p : (const void *)"", n, NULL, 0, d);
+    hex(d, sizeof(d), out);
+}
+
+/* HMAC-SHA256 (RFC 2104) on the fetched digest. */
+static void hmac(EVP_MD_CTX *c, const void *key, size_t klen, const void *msg, size_t mlen,
+                 unsigned char out[32])
+{
+    unsigned char k[64] = {0}, pad[64], inner[32];
+    if (klen > 64)
+        digest2(c, key, klen, NULL, 0, k);
+    else
+        memcpy(k, key, klen);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    digest2(c, pad, 64, msg, mlen, inner);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    digest2(c, pad, 64, inner, 32, out);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+}
+
+/* The signing key depends on the secret, the day, the region and the service only: each
+ * worker thread keeps its last one (no heap, so nothing to free at thread exit). */
+struct key_cache {
+    char secret[160];
+    char day[9];
+    char region[40];
+    char service[40];
+    unsigned char key[32];
+    bool valid;
+};
+static _Thread_local struct key_cache kcache;
+
+static void signing_key(EVP_MD_CTX *c, const char *secret, const char *day, const char *region,
+                        const char *service, unsigned char k[32])
+{
+    struct key_cache *kc = &kcache;
+    size_t sl = strlen(secret);
+    bool cacheable = sl < sizeof(kc->secret) && strlen(region) < sizeof(kc->region) &&
+                     strlen(service) < sizeof(kc->service);
+    if (cacheable && kc->valid && strcmp(kc->secret, secret) == 0 && strcmp(kc->day, day) == 0 &&
+        strcmp(kc->region, region) == 0 && strcmp(kc->service, service) == 0) {
+        memcpy(k, kc->key, 32);
+        return;
+    }
+    unsigned char ks[4 + sizeof(kc->secret)];
+    if (sl + 4 <= sizeof(ks)) {
+        memcpy(ks, "AWS4", 4);
+        memcpy(ks + 4, secret, sl);
+        hmac(c, ks, sl + 4, day, 8, k);
+        OPENSSL_cleanse(ks, sizeof(ks));
+    } else {
+        /* a secret too long for the stack buffer: HMAC keys over 64 bytes are hashed */
+        digest2(c, "AWS4", 4, secret, sl, ks);
+        hmac(c, ks, 32, day, 8, k);
+    }
+    hmac(c, k, 32, region, strlen(region), k);
+    hmac(c, k, 32, service, strlen(service), k);
+    hmac(c, k, 32, "aws4_request", 12, k);
+    if (cacheable) {
+        memcpy(kc->secret, secret, sl + 1);
+        memcpy(kc->day, day, 9);
+        memcpy(kc->region, region, strlen(region) + 1);
+        memcpy(kc->service, service, strlen(service) + 1);
+        memcpy(kc->key, k, 32);
+        kc->valid = true;
+    }
+}
+
+/* Concatenates the NUL-terminated strings up to a NULL into an arena string (printf costs
+ * more than everything else a signature builds). NULL on allocation failure. */
+static char *cat(struct cmx_arena *a, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
+        n += strlen(s);
+    va_end(ap);
+    char *out = cmx_arena_alloc(a, n + 1), *w = out;
+    if (out == NULL)
+        return NULL;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
+        size_t l = strlen(s);
+        memcpy(w, s, l);
+        w += l;
+    }
+    va_end(ap);
+    *w = '\0';
+    return out;
+}
+
+static bool unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+}
+
+static int enc_append(struct cmx_buf *b, const char *s, size_t len, bool keep_slash)
+{
+    static const char up[] = "0123456789ABCDEF";
+    char *w = cmx_buf_reserve(b, len * 3);
+    if (w == NULL)
+        return CMX_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (unreserved(c) || (keep_slash && c == '/')) {
+            w[n++] = (char)c;
+        } else {
+            w[n++] = '%';
+            w[n++] = up[c >> 4];
+            w[n++] = up[c & 15];
+        }
+    }
+    cmx_buf_commit(b, n);
+    return 0;
+}
+
+size_t cmx_sigv4_uri_encode(const char *s, size_t len, bool keep_slash, char *dst, size_t cap)
+{
+    struct cmx_buf b;
+    cmx_buf_init(&b, cap);
+    size_t out = (size_t)-1;
+    if (enc_append(&b, s, len, keep_slash) == 0 && b.len < cap) {
+        memcpy(dst, b.data ? b.data : "", b.len);
+        dst[b.len] = '\0';
+        out = b.len;
+    }
+    cmx_buf_free(&b);
+    return out;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s into an arena string (invalid escapes are kept literally). */
+static char *pct_decode(struct cmx_arena *a, const char *s, size_t len, size_t *olen)
+{
+    char *d = cmx_arena_alloc(a, len + 1);
+    if (d == NULL)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int h, l;
+        if (s[i] == '%' && i + 2 < len && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
+            (l = hexval((unsigned char)s[i + 2])) >= 0) {
+            d[n++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            d[n++] = s[i];
+        }
+    }
+    d[n] = '\0';
+    *olen = n;
+    return d;
+}
+
+/* RFC 3986 remove_dot_segments plus collapsing of empty segments, as aws-c-auth does for
+ * non-S3 services. The result starts with '/' and keeps a trailing '/'. */
+static int normalize(struct cmx_arena *a, const char *p, size_t len, const char **out, size_t *olen)
+{
+    size_t cap = len + 2, nseg = 0;
+    const char **seg = cmx_arena_alloc(a, (len + 1) * sizeof(*seg));
+    size_t *sl = cmx_arena_alloc(a, (len + 1) * sizeof(*sl));
+    char *o = cmx_arena_alloc(a, cap);
+    if (seg == NULL || sl == NULL || o == NULL)
+        return CMX_ENOMEM;
+    bool trailing = false;
+    size_t i = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && p[j] != '/')
+            j++;
+        size_t n = j - i;
+        const char *s = p + i;
+        trailing = n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
+        if (n == 0 || (n == 1 && s[0] == '.')) {
+            /* skip */
+        } else if (n == 2 && s[0] == '.' && s[1] == '.') {
+            if (nseg > 0)
+                nseg--;
+        } else {
+            seg[nseg] = s;
+            sl[nseg++] = n;
+        }
+        i = j + 1;
+    }
+    size_t w = 0;
+    for (size_t k = 0; k < nseg; k++) {
+        o[w++] = '/';
+        memcpy(o + w, seg[k], sl[k]);
+        w += sl[k];
+    }
+    if (w == 0 || trailing)
+        o[w++] = '/';
+    o[w] = '\0';
+    *out = o;
+    *olen = w;
+    return 0;
+}
+
+struct kv {
+    const char *k; /* encoded key */
+    size_t kl;
+    const char *v; /* encoded value */
+    size_t vl;
+};
+
+static int kv_cmp(const void *x, const void *y)
+{
+    const struct kv *a = x, *b = y;
+    size_t n = a->kl < b->kl ? a->kl : b->kl;
+    int c = memcmp(a->k, b->k, n);
+    if (c != 0)
+        return c;
+    if (a->kl != b->kl)
+        return a->kl < b->kl ? -1 : 1;
+    n = a->vl < b->vl ? a->vl : b->vl;
+    c = memcmp(a->v, b->v, n);
+    if (c != 0)
+        return c;
+    return a->vl < b->vl ? -1 : a->vl > b->vl;
+}
+
+/* Encodes an arena copy of s (for query keys and values). */
+static const char *enc_dup(struct cmx_arena *a, const char *s, size_t len, size_t *olen)
+{
+    struct cmx_buf b;
+    cmx_buf_init(&b, len * 3 + 1);
+    const char *r = NULL;
+    if (enc_append(&b, s, len, false) == 0) {
+        r = cmx_arena_strndup(a, b.data ? b.data : "", b.len);
+        *olen = b.len;
+    }
+    cmx_buf_free(&b);
+    return r;
+}
+
+static int canonical_query(struct cmx_arena *a, const char *q, size_t len, struct cmx_buf *b)
+{
+    if (q == NULL || len == 0)
+        return 0;
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++)
+        n += q[i] == '&';
+    struct kv *v = cmx_arena_alloc(a, n * sizeof(*v));
+    if (v == NULL)
+        return CMX_ENOMEM;
+    size_t k = 0, i = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && q[j] != '&')
+            j++;
+        if (j > i) {
+            const char *eq = memchr(q + i, '=', j - i);
+            size_t kl = eq ? (size_t)(eq - (q + i)) : j - i;
+            size_t dl, el;
+            const char *dk = pct_decode(a, q + i, kl, &dl);
+            if (dk == NULL || (v[k].k = enc_dup(a, dk, dl, &el)) == NULL)
+                return CMX_ENOMEM;
+            v[k].kl = el;
+            const char *vs = eq ? eq + 1 : q + j;
+            const char *dv = pct_decode(a, vs, (size_t)(q + j - vs), &dl);
+            if (dv == NULL || (v[k].v = enc_dup(a, dv, dl, &el)) == NULL)
+                return CMX_ENOMEM;
+            v[k].vl = el;
+            k++;
+        }
+        i = j + 1;
+    }
+    qsort(v, k, sizeof(*v), kv_cmp);
+    for (size_t x = 0; x < k; x++) {
+        if (x > 0)
+            cmx_buf_append(b, "&", 1);
+        cmx_buf_append(b, v[x].k, v[x].kl);
+        cmx_buf_append(b, "=", 1);
+        cmx_buf_append(b, v[x].v, v[x].vl);
+    }
+    return 0;
+}
+
+struct hdr {
+    char *name; /* lower case */
+    size_t nl;
+    struct cmx_buf val; /* canonical value (duplicates joined with ',') */
+};
+
+static int hdr_cmp(const void *x, const void *y)
+{
+    const struct hdr *a = x, *b = y;
+    return strcmp(a->name, b->name);
+}
+
+/* Appends value trimmed, with runs of whitespace collapsed to one space. */
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static void canon_value(struct cmx_buf *b, const char *v, size_t n)
+{
+    char *w = cmx_buf_reserve(b, n);
+    if (w == NULL)
+        return;
+    size_t o = 0;
+    bool space = false;
+    for (size_t i = 0; i < n; i++) {
+        if (is_space(v[i])) {
+            space = o > 0;
+            continue;
+        }
+        if (space)
+            w[o++] = ' ';
+        space = false;
+        w[o++] = v[i];
+    }
+    cmx_buf_commit(b, o);
+}
+
+static bool has_header(const struct cmx_sigv4_req *r, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (r->headers[i].name_len == nl && strncasecmp(r->headers[i].name, name, nl) == 0)
+            return true;
+    return false;
+}
+
+static int add_hdr(struct hdr *h, size_t *n, struct cmx_arena *a, const char *name, size_t nl,
+                   const char *val, size_t vl)
+{
+    char lower[128];
+    if (nl == 0 || nl >= sizeof(lower))
+        return CMX_EINVAL;
+    for (size_t i = 0; i < nl; i++) {
+        char c = name[i];
+        lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    lower[nl] = '\0';
+    for (size_t i = 0; i < *n; i++) {
+        if (h[i].nl == nl && memcmp(h[i].name, lower, nl) == 0) {
+            cmx_buf_append(&h[i].val, ",", 1);
+            canon_value(&h[i].val, val, vl);
+            return 0;
+        }
+    }
+    if (*n >= MAX_SIGNED)
+        return CMX_EINVAL;
+    struct hdr *e = &h[(*n)++];
+    e->name = cmx_arena_strndup(a, lower, nl);
+    e->nl = nl;
+    cmx_buf_init(&e->val, 1u << 20);
+    if (e->name == NULL)
+        return CMX_ENOMEM;
+    canon_value(&e->val, val, vl);
+    return 0;
+}
+
+int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *c,
+                   struct cmx_arena *a, struct cmx_sigv4_out *out)
+{
+    if (c == NULL || c->access_key_id == NULL || c->secret_access_key == NULL ||
+        r->region == NULL || r->service == NULL || !has_header(r, "host"))
+        return CMX_EINVAL;
+    memset(out, 0, sizeof(*out));
+
+    /* the date: YYYYMMDDTHHMMSSZ */
+    char iso[32];
+    cmx_clock_format_iso((int64_t)(r->now_ms - r->now_ms % 1000), iso, sizeof(iso));
+    /* iso is YYYY-MM-DDTHH:MM:SSZ */
+    static const unsigned char from[15] = {0, 1, 2, 3, 5, 6, 8, 9, 0, 11, 12, 14, 15, 17, 18};
+    for (int i = 0; i < 15; i++)
+        out->amz_date[i] = i == 8 ? 'T' : iso[from[i]];
+    out->amz_date[15] = 'Z';
+    out->amz_date[16] = '\0';
+    char day[9];
+    memcpy(day, out->amz_date, 8);
+    day[8] = '\0';
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL)
+        return CMX_ENOMEM;
+    sha256_hex(md, r->payload, r->payload_len, out->payload_hash);
+
+    struct hdr h[MAX_SIGNED];
+    size_t nh = 0;
+    int rc = 0;
+    struct cmx_buf creq, sts;
+    cmx_buf_init(&creq, 4u << 20);
+    cmx_buf_init(&sts, 1u << 16);
+    for (size_t i = 0; i < r->n_headers && rc == 0; i++)
+        rc = add_hdr(h, &nh, a, r->headers[i].name, r->headers[i].name_len, r->headers[i].value,
+                     r->headers[i].value_len);
+    if (rc == 0 && !has_header(r, "x-amz-date")) {
+        rc = add_hdr(h, &nh, a, "x-amz-date", 10, out->amz_date, 16);
+        out->extra[out->n_extra++] = cat(a, "X-Amz-Date: ", out->amz_date, NULL);
+    }
+    if (rc == 0 && c->session_token != NULL && c->session_token[0] != '\0' &&
+        !has_header(r, "x-amz-security-token")) {
+        if (!r->omit_token)
+            rc = add_hdr(h, &nh, a, "x-amz-security-token", 20, c->session_token,
+                         strlen(c->session_token));
+        out->extra[out->n_extra++] = cat(a, "X-Amz-Security-Token: ", c->session_token, NULL);
+    }
+    if (rc == 0 && r->content_sha256 && !has_header(r, "x-amz-content-sha256")) {
+        rc = add_hdr(h, &nh, a, "x-amz-content-sha256", 20, out->payload_hash, 64);
+        out->extra[out->n_extra++] = cat(a, "X-Amz-Content-Sha256: ", out->payload_hash, NULL);
+    }
+    if (rc != 0)
+        goto out;
+    qsort(h, nh, sizeof(h[0]), hdr_cmp);
+
+    /* 1. canonical request */
+    const char *path = r->path_len ? r->path : "/";
+    size_t plen = r->path_len ? r->path_len : 1;
+    if (r->normalize_path && (rc = normalize(a, path, plen, &path, &plen)) != 0)
+        goto out;
+    cmx_buf_puts(&creq, r->method);
+    cmx_buf_append(&creq, "\n", 1);
+    if (r->no_double_encode)
+        cmx_buf_append(&creq, path, plen);
+    else if ((rc = enc_append(&creq, path, plen, true)) != 0)
+        goto out;
+    cmx_buf_append(&creq, "\n", 1);
+    if ((rc = canonical_query(a, r->query, r->query_len, &creq)) != 0)
+        goto out;
+    cmx_buf_append(&creq, "\n", 1);
+    for (size_t i = 0; i < nh; i++) {
+        cmx_buf_append(&creq, h[i].name, h[i].nl);
+        cmx_buf_append(&creq, ":", 1);
+        cmx_buf_append(&creq, h[i].val.data ? h[i].val.data : "", h[i].val.len);
+        cmx_buf_append(&creq, "\n", 1);
+    }
+    cmx_buf_append(&creq, "\n", 1);
+    size_t signed_at = creq.len;
+    for (size_t i = 0; i < nh; i++) {
+        if (i > 0)
+            cmx_buf_append(&creq, ";", 1);
+        cmx_buf_append(&creq, h[i].name, h[i].nl);
+    }
+    size_t signed_end = creq.len;
+    cmx_buf_append(&creq, "\n", 1);
+    if (cmx_buf_append(&creq, out->payload_hash, 64) != 0) {
+        rc = CMX_ENOMEM;
+        goto out;
+    }
+
+    /* 2. string to sign */
+    char creq_hash[65];
+    sha256_hex(md, creq.data, creq.len, creq_hash);
+    const char *scope = cat(a, day, "/", r->region, "/", r->service, "/aws4_request", NULL);
+    if (scope == NULL) {
+        rc = CMX_ENOMEM;
+        goto out;
+    }
+    cmx_buf_puts(&sts, "AWS4-HMAC-SHA256\n");
+    cmx_buf_puts(&sts, out->amz_date);
+    cmx_buf_puts(&sts, "\n");
+    cmx_buf_puts(&sts, scope);
+    cmx_buf_puts(&sts, "\n");
+    cmx_buf_puts(&sts, creq_hash);
+
+    /* 3. signing key and signature */
+    unsigned char k[32];
+    signing_key(md, c->secret_access_key, day, r->region, r->service, k);
+    unsigned char sig[32];
+    hmac(md, k, 32, sts.data, sts.len, sig);
+    OPENSSL_cleanse(k, sizeof(k));
+    hex(sig, 32, out->signature);
+
+    out->canonical_request = cmx_arena_strndup(a, creq.data, creq.len);
+    out->string_to_sign = cmx_arena_strndup(a, sts.data, sts.len);
+    const char *signed_list = cmx_arena_strndup(a, creq.data + signed_at, signed_end - signed_at);
+    out->authorization =
+        signed_list ? cat(a, "AWS4-HMAC-SHA256 Credential=", c->access_key_id, "/", scope,
+                          ", SignedHeaders=", signed_list, ", Signature=", out->signature, NULL)
+                    : NULL;
+    if (out->canonical_request == NULL || out->string_to_sign == NULL || out->authorization == NULL)
+        rc = CMX_ENOMEM;
+    for (size_t i = 0; i < out->n_extra; i++)
+        if (out->extra[i] == NULL)
+            rc = CMX_ENOMEM;
+out:
+    EVP_MD_CTX_free(md);
+    for (size_t i = 0; i < nh; i++)
+        cmx_buf_free(&h[i].val);
+    cmx_buf_free(&creq);
+    cmx_buf_free(&sts);
+    return rc;
+}
