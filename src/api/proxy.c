@@ -54,6 +54,7 @@ struct proxy {
     const struct cmx_provider_ops *ops;   /* its provider */
     struct cmx_provider_req preq;         /* what was sent */
     struct cmx_upstream_xfer *xfer;       /* in progress, NULL when none */
+    void *pending;                        /* the provider's pending prepare step, or NULL */
     uint64_t attempt_start_ns;            /* when it started */
     bool probe;                           /* it is a half-open circuit's probe */
     bool attempt_open;                    /* started, not yet accounted for */
@@ -90,6 +91,10 @@ static void attempt_failed(struct proxy *p);
 
 static void release_attempt(struct proxy *p)
 {
+    if (p->pending != NULL) {
+        p->ops->prepare_cancel(p->pending);
+        p->pending = NULL;
+    }
     if (p->xfer != NULL) {
         p->w->up_ops->cancel(p->xfer);
         p->xfer = NULL;
@@ -134,6 +139,8 @@ static const char *redact(struct proxy *p, const char *s)
     char *cur = NULL;
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const char *key = cfg->providers[i].api_key;
+        if (key == NULL)
+            key = cfg->providers[i].access_token; /* issue 7: vertex */
         size_t kl = key ? strlen(key) : 0;
         if (kl < 4)
             continue;
@@ -549,6 +556,12 @@ static void on_done(void *ud, int err, bool first_byte)
     p->last_err = 0;
     p->ops->parse_error(p->status, NULL, 0, p->body.data ? p->body.data : "", p->body.len,
                         &p->req->arena, &p->last_uerr);
+    /* issue 7: retry hints some upstreams put in the body (google.rpc.RetryInfo, Anthropic's
+     * spend limit); a header hint wins */
+    if (p->last_uerr.retry_after_ms > 0 && p->hint.after_ms < 0)
+        p->hint.after_ms = p->last_uerr.retry_after_ms;
+    if (p->last_uerr.no_retry)
+        p->hint.should = 0;
     cmx_log(CMX_LOG_INFO, "request %s: provider %s answered %d", p->ctx->request_id,
             p->dep->provider->name, p->status);
     attempt_failed(p);
@@ -645,6 +658,26 @@ static void pick_deployment(struct proxy *p)
     }
 }
 
+static void send_attempt(struct proxy *p);
+
+/* issue 7: the provider's asynchronous prepare step (an access token) has ended. */
+static void prepared_cb(void *ud, int err)
+{
+    struct proxy *p = ud;
+    p->pending = NULL;
+    if (err != 0) {
+        p->last_status = 0;
+        p->last_err = err;
+        p->attempt_open = true; /* accounted for as a failure of this deployment */
+        p->attempt_start_ns = uv_hrtime();
+        if (p->dep->state != NULL)
+            atomic_fetch_add_explicit(&p->dep->state->inflight, 1, memory_order_relaxed);
+        attempt_failed(p);
+        return;
+    }
+    send_attempt(p);
+}
+
 static void start_attempt(struct proxy *p)
 {
     pick_deployment(p);
@@ -656,6 +689,23 @@ static void start_attempt(struct proxy *p)
     p->hint.after_ms = -1;
     p->hint.should = -1;
     cmx_buf_init(&p->body, MAX_RESPONSE_BODY);
+    if (p->ops->prepare != NULL) {
+        struct cmx_prepare_env env = {&p->w->loop, p->w->up_ops, p->w->up};
+        int r = p->ops->prepare(p->dep, &env, prepared_cb, p, &p->pending);
+        if (r == 1)
+            return; /* prepared_cb continues */
+        p->pending = NULL;
+        if (r != 0) {
+            prepared_cb(p, r);
+            return;
+        }
+    }
+    send_attempt(p);
+}
+
+/* Builds and starts the upstream request of the current attempt. */
+static void send_attempt(struct proxy *p)
+{
     const char *why = NULL;
     int r = p->ops->build(p->dep, &p->cr, &p->req->arena, &p->preq, &why);
     if (r != 0) {

@@ -19,6 +19,9 @@ enum cmx_provider_type {
     CMX_PROVIDER_OPENAI,       /* api.openai.com: Authorization: Bearer, {base}/chat/completions */
     CMX_PROVIDER_AZURE_OPENAI, /* api-key header; classic deployments URL or /openai/v1 */
     CMX_PROVIDER_OPENAI_COMPATIBLE, /* vLLM, llama.cpp, Ollama...: like openai, key optional */
+    /* ---- issue 7: Anthropic and Vertex AI */
+    CMX_PROVIDER_ANTHROPIC, /* Messages API: x-api-key, {base}/v1/messages */
+    CMX_PROVIDER_VERTEX,    /* Vertex AI Gemini: OAuth bearer, :generateContent */
 };
 
 struct cmx_provider_cfg {
@@ -33,6 +36,11 @@ struct cmx_provider_cfg {
     int connect_timeout_ms; /* overrides routing.connect_timeout_ms when > 0 */
     int first_byte_timeout_ms; /* overrides routing.first_byte_timeout_ms when > 0 */
     int idle_timeout_ms;       /* overrides routing.idle_timeout_ms when > 0 */
+    /* ---- issue 7: anthropic and vertex */
+    int max_tokens_default;  /* anthropic: max_tokens when the client gives none (4096) */
+    char *project;           /* vertex: GCP project id */
+    char *credentials_file;  /* vertex: service-account JSON key (or GOOGLE_APPLICATION_CREDENTIALS) */
+    char *access_token;      /* vertex: a fixed bearer token instead of a key file; secret */
     int line;                  /* line of the entry in the config file, for messages */
 };
 
@@ -161,7 +169,8 @@ const struct cmx_model_cfg *cmx_config_find_model(const struct cmx_config *cfg, 
 const struct cmx_provider_cfg *cmx_config_find_provider(const struct cmx_config *cfg,
                                                         const char *name);
 
-/* Returns the type's config name ("openai", "azure_openai", "openai_compatible"). */
+/* Returns the type's config name ("openai", "azure_openai", "openai_compatible",
+ * "anthropic", "vertex"). */
 const char *cmx_provider_type_name(enum cmx_provider_type t);
 
 #endif
