@@ -20,9 +20,9 @@ struct waiter {
     uv_async_t async;         /* wakes the waiter's loop */
     cmx_prepare_done_cb done; /* the waiter's callback */
     void *ud;
-    int err;        /* outcome of the exchange */
-    bool queued;    /* still in the entry's list (guarded by mu) */
-    bool canceled;  /* the waiter went away (guarded by mu) */
+    int err;       /* outcome of the exchange */
+    bool queued;   /* still in the entry's list (guarded by mu) */
+    bool canceled; /* the waiter went away (guarded by mu) */
     struct waiter *next;
     struct entry *e;
 };
@@ -337,9 +337,8 @@ static int start_exchange(struct entry *e, const struct cmx_prepare_env *env)
     cmx_buf_init(&form, 1u << 16);
     int r = assertion(e, (int64_t)(now_ms() / 1000u), &jwt);
     if (r == 0)
-        r = cmx_buf_puts(&form,
-                         "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
-                         "&assertion=") ||
+        r = cmx_buf_puts(&form, "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+                                "&assertion=") ||
                     cmx_buf_append(&form, jwt.data, jwt.len) || cmx_buf_append(&form, "", 1)
                 ? CMX_ENOMEM
                 : 0;

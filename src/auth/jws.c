@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char b64u_alpha[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64u_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 static const char b64_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int encode(struct cmx_buf *out, const void *data, size_t n, const char *alpha, bool pad)
@@ -122,8 +121,7 @@ int cmx_jws_rs256_compact(EVP_PKEY *key, const char *header_json, const char *pa
                           struct cmx_buf *out)
 {
     cmx_buf_reset(out);
-    if (cmx_b64url_encode(out, header_json, strlen(header_json)) ||
-        cmx_buf_puts(out, ".") ||
+    if (cmx_b64url_encode(out, header_json, strlen(header_json)) || cmx_buf_puts(out, ".") ||
         cmx_b64url_encode(out, payload_json, strlen(payload_json)))
         return CMX_ENOMEM;
     /* the signature is appended to the buffer that holds its own input: sign a copy */
@@ -178,8 +176,9 @@ int cmx_jws_key_from_jwk(const char *json, size_t len, EVP_PKEY **out)
 {
     static const char *const names[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi"};
     static const char *const params[] = {
-        OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,         OSSL_PKEY_PARAM_RSA_D,
-        OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+        OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
+        OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
+        OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
         OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
     BIGNUM *bn[8] = {0};
     int rc = CMX_EINVAL;

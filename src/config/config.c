@@ -520,8 +520,7 @@ static void check_provider_type(struct cmx_config_ctx *ctx, struct cmx_provider_
     if (seen_key(seen, "base_url") && seen_key(seen, "endpoint"))
         cmx_config_error(ctx, iline, "%s: give endpoint or base_url, not both", label);
     if (p->project == NULL || p->project[0] == '\0')
-        cmx_config_error(ctx, iline, "missing required key \"project\" in %s (type vertex)",
-                         label);
+        cmx_config_error(ctx, iline, "missing required key \"project\" in %s (type vertex)", label);
     if (p->region == NULL || p->region[0] == '\0') {
         cmx_config_error(ctx, iline,
                          "missing required key \"region\" in %s (type vertex; e.g. us-central1 "
@@ -547,8 +546,7 @@ static void check_provider_type(struct cmx_config_ctx *ctx, struct cmx_provider_
                          "access_token)",
                          label);
     if (p->access_token != NULL && p->credentials_file != NULL)
-        cmx_config_error(ctx, iline, "%s: give credentials_file or access_token, not both",
-                         label);
+        cmx_config_error(ctx, iline, "%s: give credentials_file or access_token, not both", label);
     if (p->access_token == NULL && p->credentials_file == NULL) {
         const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
         if (env != NULL && env[0] != '\0')

@@ -37,11 +37,12 @@ struct cmx_provider_cfg {
     int first_byte_timeout_ms; /* overrides routing.first_byte_timeout_ms when > 0 */
     int idle_timeout_ms;       /* overrides routing.idle_timeout_ms when > 0 */
     /* ---- issue 7: anthropic and vertex */
-    int max_tokens_default;  /* anthropic: max_tokens when the client gives none (4096) */
-    char *project;           /* vertex: GCP project id */
-    char *credentials_file;  /* vertex: service-account JSON key (or GOOGLE_APPLICATION_CREDENTIALS) */
-    char *access_token;      /* vertex: a fixed bearer token instead of a key file; secret */
-    int line;                  /* line of the entry in the config file, for messages */
+    int max_tokens_default; /* anthropic: max_tokens when the client gives none (4096) */
+    char *project;          /* vertex: GCP project id */
+    char *
+        credentials_file; /* vertex: service-account JSON key (or GOOGLE_APPLICATION_CREDENTIALS) */
+    char *access_token;   /* vertex: a fixed bearer token instead of a key file; secret */
+    int line;             /* line of the entry in the config file, for messages */
 };
 
 struct cmx_price {

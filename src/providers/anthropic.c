@@ -122,8 +122,7 @@ static json_object *tool_choice_of(json_object *tc, json_object *ptc)
         }
         const char *t = cmx_tr_str(out, "type");
         if (strcmp(t, "none") != 0)
-            json_object_object_add(out, "disable_parallel_tool_use",
-                                   json_object_new_boolean(1));
+            json_object_object_add(out, "disable_parallel_tool_use", json_object_new_boolean(1));
     }
     return out;
 }
@@ -149,11 +148,10 @@ static int translate_request(const struct cmx_deployment_cfg *d, const struct cm
     json_object *mt = cmx_tr_get(in, "max_completion_tokens");
     if (mt == NULL || !json_object_is_type(mt, json_type_int))
         mt = cmx_tr_get(in, "max_tokens");
-    int64_t max_tokens = mt != NULL && json_object_is_type(mt, json_type_int)
-                             ? json_object_get_int64(mt)
-                             : (d->provider->max_tokens_default > 0
-                                    ? d->provider->max_tokens_default
-                                    : 4096);
+    int64_t max_tokens =
+        mt != NULL && json_object_is_type(mt, json_type_int)
+            ? json_object_get_int64(mt)
+            : (d->provider->max_tokens_default > 0 ? d->provider->max_tokens_default : 4096);
     json_object_object_add(out, "max_tokens", json_object_new_int64(max_tokens));
 
     json_object *msgs_in = cmx_tr_get(in, "messages");
@@ -197,8 +195,8 @@ static int translate_request(const struct cmx_deployment_cfg *d, const struct cm
                     rc = CMX_EINVAL;
                     break;
                 }
-                json_object *input = args && *args ? cmx_tr_parse_raw(args, strlen(args))
-                                                   : json_object_new_object();
+                json_object *input =
+                    args && *args ? cmx_tr_parse_raw(args, strlen(args)) : json_object_new_object();
                 if (input == NULL || !json_object_is_type(input, json_type_object)) {
                     json_object_put(input);
                     *why = "A tool call's arguments must be a JSON object.";
@@ -289,8 +287,8 @@ static int translate_request(const struct cmx_deployment_cfg *d, const struct cm
         }
         json_object_object_add(out, "tools", at);
     }
-    json_object *tc = tool_choice_of(cmx_tr_get(in, "tool_choice"),
-                                     cmx_tr_get(in, "parallel_tool_calls"));
+    json_object *tc =
+        tool_choice_of(cmx_tr_get(in, "tool_choice"), cmx_tr_get(in, "parallel_tool_calls"));
     if (tc != NULL)
         json_object_object_add(out, "tool_choice", tc);
     if (cr->stream)
@@ -314,8 +312,8 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
     out->body = cmx_tr_dump(body, a, &out->body_len);
     if (out->url == NULL || out->body == NULL)
         return CMX_ENOMEM;
-    if (cmx_openai_headers(out, cr, a, "x-api-key: ", d->provider->api_key, "X-Client-Request-Id") !=
-        0)
+    if (cmx_openai_headers(out, cr, a, "x-api-key: ", d->provider->api_key,
+                           "X-Client-Request-Id") != 0)
         return CMX_ENOMEM;
     out->headers[out->n_headers++] = "anthropic-version: 2023-06-01";
     out->headers[out->n_headers++] = "Accept: application/json";
@@ -405,16 +403,15 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         } else if (strcmp(type, "tool_use") == 0) {
             json_object *input = cmx_tr_get(b, "input");
             size_t al = 0;
-            const char *args = input ? json_object_to_json_string_length(
-                                           input, JSON_C_TO_STRING_PLAIN |
-                                                      JSON_C_TO_STRING_NOSLASHESCAPE,
-                                           &al)
-                                     : "{}";
+            const char *args =
+                input ? json_object_to_json_string_length(
+                            input, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &al)
+                      : "{}";
             if (input == NULL)
                 al = 2;
-            json_object_array_add(tcs, tool_call(-1, cmx_tr_str(b, "id") ? cmx_tr_str(b, "id")
-                                                                          : "toolu_unknown",
-                                                 cmx_tr_str(b, "name"), args, al));
+            json_object_array_add(
+                tcs, tool_call(-1, cmx_tr_str(b, "id") ? cmx_tr_str(b, "id") : "toolu_unknown",
+                               cmx_tr_str(b, "name"), args, al));
         }
     }
     json_object *o = json_object_new_object();
@@ -463,15 +460,15 @@ struct anth_stream {
     struct cmx_sse_parser sse;
     cmx_chunk_cb cb;
     void *ud;
-    char id[128];             /* message id */
-    char model[128];          /* model */
-    int tool_of[MAX_BLOCKS];  /* content block index -> tool call index, -1 for others */
-    int n_tools;              /* tool calls seen */
-    struct cmx_usage usage;   /* accumulated */
-    int64_t in_t, cw, crd;    /* Anthropic's input counts */
-    const char *finish;       /* finish_reason once message_delta said it */
-    bool started;             /* message_start seen */
-    bool stopped;             /* message_stop seen (or an error event) */
+    char id[128];            /* message id */
+    char model[128];         /* model */
+    int tool_of[MAX_BLOCKS]; /* content block index -> tool call index, -1 for others */
+    int n_tools;             /* tool calls seen */
+    struct cmx_usage usage;  /* accumulated */
+    int64_t in_t, cw, crd;   /* Anthropic's input counts */
+    const char *finish;      /* finish_reason once message_delta said it */
+    bool started;            /* message_start seen */
+    bool stopped;            /* message_stop seen (or an error event) */
 };
 
 static json_object *chunk(struct anth_stream *st)
@@ -541,8 +538,7 @@ static int on_event(void *ud, const struct cmx_sse_event *ev)
         } else if (bt != NULL && strcmp(bt, "text") == 0 && cmx_tr_str(b, "text") != NULL &&
                    cmx_tr_str(b, "text")[0] != '\0') {
             json_object *delta = json_object_new_object();
-            json_object_object_add(delta, "content",
-                                   json_object_new_string(cmx_tr_str(b, "text")));
+            json_object_object_add(delta, "content", json_object_new_string(cmx_tr_str(b, "text")));
             r = emit_delta(st, delta, NULL);
         }
     } else if (strcmp(type, "content_block_delta") == 0) {
@@ -559,8 +555,7 @@ static int on_event(void *ud, const struct cmx_sse_event *ev)
             const char *pj = cmx_tr_str(d, "partial_json");
             if (pj != NULL && pj[0] != '\0') {
                 json_object *tcs = json_object_new_array();
-                json_object_array_add(tcs,
-                                      tool_call(st->tool_of[idx], NULL, NULL, pj, strlen(pj)));
+                json_object_array_add(tcs, tool_call(st->tool_of[idx], NULL, NULL, pj, strlen(pj)));
                 json_object *delta = json_object_new_object();
                 json_object_object_add(delta, "tool_calls", tcs);
                 r = emit_delta(st, delta, NULL);
@@ -602,10 +597,10 @@ static int on_event(void *ud, const struct cmx_sse_event *ev)
         json_object *o = json_object_new_object(), *eo = json_object_new_object();
         json_object_object_add(eo, "message",
                                json_object_new_string(msg ? msg : "upstream stream error"));
-        json_object_object_add(eo, "type", json_object_new_string(
-                                               et && strcmp(et, "invalid_request_error") == 0
-                                                   ? "invalid_request_error"
-                                                   : "server_error"));
+        json_object_object_add(eo, "type",
+                               json_object_new_string(et && strcmp(et, "invalid_request_error") == 0
+                                                          ? "invalid_request_error"
+                                                          : "server_error"));
         json_object_object_add(eo, "param", NULL);
         json_object_object_add(eo, "code", json_object_new_string(et ? et : "api_error"));
         json_object_object_add(o, "error", eo);

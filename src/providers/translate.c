@@ -62,16 +62,14 @@ json_object *cmx_tr_get(json_object *o, const char *k)
 const char *cmx_tr_str(json_object *o, const char *k)
 {
     json_object *v = cmx_tr_get(o, k);
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                                  : NULL;
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 char *cmx_tr_dump(json_object *o, struct cmx_arena *a, size_t *len)
 {
     size_t n = 0;
-    const char *s =
-        json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                          &n);
+    const char *s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     if (s == NULL)
         return NULL;
     if (len != NULL)
@@ -136,8 +134,9 @@ void cmx_tr_add_usage(json_object *o, const struct cmx_usage *u)
                            json_object_new_int64(u->cached_tokens > 0 ? u->cached_tokens : 0));
     json_object_object_add(us, "prompt_tokens_details", pd);
     json_object *cd = json_object_new_object();
-    json_object_object_add(cd, "reasoning_tokens",
-                           json_object_new_int64(u->reasoning_tokens > 0 ? u->reasoning_tokens : 0));
+    json_object_object_add(
+        cd, "reasoning_tokens",
+        json_object_new_int64(u->reasoning_tokens > 0 ? u->reasoning_tokens : 0));
     json_object_object_add(us, "completion_tokens_details", cd);
     json_object_object_add(o, "usage", us);
 }
@@ -145,9 +144,8 @@ void cmx_tr_add_usage(json_object *o, const struct cmx_usage *u)
 int cmx_tr_emit(json_object *o, cmx_chunk_cb cb, void *ud)
 {
     size_t n = 0;
-    const char *s =
-        json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                          &n);
+    const char *s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     int r = s != NULL ? cb(ud, s, n) : CMX_ENOMEM;
     json_object_put(o);
     return r;

@@ -1,5 +1,6 @@
 /* Google Vertex AI, Gemini models (type: vertex):
- *   POST {base}/v1/projects/{project}/locations/{region}/publishers/google/models/{m}:generateContent
+ *   POST
+ * {base}/v1/projects/{project}/locations/{region}/publishers/google/models/{m}:generateContent
  *   (:streamGenerateContent?alt=sse when streaming, :predict for embeddings)
  * with "Authorization: Bearer <token>": a configured access_token, or one obtained from a
  * service-account key by the prepare step (src/auth/gcp_token.c). {base} is the endpoint
@@ -61,8 +62,10 @@ static void push_part(json_object *contents, const char *role, json_object *part
 /* A mime type guessed from a URL's extension (fileData needs one). */
 static const char *mime_of_url(const char *url)
 {
-    static const char *const map[][2] = {{".png", "image/png"},   {".gif", "image/gif"},
-                                         {".webp", "image/webp"}, {".pdf", "application/pdf"},
+    static const char *const map[][2] = {{".png", "image/png"},
+                                         {".gif", "image/gif"},
+                                         {".webp", "image/webp"},
+                                         {".pdf", "application/pdf"},
                                          {".heic", "image/heic"}};
     const char *q = strchr(url, '?');
     size_t n = q ? (size_t)(q - url) : strlen(url);
@@ -189,8 +192,8 @@ static int chat_request(const struct cmx_deployment_cfg *d, const struct cmx_cli
                     *why = "A tool call needs a function name.";
                     return CMX_EINVAL;
                 }
-                json_object *argo = args && *args ? cmx_tr_parse_raw(args, strlen(args))
-                                                  : json_object_new_object();
+                json_object *argo =
+                    args && *args ? cmx_tr_parse_raw(args, strlen(args)) : json_object_new_object();
                 if (argo == NULL || !json_object_is_type(argo, json_type_object)) {
                     json_object_put(argo);
                     *why = "A tool call's arguments must be a JSON object.";
@@ -287,8 +290,9 @@ static int chat_request(const struct cmx_deployment_cfg *d, const struct cmx_cli
     copy_member(in, "frequency_penalty", gc, "frequencyPenalty");
     copy_member(in, "seed", gc, "seed");
     json_object *mt = cmx_tr_get(in, "max_completion_tokens");
-    copy_member(in, mt != NULL && !json_object_is_type(mt, json_type_null) ? "max_completion_tokens"
-                                                                           : "max_tokens",
+    copy_member(in,
+                mt != NULL && !json_object_is_type(mt, json_type_null) ? "max_completion_tokens"
+                                                                       : "max_tokens",
                 gc, "maxOutputTokens");
     json_object *stop = cmx_tr_get(in, "stop");
     if (stop != NULL && json_object_is_type(stop, json_type_string)) {
@@ -310,9 +314,9 @@ static int chat_request(const struct cmx_deployment_cfg *d, const struct cmx_cli
     if (effort != NULL) {
         json_object *th = json_object_new_object();
         int budget = strcmp(effort, "minimal") == 0 || strcmp(effort, "none") == 0 ? 0
-                     : strcmp(effort, "low") == 0                                   ? 1024
-                     : strcmp(effort, "high") == 0                                  ? 24576
-                                                                                    : 8192;
+                     : strcmp(effort, "low") == 0                                  ? 1024
+                     : strcmp(effort, "high") == 0                                 ? 24576
+                                                                                   : 8192;
         json_object_object_add(th, "thinkingBudget", json_object_new_int(budget));
         json_object_object_add(gc, "thinkingConfig", th);
     }
@@ -397,8 +401,8 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
     /* a deployment may name a full resource (publishers/meta/models/x, or projects/...) */
     char *model = segment(a, d->model);
     const char *method = cr->ep == CMX_EP_EMBEDDINGS ? "predict"
-                         : cr->stream                 ? "streamGenerateContent?alt=sse"
-                                                      : "generateContent";
+                         : cr->stream                ? "streamGenerateContent?alt=sse"
+                                                     : "generateContent";
     if (model == NULL)
         return CMX_ENOMEM;
     char *path;
@@ -463,7 +467,8 @@ static int64_t int_of(json_object *o, const char *k)
 static void read_usage(json_object *um, struct cmx_usage *u)
 {
     int64_t prompt = int_of(um, "promptTokenCount"), cand = int_of(um, "candidatesTokenCount");
-    int64_t thoughts = int_of(um, "thoughtsTokenCount"), cached = int_of(um, "cachedContentTokenCount");
+    int64_t thoughts = int_of(um, "thoughtsTokenCount"),
+            cached = int_of(um, "cachedContentTokenCount");
     if (prompt < 0 && cand < 0)
         return;
     u->prompt_tokens = prompt > 0 ? prompt : 0;
@@ -516,9 +521,8 @@ static int translate_chat(const struct cmx_deployment_cfg *d, json_object *in, s
     json_object_object_add(o, "model", json_object_new_string(mv ? mv : d->model));
     json_object *choices = json_object_new_array();
     json_object_object_add(o, "choices", choices);
-    size_t nc = cands && json_object_is_type(cands, json_type_array)
-                    ? json_object_array_length(cands)
-                    : 0;
+    size_t nc =
+        cands && json_object_is_type(cands, json_type_array) ? json_object_array_length(cands) : 0;
     for (size_t i = 0; i < nc; i++) {
         json_object *c = json_object_array_get_idx(cands, i);
         json_object *parts = cmx_tr_get(cmx_tr_get(c, "content"), "parts");
@@ -547,8 +551,7 @@ static int translate_chat(const struct cmx_deployment_cfg *d, json_object *in, s
         }
         json_object *msg = json_object_new_object();
         json_object_object_add(msg, "role", json_object_new_string("assistant"));
-        json_object_object_add(msg, "content",
-                               has_text ? cmx_tr_strn(text.data, text.len) : NULL);
+        json_object_object_add(msg, "content", has_text ? cmx_tr_strn(text.data, text.len) : NULL);
         if (thought.len > 0)
             json_object_object_add(msg, "reasoning_content",
                                    cmx_tr_strn(thought.data, thought.len));
@@ -738,9 +741,8 @@ static int vx_event(void *ud, const struct cmx_sse_event *ev)
     if (um != NULL)
         read_usage(um, &st->usage);
     json_object *cands = cmx_tr_get(e, "candidates");
-    size_t nc = cands && json_object_is_type(cands, json_type_array)
-                    ? json_object_array_length(cands)
-                    : 0;
+    size_t nc =
+        cands && json_object_is_type(cands, json_type_array) ? json_object_array_length(cands) : 0;
     for (size_t i = 0; i < nc && r == 0; i++) {
         json_object *c = json_object_array_get_idx(cands, i);
         int64_t ci = int_of(c, "index");
@@ -794,10 +796,9 @@ static int vx_event(void *ud, const struct cmx_sse_event *ev)
         json_object *o = vchunk(st), *ch = json_object_new_object(), *arr = json_object_new_array();
         json_object_object_add(ch, "index", json_object_new_int64(ci));
         json_object_object_add(ch, "delta", delta);
-        json_object_object_add(ch, "finish_reason",
-                               fr ? json_object_new_string(
-                                        cmx_vertex_finish_reason(fr, st->n_calls[ci] > 0))
-                                  : NULL);
+        json_object_object_add(
+            ch, "finish_reason",
+            fr ? json_object_new_string(cmx_vertex_finish_reason(fr, st->n_calls[ci] > 0)) : NULL);
         json_object_array_add(arr, ch);
         json_object_object_add(o, "choices", arr);
         if (fr != NULL) {

@@ -15,7 +15,7 @@
 #include "auth/jws.h"
 #include "core/err.h"
 
-#define VEC "/work/shared/specs/testvectors/jose-rs256/4_1.rsa_v15_signature.json"
+#define VEC       "/work/shared/specs/testvectors/jose-rs256/4_1.rsa_v15_signature.json"
 #define VEC_LOCAL "tests/fixtures/jose-rs256/4_1.rsa_v15_signature.json"
 
 static json_object *load_vector(void)
@@ -60,10 +60,10 @@ static void test_rfc7520_4_1(void **state)
     payload = json_object_get_string(pl);
     struct cmx_buf c;
     cmx_buf_init(&c, 1u << 20);
-    assert_int_equal(cmx_jws_rs256_compact(
-                         k, "{\"alg\":\"RS256\",\"kid\":\"bilbo.baggins@hobbiton.example\"}",
-                         payload, &c),
-                     0);
+    assert_int_equal(
+        cmx_jws_rs256_compact(k, "{\"alg\":\"RS256\",\"kid\":\"bilbo.baggins@hobbiton.example\"}",
+                              payload, &c),
+        0);
     const char *compact = str_at(v, "output", "compact");
     assert_int_equal(c.len, strlen(compact));
     assert_memory_equal(c.data, compact, c.len);
