@@ -338,7 +338,18 @@ const char *cmx_anthropic_finish_reason(const char *s)
     return "stop"; /* end_turn, stop_sequence, pause_turn */
 }
 
+/* Token counts beyond this are nonsense; capping keeps their sums from overflowing. */
+#define MAX_COUNT INT64_C(1000000000000000)
+
+static int64_t int_of_raw(json_object *o, const char *k);
+
 static int64_t int_of(json_object *o, const char *k)
+{
+    int64_t v = int_of_raw(o, k);
+    return v > MAX_COUNT ? MAX_COUNT : v;
+}
+
+static int64_t int_of_raw(json_object *o, const char *k)
 {
     json_object *v = cmx_tr_get(o, k);
     return v != NULL && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
@@ -496,7 +507,7 @@ static int emit_delta(struct anth_stream *st, json_object *delta, const char *fi
 
 static void copy_str(char *dst, size_t cap, const char *s)
 {
-    snprintf(dst, cap, "%s", s ? s : "");
+    cmx_tr_copy(dst, cap, s);
 }
 
 static int on_event(void *ud, const struct cmx_sse_event *ev)

@@ -1,6 +1,7 @@
 /* Helpers for translating providers: see translate_int.h. */
 #include "providers/translate_int.h"
 #include "core/err.h"
+#include "core/json_scan.h"
 
 #include <string.h>
 
@@ -20,9 +21,16 @@ int cmx_tr_own(struct cmx_arena *a, json_object *o)
 
 json_object *cmx_tr_parse_raw(const char *text, size_t len)
 {
+    /* json-c's UTF-8 check lets some invalid sequences through (lead bytes F5-F7); the
+     * project's validating scanner decides what is JSON */
+    enum cmx_json_type top;
+    if (cmx_json_scan(text, len, &top, NULL, 0, NULL) != 0)
+        return NULL;
     json_tokener *tok = json_tokener_new_ex(128);
     if (tok == NULL)
         return NULL;
+    /* what we re-serialise must be valid UTF-8: refuse invalid input outright */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *o = json_tokener_parse_ex(tok, text, (int)len);
     if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
                       json_tokener_get_parse_end(tok) != len)) {
@@ -149,4 +157,17 @@ int cmx_tr_emit(json_object *o, cmx_chunk_cb cb, void *ud)
     int r = s != NULL ? cb(ud, s, n) : CMX_ENOMEM;
     json_object_put(o);
     return r;
+}
+
+void cmx_tr_copy(char *dst, size_t cap, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* s[n] starts a character: cut before it */
+    }
+    if (n > 0)
+        memcpy(dst, s, n);
+    dst[n] = '\0';
 }

@@ -36,6 +36,9 @@ char *cmx_tr_content_text(json_object *content, struct cmx_arena *a, const char 
 /* Splits "data:<mime>;base64,<data>" into arena strings. false when url is not one. */
 bool cmx_tr_data_url(const char *url, struct cmx_arena *a, char **mime, char **data);
 
+/* Copies s (NULL: "") into dst[cap], cut at a UTF-8 character boundary when too long. */
+void cmx_tr_copy(char *dst, size_t cap, const char *s);
+
 /* A new json string from s[0..n). */
 json_object *cmx_tr_strn(const char *s, size_t n);
 

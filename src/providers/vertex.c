@@ -451,7 +451,18 @@ const char *cmx_vertex_finish_reason(const char *r, bool had_call)
     return "stop";
 }
 
+/* Token counts beyond this are nonsense; capping keeps their sums from overflowing. */
+#define MAX_COUNT INT64_C(1000000000000000)
+
+static int64_t int_of_raw(json_object *o, const char *k);
+
 static int64_t int_of(json_object *o, const char *k)
+{
+    int64_t v = int_of_raw(o, k);
+    return v > MAX_COUNT ? MAX_COUNT : v;
+}
+
+static int64_t int_of_raw(json_object *o, const char *k)
 {
     json_object *v = cmx_tr_get(o, k);
     if (v == NULL)
@@ -733,10 +744,10 @@ static int vx_event(void *ud, const struct cmx_sse_event *ev)
     }
     const char *rid = cmx_tr_str(e, "responseId");
     if (rid != NULL && st->id[0] == '\0')
-        snprintf(st->id, sizeof(st->id), "%s", rid);
+        cmx_tr_copy(st->id, sizeof(st->id), rid);
     const char *mv = cmx_tr_str(e, "modelVersion");
     if (mv != NULL)
-        snprintf(st->model, sizeof(st->model), "%s", mv);
+        cmx_tr_copy(st->model, sizeof(st->model), mv);
     json_object *um = cmx_tr_get(e, "usageMetadata");
     if (um != NULL)
         read_usage(um, &st->usage);
@@ -835,7 +846,7 @@ void *cmx_vertex_stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg
         return NULL;
     cmx_sse_parser_init(&st->sse, MAX_STREAM_EVENT);
     st->usage = (struct cmx_usage){-1, -1, -1, -1, false};
-    snprintf(st->model, sizeof(st->model), "%s", d != NULL ? d->model : "");
+    cmx_tr_copy(st->model, sizeof(st->model), d != NULL ? d->model : "");
     return st;
 }
 

@@ -28,13 +28,17 @@
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static struct cmx_provider_cfg prov_anth = {.name = "anth", .type = CMX_PROVIDER_ANTHROPIC,
+static struct cmx_provider_cfg prov_anth = {.name = "anth",
+                                            .type = CMX_PROVIDER_ANTHROPIC,
                                             .base_url = "http://127.0.0.1:9/anth",
                                             .api_key = "sk-ant-test",
                                             .max_tokens_default = 333};
-static struct cmx_provider_cfg prov_vx = {.name = "vx", .type = CMX_PROVIDER_VERTEX,
-                                          .base_url = "https://us-central1-aiplatform.googleapis.com",
-                                          .region = "us-central1", .project = "proj-1",
+static struct cmx_provider_cfg prov_vx = {.name = "vx",
+                                          .type = CMX_PROVIDER_VERTEX,
+                                          .base_url =
+                                              "https://us-central1-aiplatform.googleapis.com",
+                                          .region = "us-central1",
+                                          .project = "proj-1",
                                           .access_token = "ya29.fixed"};
 static struct cmx_deployment_cfg dep_anth = {.provider = &prov_anth, .model = "claude-x"};
 static struct cmx_deployment_cfg dep_vx = {.provider = &prov_vx, .model = "gemini-2.5-pro"};
@@ -59,9 +63,8 @@ static int build(struct req *r, const struct cmx_provider_ops *ops,
     r->cr.members = r->m;
     r->cr.request_id = "req-1";
     enum cmx_json_type top;
-    assert_int_equal(cmx_json_scan(body, strlen(body), &top, r->m, CMX_MAX_MEMBERS,
-                                   &r->cr.n_members),
-                     0);
+    assert_int_equal(
+        cmx_json_scan(body, strlen(body), &top, r->m, CMX_MAX_MEMBERS, &r->cr.n_members), 0);
     const struct cmx_json_member *s = cmx_json_find(r->m, r->cr.n_members, "stream");
     r->cr.stream = s != NULL && s->type == CMX_JSON_TRUE;
     memset(&r->out, 0, sizeof(r->out));
@@ -254,7 +257,8 @@ static void test_anthropic_request(void **state)
               "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0=\"}},"
               "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x.test/a.jpg\"}}]},"
               "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\","
-              "\"type\":\"function\",\"function\":{\"name\":\"look\",\"arguments\":\"{\\\"q\\\":1}\"}}]},"
+              "\"type\":\"function\",\"function\":{\"name\":\"look\",\"arguments\":\"{\\\"q\\\":1}"
+              "\"}}]},"
               "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"sunny\"},"
               "{\"role\":\"user\",\"content\":\"thanks\"}],"
               "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"look\",\"description\":"
@@ -413,8 +417,8 @@ static void test_anthropic_streams(void **state)
     static const size_t slices[] = {1, 7, 4096};
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(replay(&cmx_provider_anthropic, &dep_anth,
-                                FIX "anthropic/anthropic-text.chunks.txt", true, i == 1,
-                                slices[i], &s, 0),
+                                FIX "anthropic/anthropic-text.chunks.txt", true, i == 1, slices[i],
+                                &s, 0),
                          0);
         assert_string_equal(s.content, "Hello! I'm doing well, thank you for asking. How are you "
                                        "doing today? Is there anything I can help you with?");
@@ -650,8 +654,7 @@ static void test_vertex_answers(void **state)
     assert_string_equal(at(o, "object"), "list");
     assert_string_equal(at(o, "data.1.index"), "1");
     assert_string_equal(at(o, "data.1.object"), "embedding");
-    assert_int_equal(json_object_array_length(json_tokener_parse(at(o, "data.0.embedding"))) +
-                         0,
+    assert_int_equal(json_object_array_length(json_tokener_parse(at(o, "data.0.embedding"))) + 0,
                      5);
     assert_string_equal(at(o, "usage.prompt_tokens"), "11");
     json_object_put(o);
@@ -679,7 +682,8 @@ static void test_vertex_streams(void **state)
                                 FIX "vertex-gemini/google-text.chunks.txt", false, crlf,
                                 crlf ? 3 : 1000, &s, 0),
                          0);
-        assert_string_equal(s.content, "There are **3** \"r\"s in strawberry.\n\nst**r**awbe**rr**y");
+        assert_string_equal(s.content,
+                            "There are **3** \"r\"s in strawberry.\n\nst**r**awbe**rr**y");
         assert_string_equal(s.finish, "stop");
         assert_int_equal(s.n_done, 1);
         assert_int_equal(s.after_done, 0);
@@ -751,8 +755,7 @@ static struct cmx_config *load(const char *yaml, char *diag_out, size_t cap)
     return cfg;
 }
 
-#define MODELS                                                                                     \
-    "models:\n  - name: m\n    deployments:\n      - provider: a\n        model: x\n"
+#define MODELS "models:\n  - name: m\n    deployments:\n      - provider: a\n        model: x\n"
 
 static void test_config_types(void **state)
 {
@@ -777,11 +780,13 @@ static void test_config_types(void **state)
                "    region: europe-west4\n    access_token: tok\n" MODELS,
                diag, sizeof(diag));
     assert_non_null(cfg);
-    assert_string_equal(cfg->providers[0].base_url, "https://europe-west4-aiplatform.googleapis.com");
+    assert_string_equal(cfg->providers[0].base_url,
+                        "https://europe-west4-aiplatform.googleapis.com");
     cmx_config_unref(cfg);
-    cfg = load("providers:\n  - name: a\n    type: vertex\n    cloud: gcp\n    project: p\n"
-               "    region: us-east5\n    access_token: tok\n    endpoint: http://127.0.0.1:5/\n" MODELS,
-               diag, sizeof(diag));
+    cfg = load(
+        "providers:\n  - name: a\n    type: vertex\n    cloud: gcp\n    project: p\n"
+        "    region: us-east5\n    access_token: tok\n    endpoint: http://127.0.0.1:5/\n" MODELS,
+        diag, sizeof(diag));
     assert_non_null(cfg);
     assert_string_equal(cfg->providers[0].base_url, "http://127.0.0.1:5");
     cmx_config_unref(cfg);
@@ -897,12 +902,18 @@ static void test_assertion(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_anthropic_request),    cmocka_unit_test(test_anthropic_answers),
-        cmocka_unit_test(test_anthropic_cache_usage), cmocka_unit_test(test_anthropic_streams),
-        cmocka_unit_test(test_anthropic_inband_error), cmocka_unit_test(test_anthropic_errors),
-        cmocka_unit_test(test_vertex_request),       cmocka_unit_test(test_vertex_answers),
-        cmocka_unit_test(test_vertex_streams),       cmocka_unit_test(test_vertex_errors),
-        cmocka_unit_test(test_config_types),         cmocka_unit_test(test_token_policy),
+        cmocka_unit_test(test_anthropic_request),
+        cmocka_unit_test(test_anthropic_answers),
+        cmocka_unit_test(test_anthropic_cache_usage),
+        cmocka_unit_test(test_anthropic_streams),
+        cmocka_unit_test(test_anthropic_inband_error),
+        cmocka_unit_test(test_anthropic_errors),
+        cmocka_unit_test(test_vertex_request),
+        cmocka_unit_test(test_vertex_answers),
+        cmocka_unit_test(test_vertex_streams),
+        cmocka_unit_test(test_vertex_errors),
+        cmocka_unit_test(test_config_types),
+        cmocka_unit_test(test_token_policy),
         cmocka_unit_test(test_assertion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
