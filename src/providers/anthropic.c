@@ -316,7 +316,8 @@ static int build(const struct cmx_deployment_cfg *d, const struct cmx_client_req
                            "X-Client-Request-Id") != 0)
         return CMX_ENOMEM;
     out->headers[out->n_headers++] = "anthropic-version: 2023-06-01";
-    out->headers[out->n_headers++] = "Accept: application/json";
+    out->headers[out->n_headers++] =
+        cr->stream ? "Accept: text/event-stream" : "Accept: application/json";
     return 0;
 }
 
