@@ -856,6 +856,24 @@ static void test_assertion(void **state)
     const char *why = NULL;
     assert_int_equal(cmx_gcp_credentials_check(path, &why), 0);
 
+    /* the example config loads with this key as GOOGLE_APPLICATION_CREDENTIALS */
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);
+    setenv("ANTHROPIC_API_KEY", "sk-ant-x", 1);
+    setenv("OPENAI_API_KEY", "sk-x", 1);
+    struct cmx_config *ex = NULL;
+    struct cmx_config_diag diag;
+    cmx_config_diag_init(&diag);
+    int lr = cmx_config_load("examples/multicloud.yaml", &ex, &diag);
+    if (lr != 0)
+        fprintf(stderr, "%.*s", (int)diag.text.len, diag.text.data);
+    assert_int_equal(lr, 0);
+    assert_string_equal(cmx_config_find_provider(ex, "vertex-global")->base_url,
+                        "https://aiplatform.googleapis.com");
+    assert_string_equal(cmx_config_find_provider(ex, "vertex-us")->credentials_file, path);
+    cmx_config_unref(ex);
+    cmx_config_diag_free(&diag);
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+
     struct cmx_buf jwt;
     cmx_buf_init(&jwt, 1u << 16);
     assert_int_equal(cmx_gcp_assertion(path, 1700000000, &jwt), 0);
