@@ -109,6 +109,7 @@ static void test_pem_roundtrip_and_verify(void **state)
                                           (const unsigned char *)"abc.deg", 7),
                          1);
     EVP_MD_CTX_free(md);
+    EVP_PKEY_free(k2);
     assert_int_equal(cmx_jws_key_from_pem("garbage", 7, &k2 /* left NULL */), CMX_EINVAL);
     assert_null(k2);
     cmx_buf_free(&raw);

@@ -654,8 +654,9 @@ static void test_vertex_answers(void **state)
     assert_string_equal(at(o, "object"), "list");
     assert_string_equal(at(o, "data.1.index"), "1");
     assert_string_equal(at(o, "data.1.object"), "embedding");
-    assert_int_equal(json_object_array_length(json_tokener_parse(at(o, "data.0.embedding"))) + 0,
-                     5);
+    json_object *emb = json_tokener_parse(at(o, "data.0.embedding"));
+    assert_int_equal(json_object_array_length(emb), 5);
+    json_object_put(emb);
     assert_string_equal(at(o, "usage.prompt_tokens"), "11");
     json_object_put(o);
 
