@@ -51,9 +51,22 @@ static void init_mu(void)
     uv_mutex_init(&mu);
 }
 
-static uint64_t now_ms(void)
+static uint64_t real_now_ms(void)
 {
     return cmx_time_unix_ms();
+}
+
+/* Wall clock (not cmx_clock_now_ms: `serve --now` must not move a JWT's iat). */
+static uint64_t (*clock_fn)(void) = real_now_ms;
+
+void cmx_gcp_token_set_clock(uint64_t (*fn)(void))
+{
+    clock_fn = fn != NULL ? fn : real_now_ms;
+}
+
+static uint64_t now_ms(void)
+{
+    return clock_fn();
 }
 
 int cmx_gcp_token_policy(uint64_t now, uint64_t obtained, uint64_t expires)

@@ -44,4 +44,8 @@ int cmx_gcp_token_policy(uint64_t now, uint64_t obtained, uint64_t expires);
  * 0 or an error. Exposed for the unit tests. */
 int cmx_gcp_assertion(const char *path, int64_t now_s, struct cmx_buf *out);
 
+/* Replaces the wall clock (Unix ms) used for expiry and iat; NULL restores it. For tests
+ * only; not thread-safe against concurrent acquires. */
+void cmx_gcp_token_set_clock(uint64_t (*fn)(void));
+
 #endif
