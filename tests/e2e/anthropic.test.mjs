@@ -103,18 +103,23 @@ test('image content becomes an image block', T, async () => {
   assert.equal(r.choices[0].message.content, `I see an image (image/jpeg, ${jpg.length} bytes)`);
 });
 
-test('529 overloaded is retried; 429 enforced_spend_limit_reached is not', T, async () => {
+test('529 overloaded is retried, a 429 after its retry-after; 429 enforced_spend_limit_reached is not', T, async () => {
   an.enqueue({ overloaded: true });
   const r = await client.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: 'again' }] }).withResponse();
   assert.equal(r.data.choices[0].message.content, 'Claude echo: again');
   assert.equal(r.response.headers.get('x-cloudmux-attempts'), '2');
+  // a plain rate limit is retried after the retry-after it carries
+  an.enqueue({ throttle: 1 });
+  const t = await client.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: 'later' }] });
+  assert.equal(t.choices[0].message.content, 'Claude echo: later');
+  assert.ok(an.requests[3].at - an.requests[2].at >= 990, 'retry-after: 1 was honoured');
   an.enqueue({ spendLimit: true, times: 2 });
   const res = await postJSON(gw.url, '/v1/chat/completions', { model: 'claude', messages: [{ role: 'user', content: 'x' }] });
   assert.equal(res.status, 429);
   assert.equal(res.headers.get('x-cloudmux-attempts'), '1');
   const j = await res.json();
   assert.equal(j.error.code, 'enforced_spend_limit_reached');
-  assert.equal(an.requests.length, 3);
+  assert.equal(an.requests.length, 5);
   an.reset();
 });
 

@@ -10,7 +10,7 @@
 // and the last turn is not a tool result, a description of images. Streams are named SSE events
 // (message_start, content_block_*, ping, message_delta, message_stop).
 // Behaviours (sim.enqueue): {status, error} an error answer ({type:error, error:{type,message}});
-// {overloaded: true} 529 overloaded_error; {spendLimit: true} 429 with
+// {overloaded: true} 529 overloaded_error; {throttle: seconds} 429 rate_limit_error with retry-after; {spendLimit: true} 429 with
 // enforced_spend_limit_reached; {paceMs}; {resetAfterEvents}; {inbandErrorAfter: n}
 // an `event: error` overloaded_error after n events.
 
@@ -53,6 +53,7 @@ class AnthropicSim extends SimBase {
       return this.json(res, 400, anthropicError('invalid_request_error', 'bad JSON'));
     }
     const b = this.next();
+    if (b.throttle !== undefined) return this.json(res, 429, anthropicError('rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit.'), { 'retry-after': String(b.throttle), 'anthropic-ratelimit-requests-remaining': '0' });
     if (b.overloaded) return this.json(res, 529, anthropicError('overloaded_error', 'Overloaded'));
     if (b.spendLimit) return this.json(res, 429, { type: 'error', error: { type: 'rate_limit_error', message: 'You have reached your specified workspace API usage limits.', error_code: 'enforced_spend_limit_reached' } }, { 'retry-after': '1' });
     if (b.status) return this.json(res, b.status, b.error || anthropicError('api_error', 'Internal server error'));

@@ -202,8 +202,7 @@ static void test_token_cache(void **state)
     assert_int_not_equal(w[1].err, 0);
 
     /* unreadable key file: an immediate error */
-    assert_true(cmx_gcp_token_acquire("/nonexistent/sa.json", &env, done_cb, &w[2], &pend[2]) <
-                0);
+    assert_true(cmx_gcp_token_acquire("/nonexistent/sa.json", &env, done_cb, &w[2], &pend[2]) < 0);
     assert_int_equal(w[2].calls, 0);
 
     cmx_arena_reset(&a);
