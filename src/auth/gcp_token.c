@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #define REFRESH_MARGIN_MS (300u * 1000u) /* refresh 5 minutes before expiry */
 #define MIN_LEFT_MS       (10u * 1000u)  /* a token this close to expiry is not used */
 #define STALE_REFRESH_MS  (30u * 1000u)  /* an exchange silent that long may be replaced */
 #define MAX_TOKEN_BODY    (64u << 10)
+#define RECHECK_MS        (60u * 1000u) /* how often the key file is looked at again */
 #define SCOPE             "https://www.googleapis.com/auth/cloud-platform"
 
 struct waiter {
@@ -39,6 +41,9 @@ struct entry {
     bool refreshing;      /* an exchange is in flight */
     uint64_t refresh_started_ms;
     struct waiter *waiters; /* requests waiting for the exchange */
+    struct timespec mtime;  /* the key file's modification time when loaded */
+    off_t size;             /* and its size */
+    uint64_t checked_ms;    /* when the file was last looked at */
     struct entry *next;
 };
 
@@ -159,9 +164,43 @@ int cmx_gcp_credentials_check(const char *path, const char **why)
 /* The entry for path, loaded on first use. Called with mu held. */
 static struct entry *find_entry(const char *path, int *err)
 {
-    for (struct entry *e = entries; e != NULL; e = e->next)
+    struct entry *e;
+    for (e = entries; e != NULL; e = e->next)
         if (strcmp(e->path, path) == 0)
+            break;
+    if (e != NULL) {
+        /* a rotated key (same path, new content) is picked up within RECHECK_MS */
+        uint64_t now = now_ms();
+        if (now - e->checked_ms < RECHECK_MS)
             return e;
+        e->checked_ms = now;
+        struct stat st;
+        if (stat(path, &st) != 0 ||
+            (st.st_mtim.tv_sec == e->mtime.tv_sec && st.st_mtim.tv_nsec == e->mtime.tv_nsec &&
+             st.st_size == e->size))
+            return e;
+        struct keyfile nk;
+        const char *why = NULL;
+        if (load_keyfile(path, &nk, &why) != 0) {
+            cmx_log(CMX_LOG_WARN, "vertex credentials %s changed but cannot be used: %s", path,
+                    why);
+            return e; /* keep the key that works */
+        }
+        EVP_PKEY_free(e->key);
+        free(e->email);
+        free(e->kid);
+        free(e->token_uri);
+        e->key = nk.key;
+        e->email = nk.email;
+        e->kid = nk.kid;
+        e->token_uri = nk.token_uri;
+        e->mtime = st.st_mtim;
+        e->size = st.st_size;
+        free(e->token); /* it belongs to the old key */
+        e->token = NULL;
+        cmx_log(CMX_LOG_INFO, "vertex credentials %s reloaded", path);
+        return e;
+    }
     struct keyfile k;
     const char *why = NULL;
     *err = load_keyfile(path, &k, &why);
@@ -169,7 +208,7 @@ static struct entry *find_entry(const char *path, int *err)
         cmx_log(CMX_LOG_WARN, "vertex credentials %s: %s", path, why);
         return NULL;
     }
-    struct entry *e = calloc(1, sizeof(*e));
+    e = calloc(1, sizeof(*e));
     if (e == NULL || (e->path = strdup(path)) == NULL) {
         free(e);
         keyfile_free(&k);
@@ -180,6 +219,12 @@ static struct entry *find_entry(const char *path, int *err)
     e->email = k.email;
     e->kid = k.kid;
     e->token_uri = k.token_uri;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        e->mtime = st.st_mtim;
+        e->size = st.st_size;
+    }
+    e->checked_ms = now_ms();
     e->next = entries;
     entries = e;
     return e;
@@ -329,7 +374,7 @@ static void ex_done_cb(void *ud, int err, bool first_byte)
         e->expires_ms = e->obtained_ms + (uint64_t)expires_in * 1000u;
     }
     e->refreshing = false;
-    wake_all(e, err != 0 ? CMX_EUPSTREAM : 0);
+    wake_all(e, err != 0 ? CMX_EAUTH : 0);
     uv_mutex_unlock(&mu);
     cmx_buf_free(&x->resp);
     free(x->body);

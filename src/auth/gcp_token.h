@@ -9,7 +9,9 @@
  * refresh and keeps using the current token; only when no usable token is left do
  * requests wait, all of them on the same single in-flight exchange (no thundering herd).
  * The exchange runs through the upstream client of the worker that started it; waiters on
- * other workers are woken with a uv_async on their own loop. */
+ * other workers are woken with a uv_async on their own loop. The key file is looked at again
+ * at most once a minute: a rotated key (new modification time or size) replaces the old one
+ * and its token. */
 #ifndef CMX_AUTH_GCP_TOKEN_H
 #define CMX_AUTH_GCP_TOKEN_H
 

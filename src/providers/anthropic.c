@@ -400,8 +400,9 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     json_object *content = cmx_tr_get(in, "content");
     if (in == NULL || content == NULL || !json_object_is_type(content, json_type_array))
         return CMX_EUPSTREAM;
-    struct cmx_buf text;
+    struct cmx_buf text, thinking;
     cmx_buf_init(&text, 64u << 20);
+    cmx_buf_init(&thinking, 64u << 20);
     json_object *tcs = json_object_new_array();
     bool has_text = false;
     for (size_t i = 0; i < json_object_array_length(content); i++) {
@@ -412,6 +413,8 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         if (strcmp(type, "text") == 0 && cmx_tr_str(b, "text") != NULL) {
             cmx_buf_puts(&text, cmx_tr_str(b, "text"));
             has_text = true;
+        } else if (strcmp(type, "thinking") == 0 && cmx_tr_str(b, "thinking") != NULL) {
+            cmx_buf_puts(&thinking, cmx_tr_str(b, "thinking"));
         } else if (strcmp(type, "tool_use") == 0) {
             json_object *input = cmx_tr_get(b, "input");
             size_t al = 0;
@@ -437,6 +440,9 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     json_object_object_add(msg, "content",
                            has_text ? cmx_tr_strn(text.data ? text.data : "", text.len) : NULL);
     cmx_buf_free(&text);
+    if (thinking.len > 0)
+        json_object_object_add(msg, "reasoning_content", cmx_tr_strn(thinking.data, thinking.len));
+    cmx_buf_free(&thinking);
     if (json_object_array_length(tcs) > 0)
         json_object_object_add(msg, "tool_calls", tcs);
     else

@@ -132,6 +132,7 @@ test('a failing token exchange is a clean upstream error', T, async () => {
   assert.equal(res.status, 502);
   const j = await res.json();
   assert.equal(j.error.type, 'server_error');
+  assert.match(j.error.message, /could not obtain an access token/);
   assert.equal(modelCalls().length, 0);
   assert.ok(!JSON.stringify(j).includes('ya29'));
   vx.reset(); // the scripted failures produced no violations but clear the token queue state

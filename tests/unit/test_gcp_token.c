@@ -84,10 +84,8 @@ static void done_cb(void *ud, int err)
 static char key_path[64];
 static EVP_PKEY *key;
 
-static int setup(void **state)
+static void write_key(const char *kid)
 {
-    key = EVP_RSA_gen(2048);
-    assert_non_null(key);
     BIO *b = BIO_new(BIO_s_mem());
     PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL);
     char *pem;
@@ -95,16 +93,25 @@ static int setup(void **state)
     json_object *sa = json_object_new_object();
     json_object_object_add(sa, "type", json_object_new_string("service_account"));
     json_object_object_add(sa, "client_email", json_object_new_string("sa@x.iam.test"));
-    json_object_object_add(sa, "private_key_id", json_object_new_string("k1"));
+    json_object_object_add(sa, "private_key_id", json_object_new_string(kid));
     json_object_object_add(sa, "private_key", json_object_new_string_len(pem, (int)pl));
     json_object_object_add(sa, "token_uri", json_object_new_string("http://127.0.0.1:9/token"));
-    snprintf(key_path, sizeof(key_path), "/tmp/cmx-gcp-XXXXXX");
-    int fd = mkstemp(key_path);
     const char *t = json_object_to_json_string(sa);
-    assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
-    close(fd);
+    FILE *f = fopen(key_path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(t, 1, strlen(t), f), strlen(t));
+    fclose(f);
     json_object_put(sa);
     BIO_free(b);
+}
+
+static int setup(void **state)
+{
+    key = EVP_RSA_gen(2048);
+    assert_non_null(key);
+    snprintf(key_path, sizeof(key_path), "/tmp/cmx-gcp-XXXXXX");
+    close(mkstemp(key_path));
+    write_key("k1");
     fake_now = 1700000000000ull;
     cmx_gcp_token_set_clock(fake_clock);
     return 0;
@@ -193,13 +200,34 @@ static void test_token_cache(void **state)
     answer(3, 0, NULL);
     run_loop(&loop);
     assert_int_equal(w[0].calls, 1);
-    assert_int_not_equal(w[0].err, 0);
+    assert_int_equal(w[0].err, CMX_EAUTH);
     /* a body without a token is a failure too */
     assert_int_equal(cmx_gcp_token_acquire(key_path, &env, done_cb, &w[1], &pend[1]), 1);
     answer(4, 200, "{\"nope\":1}");
     run_loop(&loop);
     assert_int_equal(w[1].calls, 1);
     assert_int_not_equal(w[1].err, 0);
+
+    /* a rotated key file (new kid, longer content) is picked up within a minute, with a new
+     * token */
+    assert_int_equal(cmx_gcp_token_acquire(key_path, &env, done_cb, &w[3], &pend[3]), 1);
+    answer(5, 200, "{\"access_token\":\"ya29.three\",\"expires_in\":3600}");
+    run_loop(&loop);
+    write_key("k2-rotated");
+    assert_int_equal(cmx_gcp_token_acquire(key_path, &env, done_cb, &w[3], &pend[3]), 0);
+    fake_now += 61 * 1000ull;
+    assert_int_equal(cmx_gcp_token_acquire(key_path, &env, done_cb, &w[3], &pend[3]), 1);
+    assert_int_equal(n_starts, 7);
+    const char *a7 = xfers[6].body + strlen(pfx);
+    struct cmx_buf hdr;
+    cmx_buf_init(&hdr, 4096);
+    assert_int_equal(cmx_b64url_decode(&hdr, a7, (size_t)(strchr(a7, '.') - a7)), 0);
+    cmx_buf_append(&hdr, "", 1);
+    assert_non_null(strstr(hdr.data, "\"kid\":\"k2-rotated\""));
+    cmx_buf_free(&hdr);
+    answer(6, 200, "{\"access_token\":\"ya29.four\",\"expires_in\":3600}");
+    run_loop(&loop);
+    assert_string_equal(cmx_gcp_token_copy(key_path, &a), "ya29.four");
 
     /* unreadable key file: an immediate error */
     assert_true(cmx_gcp_token_acquire("/nonexistent/sa.json", &env, done_cb, &w[2], &pend[2]) < 0);
