@@ -61,6 +61,7 @@ struct proxy {
     int status;                           /* upstream status, 0 before headers */
     bool streaming;                       /* relaying an event stream */
     void *stream_st;                      /* provider's stream decoder */
+    int decode_err;                       /* the decoder refused the upstream's stream */
     struct cmx_buf body;                  /* buffered upstream body (non-stream / errors) */
     struct cmx_retry_hint hint;           /* the upstream's retry headers */
     /* the client side */
@@ -458,6 +459,8 @@ static int on_data(void *ud, const char *data, size_t len)
     struct proxy *p = ud;
     if (p->streaming) {
         int r = p->ops->stream_feed(p->stream_st, data, len, on_chunk, p);
+        if (r != 0)
+            p->decode_err = r; /* the transfer ends as canceled: say why in on_done */
         return r;
     }
     return cmx_buf_append(&p->body, data, len);
@@ -513,6 +516,8 @@ static void on_done(void *ud, int err, bool first_byte)
     p->xfer = NULL; /* gone after this callback */
     mark_upstream_end(p);
     if (p->streaming) {
+        if (err == CMX_ECANCELED && p->decode_err != 0)
+            err = CMX_EUPSTREAM; /* a stream the decoder could not read is not a clean end */
         if (err == 0) {
             int r = p->ops->stream_finish(p->stream_st, on_chunk, p);
             if (r != 0 && p->client_started) {
@@ -686,6 +691,7 @@ static void start_attempt(struct proxy *p)
     p->status = 0;
     p->streaming = false;
     p->done_seen = false;
+    p->decode_err = 0;
     p->hint.after_ms = -1;
     p->hint.should = -1;
     cmx_buf_init(&p->body, MAX_RESPONSE_BODY);

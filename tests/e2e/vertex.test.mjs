@@ -241,6 +241,12 @@ test('mid-stream failures: a reset and an in-band error become an in-band OpenAI
     for await (const c of s1) got.push(c);
   });
   assert.ok(got.length >= 1);
+  // an event that is not JSON: the client learns the stream broke (no clean [DONE])
+  vx.enqueue({ garbageAfter: 2 });
+  const s3 = await client.chat.completions.create({ model: 'gemini', stream: true, messages: [{ role: 'user', content: 'one two three four five' }] });
+  await assert.rejects(async () => {
+    for await (const c of s3) void c;
+  }, /failed mid-stream/);
   vx.enqueue({ inbandError: 2 });
   const s2 = await client.chat.completions.create({ model: 'gemini', stream: true, messages: [{ role: 'user', content: 'one two three four five' }] });
   await assert.rejects(async () => {

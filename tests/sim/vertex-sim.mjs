@@ -17,7 +17,8 @@
 // SSE with CRLF framing (LF with {lf: true}), cumulative usageMetadata, no [DONE], EOF ends.
 // Behaviours (sim.enqueue): {status, error} google.rpc error; {throttle: retryDelay} 429
 // RESOURCE_EXHAUSTED with RetryInfo; {paceMs}; {resetAfterEvents}; {lf}; {tokenStatus} for the
-// next token exchange; {inbandError: n} an error object after n events.
+// next token exchange; {inbandError: n} an error object after n events; {garbageAfter: n} an
+// event that is not JSON after n events.
 
 import { jwtVerify, decodeProtectedHeader } from 'jose';
 import { SimBase, countWords } from './simbase.mjs';
@@ -122,6 +123,7 @@ class VertexSim extends SimBase {
     }
     frames.push({ candidates: [{ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'STOP', index: 0 }], usageMetadata: usage(), modelVersion: model, responseId: id });
     let out = frames.map((f) => `data: ${JSON.stringify(f)}${nl}${nl}`);
+    if (b.garbageAfter !== undefined) out = [...out.slice(0, b.garbageAfter), `data: {"candidates":[{"content":${nl}${nl}`, ...out.slice(b.garbageAfter)];
     if (b.inbandError !== undefined) out = [...out.slice(0, b.inbandError), `data: ${JSON.stringify(rpcError(503, 'UNAVAILABLE', 'The model is overloaded.'))}${nl}${nl}`];
     return this.stream(rec, res, out, b);
   }
