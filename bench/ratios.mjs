@@ -9,30 +9,34 @@ const load = rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [hea
 const at = (t, c) => load.find((r) => r.target === t && r.conns === String(c));
 const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const out = [];
-for (const c of [32, 128, 1]) {
-  const g = at('cloudmux', c), n = at('nginx-proxy', c), d = at('direct', c);
-  if (!g || !n) continue;
-  out.push(`conns ${c}: cloudmux ${fmt(+g.rps, 0)} req/s, nginx-proxy ${fmt(+n.rps, 0)} req/s, ` +
-    `ratio ${fmt(g.rps / n.rps)}x; cloudmux CPU ${g.gw_cpu_pct}% vs nginx ${n.gw_cpu_pct}%` +
-    (d ? `; added p50 over direct ${fmt(g.p50_ms - d.p50_ms, 3)} ms (nginx ${fmt(n.p50_ms - d.p50_ms, 3)} ms)` : ''));
+// cloudmux itself and its translated paths (cloudmux-anthropic, cloudmux-vertex: bench/run.sh
+// --translated), each against nginx proxying the OpenAI stub
+const gws = [...new Set(load.map((r) => r.target).filter((t) => t.startsWith('cloudmux')))];
+for (const t of gws) {
+  for (const c of [32, 128, 1]) {
+    const g = at(t, c), n = at('nginx-proxy', c), d = at('direct', c);
+    if (!g || !n) continue;
+    out.push(`conns ${c}: ${t} ${fmt(+g.rps, 0)} req/s, nginx-proxy ${fmt(+n.rps, 0)} req/s, ` +
+      `ratio ${fmt(g.rps / n.rps)}x; ${t} CPU ${g.gw_cpu_pct}% vs nginx ${n.gw_cpu_pct}%` +
+      (d ? `; added p50 over direct ${fmt(g.p50_ms - d.p50_ms, 3)} ms (nginx ${fmt(n.p50_ms - d.p50_ms, 3)} ms)` : ''));
+  }
+  const rss = Math.max(...load.filter((r) => r.target === t).map((r) => +r.rss_mb));
+  out.push(`${t} peak RSS ${fmt(rss, 1)} MiB`);
 }
 // Extra cloudmux targets (cloudmux-routed, ...) against plain cloudmux in the same run: the
 // cost of what they switch on.
-for (const t of [...new Set(load.map((r) => r.target))].filter((t) => t.startsWith('cloudmux-'))) {
+for (const t of gws.filter((t) => t.startsWith('cloudmux-'))) {
   for (const c of [32, 128, 1]) {
-    const x = at(t, c), g = at('cloudmux', c), n = at('nginx-proxy', c);
+    const x = at(t, c), g = at('cloudmux', c);
     if (!x || !g) continue;
-    out.push(`conns ${c}: ${t} ${fmt(+x.rps, 0)} req/s = ${fmt(x.rps / g.rps, 3)}x cloudmux` +
-      (n ? `, ${fmt(x.rps / n.rps)}x nginx-proxy` : ''));
+    out.push(`conns ${c}: ${t} = ${fmt(x.rps / g.rps, 3)}x cloudmux`);
   }
 }
-const rss = Math.max(...load.filter((r) => r.target === 'cloudmux').map((r) => +r.rss_mb));
-out.push(`cloudmux peak RSS ${fmt(rss, 1)} MiB`);
 try {
   const srows = readFileSync(join(dir, 'stream.tsv'), 'utf8').trim().split('\n');
   const sh = srows.shift().split('\t');
   for (const r of srows.map((x) => Object.fromEntries(x.split('\t').map((v, i) => [sh[i], v])))) {
-    if (r.target === 'cloudmux' || r.target === 'nginx-proxy' || r.target === 'direct')
+    if (r.target.startsWith('cloudmux') || r.target === 'nginx-proxy' || r.target === 'direct')
       out.push(`${r.phase} ${r.target}: TTFB p50 ${r.ttfb_p50_ms} ms, total p50 ${r.total_p50_ms} ms`);
   }
 } catch { /* no stream phase */ }

@@ -5,11 +5,24 @@
 #   req/s at 32 connections / nginx-proxy's, added p50 latency at 1 connection over
 #   direct, and peak RSS.
 #   bench/run.sh [--quick] [extra targets...]      (REPEAT=3 for numbers you quote)
+#   bench/run.sh --translated [--quick]            also the translated paths: cloudmux-anthropic
+#       and cloudmux-vertex (OpenAI in, Anthropic / Gemini out, each against its own nginx stub
+#       with fixed answers); phases load and stream (the paced stub speaks OpenAI only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_WORK=${BENCH_WORK:-$PWD/bench/.work}
 mkdir -p "$BENCH_WORK"
-bench/peers/run.sh "$@" nginx-proxy cloudmux cloudmux-routed || exit $?
+targets=(nginx-proxy cloudmux cloudmux-routed)
+args=()
+for a in "$@"; do
+    if [[ $a == --translated ]]; then
+        targets+=(cloudmux-anthropic cloudmux-vertex)
+        export PHASES=${PHASES:-load stream}
+    else
+        args+=("$a")
+    fi
+done
+bench/peers/run.sh "${args[@]}" "${targets[@]}" || exit $?
 last=$(ls -td "$BENCH_WORK"/.run/*/ | head -1)
 node bench/ratios.mjs "$last"
 # The routing decision alone (strategy + agreements filter), on one core, as a share of the

@@ -62,6 +62,7 @@ struct proxy {
     const struct cmx_provider_ops *ops;   /* its provider */
     struct cmx_provider_req preq;         /* what was sent */
     struct cmx_upstream_xfer *xfer;       /* in progress, NULL when none */
+    void *pending;                        /* the provider's pending prepare step, or NULL */
     uint64_t attempt_start_ns;            /* when it started */
     bool probe;                           /* it is a half-open circuit's probe */
     bool attempt_open;                    /* started, not yet accounted for */
@@ -106,6 +107,10 @@ static void upstream_error_answer(struct proxy *p);
 
 static void release_attempt(struct proxy *p)
 {
+    if (p->pending != NULL) {
+        p->ops->prepare_cancel(p->pending);
+        p->pending = NULL;
+    }
     if (p->xfer != NULL) {
         p->w->up_ops->cancel(p->xfer);
         p->xfer = NULL;
@@ -161,11 +166,12 @@ static const char *redact(struct proxy *p, const char *s)
         return NULL;
     const struct cmx_config *cfg = p->ctx->cfg;
     char *cur = NULL;
-    for (size_t i = 0; i < cfg->n_providers * 3; i++) {
-        const struct cmx_provider_cfg *pc = &cfg->providers[i / 3];
-        const char *key = i % 3 == 0   ? pc->api_key
-                          : i % 3 == 1 ? pc->secret_access_key /* bedrock */
-                                       : pc->session_token;
+    for (size_t i = 0; i < cfg->n_providers * 4; i++) {
+        const struct cmx_provider_cfg *pc = &cfg->providers[i / 4];
+        const char *key = i % 4 == 0   ? pc->api_key
+                          : i % 4 == 1 ? pc->secret_access_key /* bedrock */
+                          : i % 4 == 2 ? pc->session_token     /* bedrock */
+                                       : pc->access_token;     /* vertex */
         size_t kl = key ? strlen(key) : 0;
         if (kl < 4)
             continue;
@@ -633,6 +639,12 @@ static void upstream_error_answer(struct proxy *p)
     p->last_err = 0;
     p->ops->parse_error(p->status, p->resp_h, p->resp_nh, p->body.data ? p->body.data : "",
                         p->body.len, &p->req->arena, &p->last_uerr);
+    /* issue 7: retry hints some upstreams put in the body (google.rpc.RetryInfo, Anthropic's
+     * spend limit); a header hint wins */
+    if (p->last_uerr.retry_after_ms > 0 && p->hint.after_ms < 0)
+        p->hint.after_ms = p->last_uerr.retry_after_ms;
+    if (p->last_uerr.no_retry)
+        p->hint.should = 0;
     cmx_log(CMX_LOG_INFO, "request %s: provider %s answered %d", p->ctx->request_id,
             p->dep->provider->name, p->status);
     attempt_failed(p);
@@ -768,6 +780,26 @@ static void pick_deployment(struct proxy *p)
     }
 }
 
+static void send_attempt(struct proxy *p);
+
+/* issue 7: the provider's asynchronous prepare step (an access token) has ended. */
+static void prepared_cb(void *ud, int err)
+{
+    struct proxy *p = ud;
+    p->pending = NULL;
+    if (err != 0) {
+        p->last_status = 0;
+        p->last_err = err;
+        p->attempt_open = true; /* accounted for as a failure of this deployment */
+        p->attempt_start_ns = uv_hrtime();
+        if (p->dep->state != NULL)
+            atomic_fetch_add_explicit(&p->dep->state->inflight, 1, memory_order_relaxed);
+        attempt_failed(p);
+        return;
+    }
+    send_attempt(p);
+}
+
 static void start_attempt(struct proxy *p)
 {
     pick_deployment(p);
@@ -784,6 +816,23 @@ static void start_attempt(struct proxy *p)
     p->fanned = false;
     p->fan_n = 0;
     cmx_buf_init(&p->body, MAX_RESPONSE_BODY);
+    if (p->ops->prepare != NULL) {
+        struct cmx_prepare_env env = {&p->w->loop, p->w->up_ops, p->w->up};
+        int r = p->ops->prepare(p->dep, &env, prepared_cb, p, &p->pending);
+        if (r == 1)
+            return; /* prepared_cb continues */
+        p->pending = NULL;
+        if (r != 0) {
+            prepared_cb(p, r);
+            return;
+        }
+    }
+    send_attempt(p);
+}
+
+/* Builds and starts the upstream request of the current attempt. */
+static void send_attempt(struct proxy *p)
+{
     const char *why = NULL;
     int r = 0;
     struct cmx_provider_req *fan_reqs = NULL;

@@ -11,6 +11,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "auth/gcp_token.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -182,9 +183,9 @@ struct provider_load {
 static int provider_type_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
                             const char *where, void *obj)
 {
-    static const enum cmx_provider_type types[] = {CMX_PROVIDER_OPENAI, CMX_PROVIDER_AZURE_OPENAI,
-                                                   CMX_PROVIDER_OPENAI_COMPATIBLE,
-                                                   CMX_PROVIDER_BEDROCK};
+    static const enum cmx_provider_type types[] = {
+        CMX_PROVIDER_OPENAI,  CMX_PROVIDER_AZURE_OPENAI, CMX_PROVIDER_OPENAI_COMPATIBLE,
+        CMX_PROVIDER_BEDROCK, CMX_PROVIDER_ANTHROPIC,    CMX_PROVIDER_VERTEX};
     struct provider_load *pl = obj;
     const char *text;
     size_t len;
@@ -200,7 +201,7 @@ static int provider_type_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int
     }
     cmx_config_bad_value(ctx, val, line, 0,
                          "is not a known provider type (valid: openai, azure_openai, "
-                         "openai_compatible, bedrock)");
+                         "openai_compatible, bedrock, anthropic, vertex)");
     return -1;
 }
 
@@ -278,13 +279,19 @@ static const struct cmx_config_key provider_keys[] = {
     K_FN("type", provider_type_fn, REQ),
     K_STR("cloud", struct cmx_provider_cfg, cloud, REQ),
     K_STR("region", struct cmx_provider_cfg, region, 0),
-    K_FN("base_url", base_url_fn, 0), /* required except for bedrock (checked below) */
+    K_FN("base_url", base_url_fn, 0), /* required per type: see check_provider_type() */
     K_STR("api_key", struct cmx_provider_cfg, api_key, CMX_CONFIG_SECRET),
     K_STR("api_version", struct cmx_provider_cfg, api_version, 0),
+    /* ---- issue 7: anthropic and vertex */
+    K_INT("max_tokens_default", struct cmx_provider_cfg, max_tokens_default, 1, INT_MAX),
+    K_STR("project", struct cmx_provider_cfg, project, 0),
+    K_STR("credentials_file", struct cmx_provider_cfg, credentials_file, 0),
+    K_STR("access_token", struct cmx_provider_cfg, access_token, CMX_CONFIG_SECRET),
+    /* vertex and bedrock: base URL override (tests, private endpoints, VPC endpoints) */
+    K_FN("endpoint", base_url_fn, 0),
     K_MAP("tls", tls_keys),
     K_MAP("timeouts", provider_timeout_keys),
     /* type bedrock */
-    K_FN("endpoint", base_url_fn, 0), /* bedrock's name for base_url */
     K_STR("access_key_id", struct cmx_provider_cfg, access_key_id, CMX_CONFIG_SECRET),
     K_STR("secret_access_key", struct cmx_provider_cfg, secret_access_key, CMX_CONFIG_SECRET),
     K_STR("session_token", struct cmx_provider_cfg, session_token, CMX_CONFIG_SECRET),
@@ -440,6 +447,96 @@ static size_t build_index(struct cmx_config_ctx *ctx, struct cmx_config_name_ind
     return k;
 }
 
+/* ---- issue 7: per-type keys of anthropic and vertex ---------------------------------- */
+
+/* Whether key k of the provider table was present. */
+static bool seen_key(const struct cmx_config_seen *seen, const char *k)
+{
+    return seen->lines[cmx_config_key_index(provider_keys, k)] != 0;
+}
+
+/* Type-dependent rules: base_url is required for the OpenAI-format types only (anthropic
+ * defaults to https://api.anthropic.com, vertex derives its host from region or takes
+ * endpoint); vertex needs project, region and one credential; the new keys belong to
+ * their type. */
+static void check_provider_type(struct cmx_config_ctx *ctx, struct cmx_provider_cfg *p, int iline,
+                                const char *label, const struct cmx_config_seen *seen)
+{
+    bool anth = p->type == CMX_PROVIDER_ANTHROPIC, vx = p->type == CMX_PROVIDER_VERTEX;
+    if (!anth && !vx && !seen_key(seen, "base_url"))
+        cmx_config_error(ctx, iline, "missing required key \"base_url\" in %s", label);
+    if (!anth && seen_key(seen, "max_tokens_default"))
+        cmx_config_error(ctx, iline, "%s.max_tokens_default is only valid for type anthropic",
+                         label);
+    static const char *const vx_only[] = {"project", "credentials_file", "access_token"};
+    for (size_t i = 0; !vx && i < sizeof(vx_only) / sizeof(vx_only[0]); i++)
+        if (seen_key(seen, vx_only[i]))
+            cmx_config_error(ctx, iline, "%s.%s is only valid for type vertex", label, vx_only[i]);
+    if (!vx && seen_key(seen, "endpoint"))
+        cmx_config_error(ctx, iline, "%s.endpoint is only valid for types vertex and bedrock",
+                         label);
+    /* (type bedrock is checked by cmx_config_bedrock_provider, never here) */
+    static const char *const aws_only[] = {"access_key_id", "secret_access_key", "session_token",
+                                           "profile"};
+    for (size_t i = 0; i < sizeof(aws_only) / sizeof(aws_only[0]); i++)
+        if (seen_key(seen, aws_only[i]))
+            cmx_config_error(ctx, iline, "%s.%s is only valid for type bedrock", label,
+                             aws_only[i]);
+    if (anth) {
+        if (p->base_url == NULL)
+            p->base_url = cmx_arena_strndup(ctx->arena, "https://api.anthropic.com", 25);
+        if (p->max_tokens_default == 0)
+            p->max_tokens_default = 4096;
+    }
+    if (!vx)
+        return;
+    if (seen_key(seen, "base_url") && seen_key(seen, "endpoint"))
+        cmx_config_error(ctx, iline, "%s: give endpoint or base_url, not both", label);
+    if (p->project == NULL || p->project[0] == '\0')
+        cmx_config_error(ctx, iline, "missing required key \"project\" in %s (type vertex)", label);
+    if (p->region == NULL || p->region[0] == '\0') {
+        cmx_config_error(ctx, iline,
+                         "missing required key \"region\" in %s (type vertex; e.g. us-central1 "
+                         "or global)",
+                         label);
+    } else {
+        for (const char *c = p->region; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-')) {
+                cmx_config_error(ctx, iline, "%s.region must be lower-case letters, digits, '-'",
+                                 label);
+                break;
+            }
+        if (p->base_url == NULL) {
+            p->base_url = strcmp(p->region, "global") == 0
+                              ? cmx_arena_printf(ctx->arena, "https://aiplatform.googleapis.com")
+                              : cmx_arena_printf(ctx->arena, "https://%s-aiplatform.googleapis.com",
+                                                 p->region);
+        }
+    }
+    if (p->api_key != NULL)
+        cmx_config_error(ctx, iline,
+                         "%s.api_key is not used by type vertex (use credentials_file or "
+                         "access_token)",
+                         label);
+    if (p->access_token != NULL && p->credentials_file != NULL)
+        cmx_config_error(ctx, iline, "%s: give credentials_file or access_token, not both", label);
+    if (p->access_token == NULL && p->credentials_file == NULL) {
+        const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+        if (env != NULL && env[0] != '\0')
+            p->credentials_file = cmx_arena_strndup(ctx->arena, env, strlen(env));
+        else
+            cmx_config_error(ctx, iline,
+                             "%s needs credentials: credentials_file, access_token or "
+                             "GOOGLE_APPLICATION_CREDENTIALS in the environment",
+                             label);
+    }
+    if (p->credentials_file != NULL) {
+        const char *why = NULL;
+        if (cmx_gcp_credentials_check(p->credentials_file, &why) != 0)
+            cmx_config_error(ctx, iline, "%s.credentials_file: %s", label, why);
+    }
+}
+
 static int providers_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
                         const char *where, void *obj)
 {
@@ -481,16 +578,16 @@ static int providers_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int lin
                              "'.' and '-'",
                              raw ? raw : "");
         bool bedrock = pl.type_ok && p->type == CMX_PROVIDER_BEDROCK;
-        if (!bedrock && seen.lines[k_url] == 0)
-            cmx_config_error(ctx, iline, "missing required key \"base_url\" in %s", label);
-        if (!bedrock && seen.lines[k_ep] != 0)
-            cmx_config_error(ctx, seen.lines[k_ep], "%s.endpoint is only valid for type bedrock",
-                             label);
         if (bedrock)
             cmx_config_bedrock_provider(ctx, p, label, iline, seen.lines[k_url] != 0,
                                         seen.lines[k_ep] != 0);
+        else if (pl.type_ok)
+            check_provider_type(ctx, p, iline, label, &seen);
+        else if (!seen_key(&seen, "base_url"))
+            cmx_config_error(ctx, iline, "missing required key \"base_url\" in %s", label);
         if (pl.type_ok && p->type != CMX_PROVIDER_OPENAI_COMPATIBLE && !bedrock &&
-            p->api_key == NULL && !(seen.failed & ((uint64_t)1 << k_key))) {
+            p->type != CMX_PROVIDER_VERTEX && p->api_key == NULL &&
+            !(seen.failed & ((uint64_t)1 << k_key))) {
             if (seen.lines[k_key] == 0)
                 cmx_config_error(ctx, iline,
                                  "missing required key \"api_key\" in %s (required for type %s)",
@@ -1078,6 +1175,10 @@ const char *cmx_provider_type_name(enum cmx_provider_type t)
         return "openai_compatible";
     case CMX_PROVIDER_BEDROCK:
         return "bedrock";
+    case CMX_PROVIDER_ANTHROPIC:
+        return "anthropic";
+    case CMX_PROVIDER_VERTEX:
+        return "vertex";
     }
     return "unknown";
 }

@@ -22,6 +22,9 @@ enum cmx_provider_type {
     CMX_PROVIDER_AZURE_OPENAI, /* api-key header; classic deployments URL or /openai/v1 */
     CMX_PROVIDER_OPENAI_COMPATIBLE, /* vLLM, llama.cpp, Ollama...: like openai, key optional */
     CMX_PROVIDER_BEDROCK,           /* AWS Bedrock runtime: Converse, SigV4 or Bedrock API key */
+    /* ---- issue 7: Anthropic and Vertex AI */
+    CMX_PROVIDER_ANTHROPIC, /* Messages API: x-api-key, {base}/v1/messages */
+    CMX_PROVIDER_VERTEX,    /* Vertex AI Gemini: OAuth bearer, :generateContent */
 };
 
 struct cmx_provider_cfg {
@@ -42,6 +45,12 @@ struct cmx_provider_cfg {
     char *secret_access_key; /* secret; never logged */
     char *session_token;     /* temporary credentials (x-amz-security-token); NULL when none */
     char *profile;           /* ~/.aws/credentials section to read the keys from; NULL = none */
+    /* ---- issue 7: anthropic and vertex */
+    int max_tokens_default; /* anthropic: max_tokens when the client gives none (4096) */
+    char *project;          /* vertex: GCP project id */
+    char *
+        credentials_file; /* vertex: service-account JSON key (or GOOGLE_APPLICATION_CREDENTIALS) */
+    char *access_token;   /* vertex: a fixed bearer token instead of a key file; secret */
 };
 
 struct cmx_price {
@@ -205,7 +214,8 @@ const struct cmx_tenant_cfg *cmx_config_find_tenant(const struct cmx_config *cfg
 const struct cmx_provider_cfg *cmx_config_find_provider(const struct cmx_config *cfg,
                                                         const char *name);
 
-/* Returns the type's config name ("openai", "azure_openai", "openai_compatible"). */
+/* Returns the type's config name ("openai", "azure_openai", "openai_compatible",
+ * "anthropic", "vertex"). */
 const char *cmx_provider_type_name(enum cmx_provider_type t);
 
 #endif

@@ -18,6 +18,7 @@
     XX(UPSTREAM, "upstream protocol error")                                                        \
     XX(RESET, "upstream connection reset")                                                         \
     XX(CANCELED, "canceled")                                                                       \
+    XX(AUTH, "could not obtain an access token for the upstream")                                  \
     XX(INTERNAL, "internal error")
 
 enum cmx_err {

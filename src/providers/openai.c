@@ -53,6 +53,10 @@ const struct cmx_provider_ops *cmx_provider_ops_for(enum cmx_provider_type type)
         return &cmx_provider_openai_compatible;
     case CMX_PROVIDER_BEDROCK:
         return &cmx_provider_bedrock;
+    case CMX_PROVIDER_ANTHROPIC:
+        return &cmx_provider_anthropic;
+    case CMX_PROVIDER_VERTEX:
+        return &cmx_provider_vertex;
     }
     return &cmx_provider_openai_compatible;
 }

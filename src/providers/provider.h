@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "core/json_scan.h"
 #include "http/http.h"
+#include "upstream/upstream.h"
 
 enum cmx_endpoint {
     CMX_EP_CHAT,       /* POST /v1/chat/completions */
@@ -65,6 +66,9 @@ struct cmx_upstream_error {
     const char *type;  /* NULL -> derived from the status */
     const char *code;  /* NULL -> null */
     const char *param; /* NULL -> null */
+    /* issue 7: retry hints carried in the body (the memset to 0 means "none") */
+    int64_t retry_after_ms; /* > 0: the body asked for this delay (google.rpc.RetryInfo) */
+    bool no_retry;          /* the body says retrying cannot help (spend limit reached) */
 };
 
 /* One part's successful answer (fan-out). */
@@ -75,8 +79,28 @@ struct cmx_part_answer {
     size_t n_headers;
 };
 
+/* What an asynchronous prepare step may use: the worker's loop and upstream client. */
+struct cmx_prepare_env {
+    uv_loop_t *loop;                       /* the worker's loop */
+    const struct cmx_upstream_ops *up_ops; /* its upstream client */
+    struct cmx_upstream *up;
+};
+
+/* Called once when a pending prepare step ends: err 0 (build may run now) or an error
+ * (the attempt fails as a transport failure with it). On the worker thread. */
+typedef void (*cmx_prepare_done_cb)(void *ud, int err);
+
 struct cmx_provider_ops {
     const char *name; /* config type name */
+
+    /* Optional (NULL: build runs at once). Runs before build for each attempt, e.g. to
+     * obtain an access token. Returns 0 when build may run now, 1 when done(ud, err) will
+     * be called later on this thread (exactly once, unless prepare_cancel(*pending) is
+     * called first: then never), or an error for the attempt. */
+    int (*prepare)(const struct cmx_deployment_cfg *d, const struct cmx_prepare_env *env,
+                   cmx_prepare_done_cb done, void *ud, void **pending);
+    /* Cancels a pending prepare step (required when prepare is set). */
+    void (*prepare_cancel)(void *pending);
 
     /* Builds the upstream request for one attempt at deployment d. Returns 0, or
      * CMX_EINVAL with *why set (an arena string for a 400 to the client). */
@@ -130,6 +154,8 @@ extern const struct cmx_provider_ops cmx_provider_openai;
 extern const struct cmx_provider_ops cmx_provider_openai_compatible;
 extern const struct cmx_provider_ops cmx_provider_azure_openai;
 extern const struct cmx_provider_ops cmx_provider_bedrock;
+extern const struct cmx_provider_ops cmx_provider_anthropic; /* issue 7 */
+extern const struct cmx_provider_ops cmx_provider_vertex;    /* issue 7 */
 
 /* ---- helpers for providers that speak OpenAI's wire format (src/providers/openai_wire.c) */
 

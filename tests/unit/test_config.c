@@ -586,7 +586,7 @@ static void test_providers(void **state)
     /* Unknown type, with the list of valid ones. */
     expect_error("providers:\n  - name: a\n    type: sagemaker\n",
                  "3: error: providers[0].type is not a known provider type (valid: openai, "
-                 "azure_openai, openai_compatible, bedrock), got \"sagemaker\"");
+                 "azure_openai, openai_compatible, bedrock, anthropic, vertex), got \"sagemaker\"");
     /* api_key required for azure_openai too, and must not be empty. */
     expect_error("providers:\n  - name: a\n    type: azure_openai\n    cloud: c\n"
                  "    base_url: http://h\n",
@@ -983,7 +983,7 @@ static void test_multiple_errors_in_order(void **state)
         "1000000, got \"x\"\n"
         "t.yaml:8: warning: provider \"p\" is not used by any model deployment\n"
         "t.yaml:9: error: providers[0].type is not a known provider type (valid: openai, "
-        "azure_openai, openai_compatible, bedrock), got \"nope\"\n"
+        "azure_openai, openai_compatible, bedrock, anthropic, vertex), got \"nope\"\n"
         "t.yaml:11: error: providers[0].base_url is not a valid URL: must start with http:// or "
         "https://, got \"gopher://h\"\n"
         "t.yaml:12: error: workers must be an integer between 0 and 1024, got \"many\"\n"
