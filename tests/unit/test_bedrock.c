@@ -1045,7 +1045,10 @@ static void test_config(void **state)
          "missing required key \"base_url\" in provider \"aws\""},
         {"providers:\n  - name: aws\n    type: openai\n    cloud: aws\n    api_key: k\n"
          "    base_url: http://h\n    endpoint: http://h\n" MODELS,
-         "endpoint is only valid for type bedrock"},
+         "endpoint is only valid for types vertex and bedrock"},
+        {"providers:\n  - name: aws\n    type: openai\n    cloud: aws\n    api_key: k\n"
+         "    base_url: http://h\n    access_key_id: AKIDEXAMPLE\n" MODELS,
+         "provider \"aws\".access_key_id is only valid for type bedrock"},
     };
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
         cfg = load(errors[i][0], &diag);
