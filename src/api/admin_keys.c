@@ -63,13 +63,13 @@ static bool member_str(struct cmx_api_ctx *ctx, struct json_object *o, const cha
     if (!json_object_object_get_ex(o, k, &v) || json_object_is_type(v, json_type_null))
         return true;
     if (json_object_is_type(v, json_type_string) ||
-        (number_ok && (json_object_is_type(v, json_type_int) ||
-                       json_object_is_type(v, json_type_double)))) {
+        (number_ok &&
+         (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))) {
         *out = json_object_get_string(v);
         return true;
     }
-    cmx_api_error(ctx, 400, "invalid_request_error", "invalid_type", k,
-                  "%s must be a %s.", k, number_ok ? "number or a decimal string" : "string");
+    cmx_api_error(ctx, 400, "invalid_request_error", "invalid_type", k, "%s must be a %s.", k,
+                  number_ok ? "number or a decimal string" : "string");
     return false;
 }
 
@@ -83,8 +83,9 @@ static void keys_create(struct cmx_api_ctx *ctx)
     json_tokener_free(tok);
     if (o == NULL || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);
-        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_json", NULL,
-                      "The body must be a JSON object such as {\"tenant\":\"acme\",\"name\":\"ci\"}.");
+        cmx_api_error(
+            ctx, 400, "invalid_request_error", "invalid_json", NULL,
+            "The body must be a JSON object such as {\"tenant\":\"acme\",\"name\":\"ci\"}.");
         return;
     }
     static const char *const allowed[] = {"tenant", "name", "expires", "rpm", "tpm", "budget"};
@@ -103,10 +104,10 @@ static void keys_create(struct cmx_api_ctx *ctx)
         }
     }
     const char *tenant, *name, *expires, *rpm, *tpm, *budget;
-    if (!member_str(ctx, o, "tenant", false, &tenant) || !member_str(ctx, o, "name", false, &name) ||
-        !member_str(ctx, o, "expires", false, &expires) ||
-        !member_str(ctx, o, "rpm", true, &rpm) || !member_str(ctx, o, "tpm", true, &tpm) ||
-        !member_str(ctx, o, "budget", true, &budget)) {
+    if (!member_str(ctx, o, "tenant", false, &tenant) ||
+        !member_str(ctx, o, "name", false, &name) ||
+        !member_str(ctx, o, "expires", false, &expires) || !member_str(ctx, o, "rpm", true, &rpm) ||
+        !member_str(ctx, o, "tpm", true, &tpm) || !member_str(ctx, o, "budget", true, &budget)) {
         json_object_put(o);
         return;
     }
@@ -221,20 +222,21 @@ static void tenants_put(struct cmx_api_ctx *ctx)
     cmx_buf_init(&b, 1u << 20);
     cmx_buf_puts(&b, "{\"name\":\"");
     cmx_buf_json_escape(&b, name, strlen(name));
-    cmx_buf_printf(&b, "\",\"object\":\"tenant\",\"source\":\"database\",\"overrides_config\":%s,"
-                       "\"definition\":%s}",
+    cmx_buf_printf(&b,
+                   "\",\"object\":\"tenant\",\"source\":\"database\",\"overrides_config\":%s,"
+                   "\"definition\":%s}",
                    cmx_config_find_tenant(ctx->cfg, name) ? "true" : "false", canonical);
     free(canonical);
     reply(ctx, 201, &b);
 }
 
-static void tenant_entry(struct cmx_buf *b, const struct cmx_tenant_cfg *t, bool db,
-                         bool overrides)
+static void tenant_entry(struct cmx_buf *b, const struct cmx_tenant_cfg *t, bool db, bool overrides)
 {
     cmx_buf_puts(b, "{\"name\":\"");
     cmx_buf_json_escape(b, t->name, strlen(t->name));
-    cmx_buf_printf(b, "\",\"object\":\"tenant\",\"source\":\"%s\",\"overrides_config\":%s,"
-                      "\"definition\":",
+    cmx_buf_printf(b,
+                   "\",\"object\":\"tenant\",\"source\":\"%s\",\"overrides_config\":%s,"
+                   "\"definition\":",
                    db ? "database" : "config", overrides ? "true" : "false");
     cmx_keystore_tenant_json(b, t);
     cmx_buf_puts(b, "}");

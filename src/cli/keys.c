@@ -111,8 +111,8 @@ int cmx_cli_keys(int argc, char **argv)
     int64_t now = (int64_t)cmx_clock_now_ms();
     char err[512] = "";
     struct cmx_key_params p = {.tenant = v[O_TENANT], .name = v[O_NAME]};
-    if (create && cmx_keystore_parse_params(v[O_EXPIRES], v[O_RPM], v[O_TPM], v[O_BUDGET], now,
-                                            &p, err, sizeof(err)) != 0) {
+    if (create && cmx_keystore_parse_params(v[O_EXPIRES], v[O_RPM], v[O_TPM], v[O_BUDGET], now, &p,
+                                            err, sizeof(err)) != 0) {
         fprintf(stderr, "cloudmux keys create: %s\n", err);
         return 2;
     }

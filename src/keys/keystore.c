@@ -35,8 +35,9 @@ int cmx_keystore_parse_params(const char *expires, const char *rpm, const char *
     if (expires != NULL) {
         bool is_date;
         if (cmx_clock_parse_iso(expires, strlen(expires), &p->expires_ms, &is_date) != 0) {
-            snprintf(err, cap, "expires must be an ISO 8601 date or time in UTC (2027-01-31 or "
-                               "2027-01-31T12:00:00Z)");
+            snprintf(err, cap,
+                     "expires must be an ISO 8601 date or time in UTC (2027-01-31 or "
+                     "2027-01-31T12:00:00Z)");
             return CMX_EINVAL;
         }
         if (p->expires_ms <= now_ms) {
@@ -52,11 +53,11 @@ int cmx_keystore_parse_params(const char *expires, const char *rpm, const char *
         snprintf(err, cap, "tpm must be a whole number from 0 to %d", INT_MAX);
         return CMX_EINVAL;
     }
-    if (budget != NULL &&
-        (cmx_decimal_parse(budget, strlen(budget), 6, &p->budget_micros) != 0 ||
-         p->budget_micros <= 0)) {
-        snprintf(err, cap, "budget must be a positive decimal amount such as 100.00 (at most 6 "
-                           "decimals)");
+    if (budget != NULL && (cmx_decimal_parse(budget, strlen(budget), 6, &p->budget_micros) != 0 ||
+                           p->budget_micros <= 0)) {
+        snprintf(err, cap,
+                 "budget must be a positive decimal amount such as 100.00 (at most 6 "
+                 "decimals)");
         p->budget_micros = -1;
         return CMX_EINVAL;
     }
@@ -88,8 +89,7 @@ int cmx_keystore_create(struct cmx_ledger_store *s, const struct cmx_config *cfg
         return CMX_EINVAL;
     }
     if (strlen(name) >= sizeof(rec->name) || strlen(p->tenant) >= sizeof(rec->tenant)) {
-        snprintf(err, cap, "the key name and tenant are at most %zu bytes",
-                 sizeof(rec->name) - 1);
+        snprintf(err, cap, "the key name and tenant are at most %zu bytes", sizeof(rec->name) - 1);
         return CMX_EINVAL;
     }
     for (const char *c = name; *c; c++)
@@ -204,8 +204,8 @@ int cmx_keystore_list(struct cmx_ledger_store *s, bool json, int64_t now_ms, str
                 cmx_clock_format_iso(k[i].revoked_ms, r, sizeof(r));
             if (k[i].budget_micros >= 0)
                 cmx_decimal_format(k[i].budget_micros, 6, m, sizeof(m));
-            cmx_buf_printf(out, "%-20s %-20s %-16s %-24s %-24s %-24s %-7s %8d %10d %16s\n",
-                           k[i].id, k[i].name[0] ? k[i].name : "-", k[i].tenant, c, e, r,
+            cmx_buf_printf(out, "%-20s %-20s %-16s %-24s %-24s %-24s %-7s %8d %10d %16s\n", k[i].id,
+                           k[i].name[0] ? k[i].name : "-", k[i].tenant, c, e, r,
                            key_status(&k[i], now_ms), k[i].rpm, k[i].tpm, m);
         }
     }
@@ -244,8 +244,9 @@ int cmx_keystore_tenant_check(const char *json, size_t len, char **canonical, ch
     json_tokener_free(tok);
     if (o == NULL || !whole || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);
-        snprintf(err, cap, "the body must be one JSON object: a tenant definition such as "
-                           "{\"name\":\"acme\",\"allowed_clouds\":[\"aws\"]}");
+        snprintf(err, cap,
+                 "the body must be one JSON object: a tenant definition such as "
+                 "{\"name\":\"acme\",\"allowed_clouds\":[\"aws\"]}");
         return CMX_EINVAL;
     }
     struct json_object *n;
@@ -357,8 +358,7 @@ struct cmx_tenant_set *cmx_tenant_set_build(const struct cmx_ledger_rows *rows)
     for (size_t i = 0; i < rows->n; i++) {
         struct cmx_config *cfg = NULL;
         if (tenant_load(r[i].definition, &cfg, NULL) != 0) {
-            cmx_log(CMX_LOG_WARN, "keys: stored tenant '%s' no longer parses; skipped",
-                    r[i].name);
+            cmx_log(CMX_LOG_WARN, "keys: stored tenant '%s' no longer parses; skipped", r[i].name);
             continue;
         }
         s->cfgs[s->n++] = cfg;

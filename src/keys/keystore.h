@@ -75,8 +75,7 @@ struct cmx_tenant_set *cmx_tenant_set_ref(struct cmx_tenant_set *s); /* NULL-saf
 void cmx_tenant_set_unref(struct cmx_tenant_set *s);
 
 /* The tenant name of s, or NULL. */
-const struct cmx_tenant_cfg *cmx_tenant_set_find(const struct cmx_tenant_set *s,
-                                                 const char *name);
+const struct cmx_tenant_cfg *cmx_tenant_set_find(const struct cmx_tenant_set *s, const char *name);
 
 /* The process-wide snapshot (as cmx_keys_publish / cmx_keys_acquire). */
 void cmx_tenants_publish(struct cmx_tenant_set *s);
