@@ -239,6 +239,7 @@ int cmx_cli_serve(int argc, char **argv)
     }
     if (cmx_upstream_global_init() != 0) {
         fprintf(stderr, "cloudmux serve: libcurl initialisation failed\n");
+        cmx_keys_refresher_stop(s.keys);
         cmx_ledger_set_global(NULL);
         cmx_ledger_stop(ledger);
         cmx_config_unref(cfg);
@@ -247,6 +248,7 @@ int cmx_cli_serve(int argc, char **argv)
     }
     if (cmx_limits_new(&cfg->limits, &s.rt.limits) != 0) {
         fprintf(stderr, "cloudmux serve: cannot set up the rate limiter\n");
+        cmx_keys_refresher_stop(s.keys);
         cmx_config_unref(cfg);
         free(host);
         return 1;
