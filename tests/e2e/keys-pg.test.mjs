@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { startStack } from './lib/stack.mjs';
 import { startGateway, runCloudmux } from './lib/gateway.mjs';
 import { startPostgres } from './lib/pg.mjs';
+import { waitUntil } from '../sim/openai-sim.mjs';
 import { ADMIN, SIMS, sha256, admin, keysCli, createKey, keyed, statusWith, until } from './lib/keys.mjs';
 
 const T = { timeout: 120_000 };
@@ -106,6 +107,35 @@ test('a key\'s budget survives a restart: the period\'s spend is seeded from the
     assert.equal(k.budget, '10.000000');
   } finally {
     await gw.kill();
+    await st.close();
+  }
+});
+
+test('database down: the last keys stay in force, the outage is logged once, changes resume when it returns', T, async () => {
+  const url = await fresh('keys_down');
+  const st = await startStack({ sims: SIMS, models: MODELS, routing: { max_attempts: 1 }, configPatch: patch(url) });
+  try {
+    const { key, id } = await createKey(st.gw.configFile, ['--tenant', 'acme'], st.env);
+    await until(st.gw, key, 200, 3000);
+    await pg.stop();
+    try {
+      await waitUntil(() => /ledger database is unreachable/.test(st.gw.stderr), 5000, 'the refresher to notice the outage', 50);
+      for (let i = 0; i < 3; i++) assert.equal(await statusWith(st.gw, key), 200, 'the last snapshot stays in force');
+      assert.equal(await statusWith(st.gw, `cmx-${'B'.repeat(43)}`), 401);
+      // it keeps retrying (every second) without logging again
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(st.gw.stderr.match(/ledger database is unreachable/g).length, 1);
+      const r = await admin(st.gw, 'GET', '/admin/v1/keys');
+      assert.equal(r.status, 503);
+      assert.equal(r.body.error.code, 'ledger_unavailable');
+    } finally {
+      await pg.start();
+    }
+    await waitUntil(() => /ledger database is reachable again/.test(st.gw.stderr), 5000, 'the refresher to reconnect', 50);
+    const rv = await keysCli(st.gw.configFile, ['revoke', id], st.env);
+    assert.equal(rv.code, 0, rv.stderr);
+    await until(st.gw, key, 401, 1000);
+  } finally {
     await st.close();
   }
 });

@@ -211,9 +211,8 @@ static void test_usage_tenant_key_and_spent(void **state)
     /* the report groups by tenant and key; open mode under "" */
     struct cmx_buf out;
     cmx_buf_init(&out, 1 << 20);
-    assert_int_equal(cmx_ledger_usage(url, NULL, "tenant", CMX_LEDGER_FORMAT_CSV, &out, err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        cmx_ledger_usage(url, NULL, "tenant", CMX_LEDGER_FORMAT_CSV, &out, err, sizeof(err)), 0);
     assert_non_null(strstr(out.data, "\r\n,1,"));
     assert_non_null(strstr(out.data, "acme,2,"));
     assert_non_null(strstr(out.data, "beta,1,"));
@@ -284,9 +283,9 @@ static void test_tenant_check(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(cmx_keystore_tenant_check(bad[i], strlen(bad[i]), &c, name, err,
-                                                   sizeof(err)),
-                         CMX_EINVAL);
+        assert_int_equal(
+            cmx_keystore_tenant_check(bad[i], strlen(bad[i]), &c, name, err, sizeof(err)),
+            CMX_EINVAL);
         assert_null(c);
         assert_true(err[0] != '\0');
     }
@@ -302,7 +301,8 @@ static void test_params(void **state)
     char err[256];
     int64_t now = 1700000000000;
     assert_int_equal(
-        cmx_keystore_parse_params("2030-01-01", "10", "2000", "12.5", now, &p, err, sizeof(err)), 0);
+        cmx_keystore_parse_params("2030-01-01", "10", "2000", "12.5", now, &p, err, sizeof(err)),
+        0);
     assert_int_equal(p.rpm, 10);
     assert_int_equal(p.tpm, 2000);
     assert_int_equal(p.budget_micros, 12500000);
@@ -311,9 +311,9 @@ static void test_params(void **state)
                      0);
     assert_int_equal(p.expires_ms, -1);
     assert_int_equal(p.budget_micros, -1);
-    assert_int_equal(cmx_keystore_parse_params("2001-01-01", NULL, NULL, NULL, now, &p, err,
-                                               sizeof(err)),
-                     CMX_EINVAL);
+    assert_int_equal(
+        cmx_keystore_parse_params("2001-01-01", NULL, NULL, NULL, now, &p, err, sizeof(err)),
+        CMX_EINVAL);
     assert_int_equal(cmx_keystore_parse_params("soon", NULL, NULL, NULL, now, &p, err, sizeof(err)),
                      CMX_EINVAL);
     assert_int_equal(cmx_keystore_parse_params(NULL, "-1", NULL, NULL, now, &p, err, sizeof(err)),
