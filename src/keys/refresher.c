@@ -10,15 +10,18 @@
 #include "router/health.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* A budget account seeded from the ledger, and for which period. */
+/* A budget account seeded from the ledger, and for which period: an open-addressing hash
+ * table by name, so that a pass over many keys stays linear. */
 struct seeded {
-    char name[96];
+    char name[96]; /* "" when the slot is free */
     int64_t period_start_ms;
 };
 
@@ -31,9 +34,11 @@ struct cmx_keys_refresher {
     uint64_t next_open_ms;          /* when to try connecting again */
     struct cmx_key_set *keys;       /* what was published last (one reference) */
     struct cmx_tenant_set *tenants; /* likewise */
-    struct seeded *seeded;
+    struct seeded *seeded;          /* cap_seeded slots (a power of two), n_seeded used */
     size_t n_seeded, cap_seeded;
-    pthread_mutex_t mu; /* guards cfg and stop */
+    int64_t seeded_day_ms;   /* the UTC day of the last seeding pass (periods start at 00:00) */
+    atomic_bool cfg_changed; /* a reload since the last seeding pass */
+    pthread_mutex_t mu;      /* guards cfg, cfg_changed and stop */
     pthread_cond_t cv;
     struct cmx_config *cfg;
     bool stop;
@@ -56,6 +61,41 @@ static void down(struct cmx_keys_refresher *r, const char *why)
     r->down_logged = true;
 }
 
+static size_t name_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* The slot of name in the seeded table: its own, or the free one it would take (the table
+ * grows first when half full). NULL on allocation failure. */
+static struct seeded *find_slot(struct cmx_keys_refresher *r, const char *name)
+{
+    if (2 * (r->n_seeded + 1) > r->cap_seeded) {
+        size_t nc = r->cap_seeded ? r->cap_seeded * 2 : 64;
+        struct seeded *ns = calloc(nc, sizeof(*ns));
+        if (ns == NULL)
+            return NULL;
+        for (size_t i = 0; i < r->cap_seeded; i++) {
+            if (r->seeded[i].name[0] == '\0')
+                continue;
+            size_t j = name_hash(r->seeded[i].name) & (nc - 1);
+            while (ns[j].name[0] != '\0')
+                j = (j + 1) & (nc - 1);
+            ns[j] = r->seeded[i];
+        }
+        free(r->seeded);
+        r->seeded = ns;
+        r->cap_seeded = nc;
+    }
+    size_t j = name_hash(name) & (r->cap_seeded - 1);
+    while (r->seeded[j].name[0] != '\0' && strncmp(r->seeded[j].name, name, 95) != 0)
+        j = (j + 1) & (r->cap_seeded - 1);
+    return &r->seeded[j];
+}
+
 /* Seeds account name (limit, period) from the ledger once per period: spent becomes at
  * least what the ledger recorded for the tenant / key in the period so far. */
 static int seed(struct cmx_keys_refresher *r, const char *name, const char *tenant,
@@ -63,10 +103,10 @@ static int seed(struct cmx_keys_refresher *r, const char *name, const char *tena
 {
     int64_t start, end;
     cmx_period_bounds(period, now_ms, &start, &end);
-    size_t i = 0;
-    while (i < r->n_seeded && strcmp(r->seeded[i].name, name) != 0)
-        i++;
-    if (i < r->n_seeded && r->seeded[i].period_start_ms == start)
+    struct seeded *slot = find_slot(r, name);
+    if (slot == NULL)
+        return CMX_ENOMEM;
+    if (slot->name[0] != '\0' && slot->period_start_ms == start)
         return 0;
     int64_t sum = 0;
     if (r->store->ops->spent(r->store, tenant, key_id, start, end, &sum) != 0)
@@ -80,19 +120,11 @@ static int seed(struct cmx_keys_refresher *r, const char *name, const char *tena
     if (a->period_start_ms == start && a->spent_micros < sum)
         a->spent_micros = sum;
     pthread_mutex_unlock(&book->mu);
-    if (i == r->n_seeded) {
-        if (r->n_seeded == r->cap_seeded) {
-            size_t nc = r->cap_seeded ? r->cap_seeded * 2 : 32;
-            struct seeded *ns = realloc(r->seeded, nc * sizeof(*ns));
-            if (ns == NULL)
-                return CMX_ENOMEM;
-            r->seeded = ns;
-            r->cap_seeded = nc;
-        }
+    if (slot->name[0] == '\0') {
         r->n_seeded++;
-        snprintf(r->seeded[i].name, sizeof(r->seeded[i].name), "%s", name);
+        snprintf(slot->name, sizeof(slot->name), "%s", name);
     }
-    r->seeded[i].period_start_ms = start;
+    slot->period_start_ms = start;
     return 0;
 }
 
@@ -177,8 +209,11 @@ int cmx_keys_refresher_poll(struct cmx_keys_refresher *r)
         /* budgets first, so that no request of a new key finds its account unseeded */
         pthread_mutex_lock(&r->mu);
         struct cmx_config *cfg = cmx_config_ref(r->cfg);
+        r->cfg_changed = false;
         pthread_mutex_unlock(&r->mu);
-        seed_all(r, ks, ts, cfg);
+        r->seeded_day_ms = cmx_clock_day_start((int64_t)cmx_clock_now_ms());
+        if (seed_all(r, ks, ts, cfg) != 0)
+            r->seeded_day_ms = -1; /* again at the next poll */
         cmx_config_unref(cfg);
         cmx_tenants_publish(cmx_tenant_set_ref(ts));
         cmx_keys_publish(cmx_key_set_ref(ks));
@@ -190,12 +225,17 @@ int cmx_keys_refresher_poll(struct cmx_keys_refresher *r)
             cmx_log(CMX_LOG_INFO, "keys: %zu key%s and %zu stored tenant%s loaded", ks->n,
                     ks->n == 1 ? "" : "s", ts->n, ts->n == 1 ? "" : "s");
         r->stamp = stamp;
-    } else {
-        /* a new period, a reloaded config: accounts not seeded yet */
+    } else if (atomic_load(&r->cfg_changed) ||
+               cmx_clock_day_start((int64_t)cmx_clock_now_ms()) != r->seeded_day_ms) {
+        /* a reloaded config or a new day (every period starts at 00:00 UTC): accounts not
+         * seeded for their current period yet */
         pthread_mutex_lock(&r->mu);
         struct cmx_config *cfg = cmx_config_ref(r->cfg);
+        r->cfg_changed = false;
         pthread_mutex_unlock(&r->mu);
+        r->seeded_day_ms = cmx_clock_day_start((int64_t)cmx_clock_now_ms());
         if (seed_all(r, r->keys, r->tenants, cfg) != 0) {
+            r->seeded_day_ms = -1; /* again at the next poll */
             cmx_config_unref(cfg);
             down(r, "usage cannot be read");
             return CMX_EIO;
@@ -269,6 +309,7 @@ void cmx_keys_refresher_set_config(struct cmx_keys_refresher *r, struct cmx_conf
     pthread_mutex_lock(&r->mu);
     struct cmx_config *old = r->cfg;
     r->cfg = cfg;
+    r->cfg_changed = true;
     pthread_mutex_unlock(&r->mu);
     cmx_config_unref(old);
 }
