@@ -80,8 +80,10 @@ static void keys_create(struct cmx_api_ctx *ctx)
     struct json_object *o =
         tok ? json_tokener_parse_ex(tok, req->body.data ? req->body.data : "", (int)req->body.len)
             : NULL;
+    bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+                 (size_t)json_tokener_get_parse_end(tok) == req->body.len;
     json_tokener_free(tok);
-    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+    if (o == NULL || !whole || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);
         cmx_api_error(
             ctx, 400, "invalid_request_error", "invalid_json", NULL,

@@ -269,6 +269,22 @@ static void test_tenant_check(void **state)
     assert_string_equal(name, "acme");
     assert_null(strchr(c, ' ')); /* compact */
     free(c);
+    /* JSON escapes survive the trip through the config loader */
+    const char *esc = "{\"name\":\"e\",\"models\":[\"org/gpt-*\",\"caf\\u00e9\",\"q\\\"t\"]}";
+    assert_int_equal(cmx_keystore_tenant_check(esc, strlen(esc), &c, name, err, sizeof(err)), 0);
+    struct cmx_ledger_tenant_row row = {.name = "e", .definition = c};
+    struct cmx_ledger_rows rows = {.rows = &row, .n = 1};
+    struct cmx_tenant_set *ts = cmx_tenant_set_build(&rows);
+    assert_non_null(ts);
+    assert_int_equal(ts->n, 1);
+    const struct cmx_tenant_cfg *t = cmx_tenant_set_find(ts, "e");
+    assert_non_null(t);
+    assert_int_equal(t->n_models, 3);
+    assert_string_equal(t->models[0], "org/gpt-*");
+    assert_string_equal(t->models[1], "caf\xc3\xa9");
+    assert_string_equal(t->models[2], "q\"t");
+    cmx_tenant_set_unref(ts);
+    free(c);
     static const char *const bad[] = {
         "{\"name\":\"a\",\"preferred_clouds\":[\"gcp\"],\"allowed_clouds\":[\"aws\"]}",
         "{\"name\":\"a\",\"colour\":\"red\"}",
