@@ -80,8 +80,11 @@ static void keys_create(struct cmx_api_ctx *ctx)
     struct json_object *o =
         tok ? json_tokener_parse_ex(tok, req->body.data ? req->body.data : "", (int)req->body.len)
             : NULL;
-    bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-                 (size_t)json_tokener_get_parse_end(tok) == req->body.len;
+    bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success;
+    for (size_t i = whole ? json_tokener_get_parse_end(tok) : 0; whole && i < req->body.len; i++) {
+        char ch = req->body.data[i]; /* trailing white space only */
+        whole = ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+    }
     json_tokener_free(tok);
     if (o == NULL || !whole || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);

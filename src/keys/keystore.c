@@ -239,8 +239,9 @@ int cmx_keystore_tenant_check(const char *json, size_t len, char **canonical, ch
     *canonical = NULL;
     struct json_tokener *tok = json_tokener_new();
     struct json_object *o = tok ? json_tokener_parse_ex(tok, json, (int)len) : NULL;
-    bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-                 (size_t)json_tokener_get_parse_end(tok) == len;
+    bool whole = tok != NULL && json_tokener_get_error(tok) == json_tokener_success;
+    for (size_t i = whole ? json_tokener_get_parse_end(tok) : 0; whole && i < len; i++)
+        whole = json[i] == ' ' || json[i] == '\t' || json[i] == '\r' || json[i] == '\n';
     json_tokener_free(tok);
     if (o == NULL || !whole || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);

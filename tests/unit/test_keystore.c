@@ -264,7 +264,7 @@ static void test_tenant_check(void **state)
     char *c = NULL, name[64], err[512];
     const char *ok = "{ \"name\": \"acme\", \"preferred_clouds\": [\"aws\"], \"allowed_clouds\": "
                      "[\"aws\", \"azure\"], \"budget\": {\"amount\": \"5000.00\"}, "
-                     "\"limits\": {\"rpm\": 600} }";
+                     "\"limits\": {\"rpm\": 600} }\n";
     assert_int_equal(cmx_keystore_tenant_check(ok, strlen(ok), &c, name, err, sizeof(err)), 0);
     assert_string_equal(name, "acme");
     assert_null(strchr(c, ' ')); /* compact */
