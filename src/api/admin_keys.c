@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "keys/keystore.h"
+#include "keys/refresher.h"
 #include "ledger/ledger.h"
 #include "ledger/store.h"
 
@@ -151,6 +152,7 @@ static void keys_create(struct cmx_api_ctx *ctx)
     cmx_keystore_key_json(&b, &rec, now);
     if (b.len > 0)
         b.len--; /* reopen the object: the key, shown this once */
+    cmx_keys_refresher_kick();
     cmx_buf_printf(&b, ",\"key\":\"%s\"}", key);
     memset(key, 0, sizeof(key));
     reply(ctx, 201, &b);
@@ -194,6 +196,7 @@ static void keys_revoke(struct cmx_api_ctx *ctx, const char *id)
     }
     if (rc != 0)
         return store_failed(ctx);
+    cmx_keys_refresher_kick();
     struct cmx_buf b;
     cmx_buf_init(&b, 4096);
     cmx_buf_printf(&b,
@@ -223,6 +226,7 @@ static void tenants_put(struct cmx_api_ctx *ctx)
         free(canonical);
         return store_failed(ctx);
     }
+    cmx_keys_refresher_kick();
     struct cmx_buf b;
     cmx_buf_init(&b, 1u << 20);
     cmx_buf_puts(&b, "{\"name\":\"");
@@ -305,6 +309,7 @@ static void tenants_delete(struct cmx_api_ctx *ctx, const char *name)
     }
     if (rc != 0)
         return store_failed(ctx);
+    cmx_keys_refresher_kick();
     struct cmx_buf b;
     cmx_buf_init(&b, 4096);
     cmx_buf_puts(&b, "{\"name\":\"");

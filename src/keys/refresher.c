@@ -248,6 +248,21 @@ int cmx_keys_refresher_poll(struct cmx_keys_refresher *r)
     return 0;
 }
 
+/* The running refresher of the process (serve starts one), for cmx_keys_refresher_kick. */
+static pthread_mutex_t active_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct cmx_keys_refresher *active;
+
+void cmx_keys_refresher_kick(void)
+{
+    pthread_mutex_lock(&active_mu);
+    if (active != NULL) {
+        pthread_mutex_lock(&active->mu);
+        pthread_cond_signal(&active->cv);
+        pthread_mutex_unlock(&active->mu);
+    }
+    pthread_mutex_unlock(&active_mu);
+}
+
 static void *run(void *arg)
 {
     struct cmx_keys_refresher *r = arg;
@@ -297,6 +312,10 @@ int cmx_keys_refresher_start(const char *url, struct cmx_config *cfg, int interv
         return CMX_ENOMEM;
     }
     r->started = true;
+    pthread_mutex_lock(&active_mu);
+    if (active == NULL)
+        active = r;
+    pthread_mutex_unlock(&active_mu);
     *out = r;
     return 0;
 }
@@ -318,6 +337,10 @@ void cmx_keys_refresher_stop(struct cmx_keys_refresher *r)
 {
     if (r == NULL)
         return;
+    pthread_mutex_lock(&active_mu);
+    if (active == r)
+        active = NULL;
+    pthread_mutex_unlock(&active_mu);
     pthread_mutex_lock(&r->mu);
     r->stop = true;
     pthread_cond_signal(&r->cv);

@@ -25,6 +25,11 @@ int cmx_keys_refresher_start(const char *url, struct cmx_config *cfg, int interv
 /* The config after a reload (a reference is taken). Thread: any. */
 void cmx_keys_refresher_set_config(struct cmx_keys_refresher *r, struct cmx_config *cfg);
 
+/* Wakes the process's running refresher for a poll now (the admin API calls it after a
+ * write, so that this instance sees its own change at once). No-op without one. Thread:
+ * any. */
+void cmx_keys_refresher_kick(void);
+
 /* Stops and joins the thread, closes its connection. NULL is ignored. */
 void cmx_keys_refresher_stop(struct cmx_keys_refresher *r);
 
