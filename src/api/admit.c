@@ -6,6 +6,7 @@
 #include "limits/limits.h"
 #include "runtime/worker.h"
 #include "tenants/tenants.h"
+#include "keys/keystore.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,8 @@ bool cmx_admit_authenticate(struct cmx_api_ctx *ctx)
         return false;
     }
     c->key = rec;
-    c->tenant = cmx_config_find_tenant(ctx->cfg, rec->tenant);
+    /* tenants stored through the admin API override the config's (src/keys/keystore.h) */
+    c->tenant = cmx_tenants_resolve(&req->arena, ctx->cfg, rec->tenant);
     if (c->tenant == NULL) {
         cmx_api_error(ctx, 403, "permission_error", "tenant_not_found", NULL,
                       "The key %s belongs to tenant '%s', which this gateway's configuration "

@@ -243,6 +243,9 @@ static void meter(struct proxy *p, int status, uint64_t response_bytes, bool fai
         .response_bytes = response_bytes,
         .agreements = p->agreements ? cmx_agreements_applied(p->agreements, p->dep) : NULL,
         .at_ms = (int64_t)cmx_clock_now_ms(),
+        /* who it ran as (keys: src/keys/keystore.c) */
+        .tenant = p->ctx->caller.tenant ? p->ctx->caller.tenant->name : NULL,
+        .key_id = p->ctx->caller.key ? p->ctx->caller.key->id : NULL,
     };
     none.reported = true;
     cmx_ledger_record(&in);

@@ -12,6 +12,7 @@
 #include "router/router.h"
 #include "runtime/worker.h"
 #include "ledger/ledger.h"
+#include "api/admin_keys.h"
 
 #include <signal.h>
 #include <strings.h>
@@ -492,6 +493,9 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
             return not_allowed(ctx, "POST");
         return admin_reload(ctx);
     }
+    /* virtual keys and stored tenants (src/api/admin_keys.c) */
+    if (cmx_admin_keys_route(ctx))
+        return;
     cmx_api_error(ctx, 404, "invalid_request_error", "unknown_url", NULL, "Invalid URL (%s %s).",
                   req->method_name, req->path);
 }

@@ -1,5 +1,6 @@
 /* Budget periods, worst-case estimates and the reservation book (see budget.h). */
 #include "budget/budget.h"
+#include "core/err.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -117,36 +118,51 @@ struct spent_entry {
 static pthread_mutex_t spent_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct spent_entry *spent_cache[SPENT_SLOTS];
 
-int64_t cmx_budget_spent(const char *who, const char *name, int64_t start_ms, int64_t end_ms)
+/* The entry of (who, name, start_ms), created (with the source's answer, or 0) when absent.
+ * Caller holds spent_mu. NULL on allocation failure. */
+static struct spent_entry *spent_entry(const char *who, const char *name, int64_t start_ms,
+                                       int64_t end_ms, bool ask)
 {
     char id[160];
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
 
-    if (spent_fn == NULL)
-        return 0;
     snprintf(id, sizeof(id), "%s:%s", who, name);
     for (const char *p = id; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
     h ^= (uint64_t)start_ms;
-    pthread_mutex_lock(&spent_mu);
     struct spent_entry *e = spent_cache[h % SPENT_SLOTS];
     while (e != NULL && (e->start_ms != start_ms || strcmp(e->name, id) != 0))
         e = e->next;
-    if (e == NULL) {
-        int64_t v = spent_fn(spent_ud, who, name, start_ms, end_ms);
-        size_t n = strlen(id);
-        e = malloc(sizeof(*e) + n + 1);
-        if (e == NULL) {
-            pthread_mutex_unlock(&spent_mu);
-            return v > 0 ? v : 0;
-        }
-        memcpy(e->name, id, n + 1);
-        e->start_ms = start_ms;
-        e->value = v > 0 ? v : 0;
-        e->next = spent_cache[h % SPENT_SLOTS];
-        spent_cache[h % SPENT_SLOTS] = e;
-    }
-    int64_t v = e->value;
+    if (e != NULL)
+        return e;
+    size_t n = strlen(id);
+    e = malloc(sizeof(*e) + n + 1);
+    if (e == NULL)
+        return NULL;
+    memcpy(e->name, id, n + 1);
+    e->start_ms = start_ms;
+    int64_t v = ask && spent_fn != NULL ? spent_fn(spent_ud, who, name, start_ms, end_ms) : 0;
+    e->value = v > 0 ? v : 0;
+    e->next = spent_cache[h % SPENT_SLOTS];
+    spent_cache[h % SPENT_SLOTS] = e;
+    return e;
+}
+
+int64_t cmx_budget_spent(const char *who, const char *name, int64_t start_ms, int64_t end_ms)
+{
+    pthread_mutex_lock(&spent_mu);
+    struct spent_entry *e = spent_entry(who, name, start_ms, end_ms, true);
+    int64_t v = e != NULL ? e->value : 0;
     pthread_mutex_unlock(&spent_mu);
     return v;
+}
+
+int cmx_budget_seed(const char *who, const char *name, int64_t start_ms, int64_t spent_micros)
+{
+    pthread_mutex_lock(&spent_mu);
+    struct spent_entry *e = spent_entry(who, name, start_ms, start_ms + 1, false);
+    if (e != NULL && spent_micros > e->value)
+        e->value = spent_micros;
+    pthread_mutex_unlock(&spent_mu);
+    return e != NULL ? 0 : CMX_ENOMEM;
 }

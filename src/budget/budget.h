@@ -45,6 +45,11 @@ void cmx_budget_set_spent_source(int64_t (*fn)(void *ud, const char *who, const 
                                                int64_t start_ms, int64_t end_ms),
                                  void *ud);
 
+/* Records that tenant or key (who "t" or "k", name) had spent spent_micros in the period
+ * starting at start_ms (the keys refresher reads it from the ledger before publishing the
+ * keys): cmx_budget_spent() answers at least that from then on. 0 or CMX_ENOMEM. */
+int cmx_budget_seed(const char *who, const char *name, int64_t start_ms, int64_t spent_micros);
+
 /* Completion tokens assumed when a request sets no max_tokens. */
 #define CMX_DEFAULT_MAX_TOKENS 1024
 

@@ -34,6 +34,13 @@ extern const char cmx_cli_agreements_usage[]; /* its usage text */
 int cmx_cli_ledger(int argc, char **argv);
 extern const char cmx_cli_ledger_usage[]; /* its usage text */
 
+/* "cloudmux keys (create|list|revoke) --config FILE ...": virtual keys in the ledger database
+ * of FILE's gateway. create prints the key once (stdout: the key, then its id and tenant).
+ * Returns 0, 1 when the config or the store fails (or revoke of an unknown id), 2 on usage
+ * errors (bad option values, unknown tenant). */
+int cmx_cli_keys(int argc, char **argv);
+extern const char cmx_cli_keys_usage[]; /* its usage text */
+
 /* Usage text of the whole binary, and of one command (NULL when unknown). */
 const char *cmx_cli_usage(const char *command);
 

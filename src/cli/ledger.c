@@ -12,7 +12,8 @@ const char cmx_cli_ledger_usage[] =
     "usage: cloudmux ledger statement --config FILE --payee P [--period YYYY-MM[-DD]]\n"
     "                                 [--format table|csv|json]\n"
     "       cloudmux ledger usage --config FILE [--period YYYY-MM[-DD]]\n"
-    "                             [--by model|cloud|provider|day] [--format table|csv|json]\n"
+    "                             [--by model|cloud|provider|day|tenant|key]\n"
+    "                             [--format table|csv|json]\n"
     "\n"
     "Reads the ledger that FILE's gateway writes (`ledger:`; default sqlite://cloudmux.db\n"
     "next to FILE).\n"
@@ -20,7 +21,8 @@ const char cmx_cli_ledger_usage[] =
     "             base, rate, share, accrued, over-cap, cap remaining, requests; totals are\n"
     "             the sums of the per-request accrual rows\n"
     "  usage      requests, tokens (prompt, completion, cached, reasoning), revenue and cost,\n"
-    "             in total or per model, cloud, provider or day\n"
+    "             in total or per model, cloud, provider, day, tenant or virtual key id\n"
+    "             (requests in open mode group under an empty tenant / key)\n"
     "Amounts are exact decimals in the currency's units (6 decimals), never floats.\n";
 
 static int opt(int argc, char **argv, int *i, const char *name, const char **out)

@@ -19,6 +19,8 @@ static const char usage_all[] =
     "                      who may serve which product where, and when\n"
     "  ledger (statement|usage) --config FILE ...\n"
     "                      revenue-share statements and metered usage\n"
+    "  keys (create|list|revoke) --config FILE ...\n"
+    "                      virtual keys of tenants (shown once, stored hashed)\n"
     "  help [COMMAND]      show help for a command\n"
     "  --version           print the version\n";
 
@@ -66,6 +68,8 @@ const char *cmx_cli_usage(const char *command)
         return cmx_cli_agreements_usage;
     if (strcmp(command, "ledger") == 0)
         return cmx_cli_ledger_usage;
+    if (strcmp(command, "keys") == 0)
+        return cmx_cli_keys_usage;
     if (strcmp(command, "help") == 0)
         return usage_all;
     return NULL;
@@ -105,6 +109,8 @@ int main(int argc, char **argv)
         return cmx_cli_agreements(argc - 1, argv + 1);
     if (strcmp(cmd, "ledger") == 0)
         return cmx_cli_ledger(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return cmx_cli_keys(argc - 1, argv + 1);
     fprintf(stderr, "cloudmux: unknown command '%s'\n%s", cmd, usage_all);
     return 2;
 }

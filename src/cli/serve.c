@@ -5,6 +5,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "ledger/ledger.h"
+#include "keys/refresher.h"
 #include "router/health.h"
 #include "router/router.h"
 #include "runtime/worker.h"
@@ -24,8 +25,9 @@ struct serve {
     uv_loop_t *loop;
     uv_signal_t sigterm, sigint, sighup;
     bool stopping;
-    bool listen_overridden; /* --listen given: the file's listen is not used */
-    const char *ledger_url; /* the running ledger's url, NULL when off */
+    bool listen_overridden;          /* --listen given: the file's listen is not used */
+    const char *ledger_url;          /* the running ledger's url, NULL when off */
+    struct cmx_keys_refresher *keys; /* distributes keys and stored tenants; NULL: ledger off */
 };
 
 static int parse_listen(const char *s, char **host, int *port)
@@ -107,6 +109,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     if ((ou == NULL) != (nu == NULL) || (ou != NULL && strcmp(ou, nu) != 0))
         cmx_log(CMX_LOG_WARN, "reload: a new ledger url takes a restart; keeping the running one");
     cmx_ledger_flush_global();
+    cmx_keys_refresher_set_config(s->keys, cfg);
     for (int i = 0; i < s->rt.n_workers; i++)
         cmx_worker_reload(&s->rt.workers[i], cmx_config_ref(cfg));
     cmx_config_unref(cfg);
@@ -223,9 +226,20 @@ int cmx_cli_serve(int argc, char **argv)
         }
         cmx_ledger_set_global(ledger);
         s.ledger_url = lurl;
+        /* virtual keys and stored tenants live in the ledger database: every instance polls
+         * it (src/keys/refresher.h) */
+        if (cmx_keys_refresher_start(lurl, cfg, 250, &s.keys, lerr, sizeof(lerr)) != 0) {
+            fprintf(stderr, "cloudmux serve: %s\n", lerr);
+            cmx_ledger_set_global(NULL);
+            cmx_ledger_stop(ledger);
+            cmx_config_unref(cfg);
+            free(host);
+            return 1;
+        }
     }
     if (cmx_upstream_global_init() != 0) {
         fprintf(stderr, "cloudmux serve: libcurl initialisation failed\n");
+        cmx_keys_refresher_stop(s.keys);
         cmx_ledger_set_global(NULL);
         cmx_ledger_stop(ledger);
         cmx_config_unref(cfg);
@@ -234,6 +248,7 @@ int cmx_cli_serve(int argc, char **argv)
     }
     if (cmx_limits_new(&cfg->limits, &s.rt.limits) != 0) {
         fprintf(stderr, "cloudmux serve: cannot set up the rate limiter\n");
+        cmx_keys_refresher_stop(s.keys);
         cmx_config_unref(cfg);
         free(host);
         return 1;
@@ -288,6 +303,7 @@ int cmx_cli_serve(int argc, char **argv)
     /* every request is done: drain the ledger's queue before exit */
     cmx_ledger_set_global(NULL);
     cmx_ledger_stop(ledger);
+    cmx_keys_refresher_stop(s.keys);
     uv_loop_close(s.loop);
     if (rc == 0 && pidfile != NULL)
         unlink(pidfile);

@@ -162,6 +162,8 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
         copy(r->region, sizeof(r->region), d->provider->region);
     }
     copy(r->agreements, sizeof(r->agreements), in->agreements);
+    copy(r->tenant, sizeof(r->tenant), in->tenant);
+    copy(r->key_id, sizeof(r->key_id), in->key_id);
     const struct cmx_usage *u = in->usage;
     if (u != NULL && u->reported) {
         r->prompt_tokens = u->prompt_tokens;
@@ -255,11 +257,13 @@ void cmx_ledger_spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r)
         put_int(b, a->cap_micros);
         put_int(b, a->amount_micros);
     }
+    put_str(b, r->tenant);
+    put_str(b, r->key_id);
     cmx_buf_puts(b, "\n");
 }
 
 struct fields {
-    char *f[21 + 8 * CMX_LEDGER_MAX_SHARES];
+    char *f[23 + 8 * CMX_LEDGER_MAX_SHARES];
     size_t n;
     size_t i;
 };
@@ -321,7 +325,7 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
     int64_t nacc;
     fs.i = 20;
     if (!get_int(&fs, &nacc) || nacc < 0 || nacc > CMX_LEDGER_MAX_SHARES ||
-        fs.n != 21 + 8 * (size_t)nacc)
+        (fs.n != 21 + 8 * (size_t)nacc && fs.n != 23 + 8 * (size_t)nacc))
         return NULL;
     struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + (size_t)nacc * sizeof(r->acc[0]));
     if (r == NULL)
@@ -362,6 +366,9 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
         a->term = (int)term;
         a->has_cap = has_cap != 0;
     }
+    if (ok && fs.i + 2 == fs.n) /* tenant and key id (absent in older lines) */
+        ok = get_str(&fs, r->tenant, sizeof(r->tenant)) &&
+             get_str(&fs, r->key_id, sizeof(r->key_id));
     if (!ok) {
         free(r);
         return NULL;

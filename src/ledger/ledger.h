@@ -64,8 +64,10 @@ struct cmx_ledger_rec {
     int64_t latency_ms;                   /* request start to end */
     int64_t revenue_micros;               /* from the deployment's price (0 without one) */
     int64_t cost_micros;                  /* from the deployment's cost (0 without one) */
-    size_t n_acc;                         /* entries of acc */
-    struct cmx_ledger_accrual acc[];      /* the terms in force over this revenue */
+    char tenant[64];                 /* the caller's tenant, "" in open mode (NULL in the store) */
+    char key_id[32];                 /* the caller's virtual key id, "" in open mode */
+    size_t n_acc;                    /* entries of acc */
+    struct cmx_ledger_accrual acc[]; /* the terms in force over this revenue */
 };
 
 /* ---- arithmetic (pure; unit-tested) ------------------------------------------------------- */
@@ -113,6 +115,8 @@ struct cmx_ledger_input {
     uint64_t response_bytes;              /* body bytes sent to the client (estimates) */
     const char *agreements;               /* cmx_agreements_applied(), NULL when none */
     int64_t at_ms;                        /* completion time */
+    const char *tenant;                   /* the caller's tenant, NULL in open mode */
+    const char *key_id;                   /* the caller's key id, NULL in open mode */
 };
 
 /* Builds the record of in (malloc'd; free with free()), with revenue, cost and the
@@ -124,7 +128,8 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in);
 /* ---- the spool file's format ------------------------------------------------------------ */
 
 /* Appends r to b as one spool line: "R1", then each field, tab-separated (tab, newline and
- * backslash escaped), then '\n'. */
+ * backslash escaped), then the tenant and key id, then '\n'. Lines without the last two
+ * (written before they were recorded) still parse, as open-mode records. */
 void cmx_ledger_spool_line(struct cmx_buf *b, const struct cmx_ledger_rec *r);
 
 /* Parses one spool line (NUL-terminated, without its '\n'; modified in place) into a

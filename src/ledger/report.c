@@ -173,8 +173,9 @@ int cmx_ledger_usage(const char *url, const char *period, const char *by, enum c
         return CMX_EINVAL;
     }
     if (by != NULL && strcmp(by, "model") != 0 && strcmp(by, "cloud") != 0 &&
-        strcmp(by, "provider") != 0 && strcmp(by, "day") != 0) {
-        snprintf(err, cap, "by must be model, cloud, provider or day");
+        strcmp(by, "provider") != 0 && strcmp(by, "day") != 0 && strcmp(by, "tenant") != 0 &&
+        strcmp(by, "key") != 0) {
+        snprintf(err, cap, "by must be model, cloud, provider, day, tenant or key");
         return CMX_EINVAL;
     }
     struct cmx_ledger_store *s;
@@ -182,7 +183,9 @@ int cmx_ledger_usage(const char *url, const char *period, const char *by, enum c
     if (r != 0)
         return r;
     struct cmx_ledger_rows rows;
-    r = s->ops->usage(s, period, by, &rows, err, cap);
+    /* by key: the key_id column (open-mode rows group under "") */
+    r = s->ops->usage(s, period, by != NULL && strcmp(by, "key") == 0 ? "key_id" : by, &rows, err,
+                      cap);
     s->ops->close(s);
     if (r != 0)
         return r;

@@ -34,6 +34,20 @@ const char *const cmx_ledger_migrations[] = {
     " agreement TEXT NOT NULL, payee TEXT NOT NULL, term INTEGER NOT NULL,"
     " cap_micros BIGINT NOT NULL, accrued_micros BIGINT NOT NULL,"
     " PRIMARY KEY (agreement, payee, term));",
+    /* 2: virtual keys, admin-defined tenants, who each usage row ran as */
+    "ALTER TABLE usage ADD COLUMN tenant TEXT;"
+    "ALTER TABLE usage ADD COLUMN key_id TEXT;"
+    "CREATE INDEX usage_tenant ON usage (tenant, ts_ms);"
+    "CREATE INDEX usage_key ON usage (key_id, ts_ms);"
+    "CREATE TABLE keys ("
+    " id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, tenant TEXT NOT NULL,"
+    " created_ms BIGINT NOT NULL, expires_ms BIGINT, revoked_ms BIGINT, rpm INTEGER NOT NULL,"
+    " tpm INTEGER NOT NULL, budget_micros BIGINT, updated_ms BIGINT NOT NULL);"
+    "CREATE TABLE tenants ("
+    " name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated_ms BIGINT NOT NULL,"
+    " deleted_ms BIGINT);"
+    "CREATE TABLE admin_changes (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL);"
+    "INSERT INTO admin_changes (id, seq) VALUES (1, 0);",
 };
 const size_t cmx_ledger_n_migrations =
     sizeof(cmx_ledger_migrations) / sizeof(cmx_ledger_migrations[0]);
@@ -62,6 +76,16 @@ char *cmx_ledger_migration_sql(size_t i, const char *without_rowid)
     }
     *w = '\0';
     return out;
+}
+
+void cmx_ledger_tenant_rows_free(struct cmx_ledger_rows *rows)
+{
+    struct cmx_ledger_tenant_row *t = rows->rows;
+    for (size_t i = 0; i < rows->n; i++)
+        free(t[i].definition);
+    free(rows->rows);
+    rows->rows = NULL;
+    rows->n = 0;
 }
 
 const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url)

@@ -11,6 +11,14 @@
  *         cap_micros NULL)
  *   caps(agreement, payee, term PK, cap_micros, accrued_micros)   running total per cap
  *
+ * Version 2 (virtual keys and admin-defined tenants; src/keys/keystore.h):
+ *   usage += tenant NULL, key_id NULL                  who the request ran as (NULL: open mode)
+ *   keys(id PK, hash UNIQUE, name, tenant, created_ms, expires_ms NULL, revoked_ms NULL,
+ *        rpm, tpm, budget_micros NULL, updated_ms)      only the SHA-256 of a key is stored
+ *   tenants(name PK, definition JSON, updated_ms, deleted_ms NULL)   the config's shape
+ *   admin_changes(id PK = 1, seq)   bumped by every key / tenant write in its transaction:
+ *        the change stamp every gateway polls
+ *
  * A store is used by one thread at a time. */
 #ifndef CMX_LEDGER_STORE_H
 #define CMX_LEDGER_STORE_H
@@ -42,7 +50,7 @@ struct cmx_ledger_stmt_row {
 
 /* One usage row: a group (or the total). */
 struct cmx_ledger_usage_row {
-    char key[CMX_LEDGER_NAME]; /* model, cloud, provider or day; "" for the total */
+    char key[CMX_LEDGER_NAME]; /* model, cloud, provider, day, tenant or key id; "" for the total */
     int64_t requests;
     int64_t prompt_tokens;
     int64_t completion_tokens;
@@ -86,6 +94,18 @@ struct cmx_ledger_rows {
     size_t n;
 };
 
+/* A tenant stored by the admin API (src/keys/keystore.h). */
+struct cmx_ledger_tenant_row {
+    char name[64];
+    char *definition; /* JSON object text, malloc'd */
+    int64_t updated_ms;
+};
+
+/* Frees rows of cmx_ledger_tenant_row (their definitions too). */
+void cmx_ledger_tenant_rows_free(struct cmx_ledger_rows *rows);
+
+struct cmx_key_rec;
+
 struct cmx_ledger_store_ops {
     const char *scheme; /* "sqlite" / "postgres" */
     /* Opens (creating when needed) and migrates the store at url. 0 and *out; CMX_EIO with
@@ -105,6 +125,31 @@ struct cmx_ledger_store_ops {
                  struct cmx_ledger_rows *out, char *err, size_t err_cap);
     /* Number of usage rows (tests). */
     int64_t (*count)(struct cmx_ledger_store *s);
+
+    /* ---- keys and tenants (migration 2). Each write is one transaction that also bumps the
+     * change stamp. Return 0; CMX_EIO when the store fails (message in err when given). */
+    /* Inserts k (its hash, never the key). CMX_EINVAL when the id or hash is taken. */
+    int (*key_create)(struct cmx_ledger_store *s, const struct cmx_key_rec *k, int64_t now_ms);
+    /* Sets revoked_ms = now_ms on key id unless already revoked (idempotent: *was_revoked
+     * then true, the first time kept). CMX_ENOTFOUND for an unknown id. */
+    int (*key_revoke)(struct cmx_ledger_store *s, const char *id, int64_t now_ms,
+                      bool *was_revoked);
+    /* Every key, revoked ones included, as struct cmx_key_rec rows ordered by created_ms. */
+    int (*keys_load)(struct cmx_ledger_store *s, struct cmx_ledger_rows *out);
+    /* The change stamp: a number that changes whenever a key or tenant is written. One
+     * indexed read; -1 on failure. */
+    int64_t (*stamp)(struct cmx_ledger_store *s);
+    /* Inserts or replaces tenant name (undeleting it). */
+    int (*tenant_put)(struct cmx_ledger_store *s, const char *name, const char *definition,
+                      int64_t now_ms);
+    /* Marks tenant name deleted. CMX_ENOTFOUND when no live tenant has that name. */
+    int (*tenant_delete)(struct cmx_ledger_store *s, const char *name, int64_t now_ms);
+    /* The live tenants as struct cmx_ledger_tenant_row, ordered by name. */
+    int (*tenants_load)(struct cmx_ledger_store *s, struct cmx_ledger_rows *out);
+    /* Sum of revenue_micros of the usage rows of tenant (key_id NULL) or of key key_id
+     * (tenant NULL) with from_ms <= ts_ms < to_ms, into *sum. */
+    int (*spent)(struct cmx_ledger_store *s, const char *tenant, const char *key_id,
+                 int64_t from_ms, int64_t to_ms, int64_t *sum);
     void (*close)(struct cmx_ledger_store *s);
 };
 

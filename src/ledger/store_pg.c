@@ -3,6 +3,7 @@
  * records the request: the gateways queue on that row lock, so together they never accrue
  * past the cap. A deadlock or serialization failure retries the whole batch. */
 #include "ledger/store.h"
+#include "keys/registry.h"
 #include "core/clock.h"
 #include "core/err.h"
 
@@ -21,8 +22,9 @@ static const char *const sql[N_STMT] = {
     "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
     "cloud, region,"
     " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
-    " stream, status, latency_ms, revenue_micros, cost_micros)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)"
+    " stream, status, latency_ms, revenue_micros, cost_micros, tenant, key_id)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,"
+    "$23)"
     " ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES ($1,$2,$3,$4,0)"
     " ON CONFLICT (agreement, payee, term) DO NOTHING",
@@ -35,7 +37,7 @@ static const char *const sql[N_STMT] = {
     " currency, base_micros, amount_micros, accrued_micros, over_cap_micros, cap_micros)"
     " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
 };
-static const int n_params[N_STMT] = {21, 4, 3, 4, 15};
+static const int n_params[N_STMT] = {23, 4, 3, 4, 15};
 static const char *const names[N_STMT] = {"cmx_ins_usage", "cmx_ins_cap", "cmx_sel_cap",
                                           "cmx_upd_cap", "cmx_ins_acc"};
 
@@ -46,8 +48,8 @@ struct pg_store {
 
 /* Integer parameters are sent as text; each gets its own slot. */
 struct params {
-    const char *v[21];
-    char num[21][24];
+    const char *v[23];
+    char num[23][24];
     int n;
 };
 
@@ -203,6 +205,14 @@ static int write_one(struct pg_store *s, const struct cmx_ledger_rec *r,
     p_int(&p, r->latency_ms);
     p_int(&p, r->revenue_micros);
     p_int(&p, r->cost_micros);
+    if (r->tenant[0] != '\0')
+        p_str(&p, r->tenant);
+    else
+        p_null(&p);
+    if (r->key_id[0] != '\0')
+        p_str(&p, r->key_id);
+    else
+        p_null(&p);
     PGresult *res = run(s, INS_USAGE, &p, state);
     if (res == NULL)
         return CMX_EIO;
@@ -435,6 +445,247 @@ static int64_t pg_count(struct cmx_ledger_store *base)
     return n;
 }
 
+/* ---- keys and tenants (migration 2) ---------------------------------------------------- */
+
+static void p_opt(struct params *p, int64_t v)
+{
+    if (v >= 0)
+        p_int(p, v);
+    else
+        p_null(p);
+}
+
+static int64_t num_opt(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? -1 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* Runs one write (q with p) in a transaction that bumps the change stamp. *changes: rows
+ * it changed. A unique violation is CMX_EINVAL. */
+static int admin_write(struct pg_store *s, const char *q, struct params *p, int *changes)
+{
+    if (PQstatus(s->c) != CONNECTION_OK)
+        PQreset(s->c);
+    if (cmd(s->c, "BEGIN") != 0)
+        return CMX_EIO;
+    PGresult *r = PQexecParams(s->c, q, p->n, NULL, p->v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        bool unique = code != NULL && strcmp(code, "23505") == 0;
+        PQclear(r);
+        cmd(s->c, "ROLLBACK");
+        return unique ? CMX_EINVAL : CMX_EIO;
+    }
+    int ch = atoi(PQcmdTuples(r));
+    PQclear(r);
+    if ((ch > 0 && cmd(s->c, "UPDATE admin_changes SET seq = seq + 1 WHERE id = 1") != 0) ||
+        cmd(s->c, "COMMIT") != 0) {
+        cmd(s->c, "ROLLBACK");
+        return CMX_EIO;
+    }
+    if (changes != NULL)
+        *changes = ch;
+    return 0;
+}
+
+/* A read: the result (PQclear it) or NULL. Reconnects once when the connection dropped. */
+static PGresult *query(struct pg_store *s, const char *q, struct params *p)
+{
+    if (PQstatus(s->c) != CONNECTION_OK)
+        PQreset(s->c);
+    PGresult *r = PQexecParams(s->c, q, p ? p->n : 0, NULL, p ? p->v : NULL, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        return r;
+    PQclear(r);
+    return NULL;
+}
+
+static int pg_key_create(struct cmx_ledger_store *base, const struct cmx_key_rec *k, int64_t now_ms)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct params p = {.n = 0};
+    p_str(&p, k->id);
+    p_str(&p, k->hash);
+    p_str(&p, k->name);
+    p_str(&p, k->tenant);
+    p_int(&p, k->created_ms);
+    p_opt(&p, k->expires_ms);
+    p_int(&p, k->rpm);
+    p_int(&p, k->tpm);
+    p_opt(&p, k->budget_micros);
+    p_int(&p, now_ms);
+    return admin_write(s,
+                       "INSERT INTO keys (id, hash, name, tenant, created_ms, expires_ms,"
+                       " revoked_ms, rpm, tpm, budget_micros, updated_ms)"
+                       " VALUES ($1,$2,$3,$4,$5,$6,NULL,$7,$8,$9,$10)",
+                       &p, NULL);
+}
+
+static int pg_key_revoke(struct cmx_ledger_store *base, const char *id, int64_t now_ms,
+                         bool *was_revoked)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct params p = {.n = 0};
+    *was_revoked = false;
+    p_str(&p, id);
+    PGresult *r = query(s, "SELECT revoked_ms FROM keys WHERE id = $1", &p);
+    if (r == NULL)
+        return CMX_EIO;
+    int n = PQntuples(r);
+    int64_t revoked = n == 1 ? num_opt(r, 0, 0) : -1;
+    PQclear(r);
+    if (n != 1)
+        return CMX_ENOTFOUND;
+    if (revoked >= 0) {
+        *was_revoked = true;
+        return 0;
+    }
+    p.n = 0;
+    p_int(&p, now_ms);
+    p_str(&p, id);
+    int ch = 0;
+    int rc = admin_write(s,
+                         "UPDATE keys SET revoked_ms = $1, updated_ms = $1 WHERE id = $2"
+                         " AND revoked_ms IS NULL",
+                         &p, &ch);
+    if (rc == 0 && ch == 0)
+        *was_revoked = true;
+    return rc;
+}
+
+static int pg_keys_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *out)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    out->rows = NULL;
+    out->n = 0;
+    PGresult *r = query(s,
+                        "SELECT id, hash, name, tenant, created_ms, expires_ms, revoked_ms,"
+                        " rpm, tpm, budget_micros FROM keys ORDER BY created_ms, id",
+                        NULL);
+    if (r == NULL)
+        return CMX_EIO;
+    size_t n = (size_t)PQntuples(r);
+    struct cmx_key_rec *rows = calloc(n ? n : 1, sizeof(*rows));
+    if (rows == NULL) {
+        PQclear(r);
+        return CMX_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct cmx_key_rec *k = &rows[i];
+        int j = (int)i;
+        snprintf(k->id, sizeof(k->id), "%s", PQgetvalue(r, j, 0));
+        snprintf(k->hash, sizeof(k->hash), "%s", PQgetvalue(r, j, 1));
+        snprintf(k->name, sizeof(k->name), "%s", PQgetvalue(r, j, 2));
+        snprintf(k->tenant, sizeof(k->tenant), "%s", PQgetvalue(r, j, 3));
+        k->created_ms = num(r, j, 4);
+        k->expires_ms = num_opt(r, j, 5);
+        k->revoked_ms = num_opt(r, j, 6);
+        k->rpm = (int)num(r, j, 7);
+        k->tpm = (int)num(r, j, 8);
+        k->budget_micros = num_opt(r, j, 9);
+    }
+    PQclear(r);
+    out->rows = rows;
+    out->n = n;
+    return 0;
+}
+
+static int64_t pg_stamp(struct cmx_ledger_store *base)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    PGresult *r = query(s, "SELECT seq FROM admin_changes WHERE id = 1", NULL);
+    if (r == NULL)
+        return -1;
+    int64_t v = PQntuples(r) == 1 ? num(r, 0, 0) : -1;
+    PQclear(r);
+    return v;
+}
+
+static int pg_tenant_put(struct cmx_ledger_store *base, const char *name, const char *definition,
+                         int64_t now_ms)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct params p = {.n = 0};
+    p_str(&p, name);
+    p_str(&p, definition);
+    p_int(&p, now_ms);
+    return admin_write(s,
+                       "INSERT INTO tenants (name, definition, updated_ms, deleted_ms)"
+                       " VALUES ($1,$2,$3,NULL) ON CONFLICT (name) DO UPDATE SET"
+                       " definition = excluded.definition, updated_ms = excluded.updated_ms,"
+                       " deleted_ms = NULL",
+                       &p, NULL);
+}
+
+static int pg_tenant_delete(struct cmx_ledger_store *base, const char *name, int64_t now_ms)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct params p = {.n = 0};
+    p_int(&p, now_ms);
+    p_str(&p, name);
+    int ch = 0;
+    int rc = admin_write(s,
+                         "UPDATE tenants SET deleted_ms = $1, updated_ms = $1 WHERE name = $2"
+                         " AND deleted_ms IS NULL",
+                         &p, &ch);
+    return rc != 0 ? rc : ch == 0 ? CMX_ENOTFOUND : 0;
+}
+
+static int pg_tenants_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *out)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    out->rows = NULL;
+    out->n = 0;
+    PGresult *r = query(s,
+                        "SELECT name, definition, updated_ms FROM tenants"
+                        " WHERE deleted_ms IS NULL ORDER BY name",
+                        NULL);
+    if (r == NULL)
+        return CMX_EIO;
+    size_t n = (size_t)PQntuples(r);
+    struct cmx_ledger_tenant_row *rows = calloc(n ? n : 1, sizeof(*rows));
+    if (rows == NULL) {
+        PQclear(r);
+        return CMX_ENOMEM;
+    }
+    out->rows = rows;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(rows[i].name, sizeof(rows[i].name), "%s", PQgetvalue(r, (int)i, 0));
+        rows[i].definition = strdup(PQgetvalue(r, (int)i, 1));
+        rows[i].updated_ms = num(r, (int)i, 2);
+        out->n++;
+        if (rows[i].definition == NULL) {
+            PQclear(r);
+            cmx_ledger_tenant_rows_free(out);
+            return CMX_ENOMEM;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int pg_spent(struct cmx_ledger_store *base, const char *tenant, const char *key_id,
+                    int64_t from_ms, int64_t to_ms, int64_t *sum)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    struct params p = {.n = 0};
+    *sum = 0;
+    p_str(&p, key_id != NULL ? key_id : tenant);
+    p_int(&p, from_ms);
+    p_int(&p, to_ms);
+    PGresult *r = query(s,
+                        key_id != NULL ? "SELECT COALESCE(SUM(revenue_micros), 0) FROM usage"
+                                         " WHERE key_id = $1 AND ts_ms >= $2 AND ts_ms < $3"
+                                       : "SELECT COALESCE(SUM(revenue_micros), 0) FROM usage"
+                                         " WHERE tenant = $1 AND ts_ms >= $2 AND ts_ms < $3",
+                        &p);
+    if (r == NULL)
+        return CMX_EIO;
+    *sum = num(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
 const struct cmx_ledger_store_ops cmx_ledger_pg_ops = {
     .scheme = "postgres",
     .open = pg_open,
@@ -443,4 +694,12 @@ const struct cmx_ledger_store_ops cmx_ledger_pg_ops = {
     .usage = pg_usage,
     .count = pg_count,
     .close = pg_close,
+    .key_create = pg_key_create,
+    .key_revoke = pg_key_revoke,
+    .keys_load = pg_keys_load,
+    .stamp = pg_stamp,
+    .tenant_put = pg_tenant_put,
+    .tenant_delete = pg_tenant_delete,
+    .tenants_load = pg_tenants_load,
+    .spent = pg_spent,
 };

@@ -1,6 +1,7 @@
 /* The ledger on SQLite (the embedded default): WAL, one writer transaction per batch taken
  * with BEGIN IMMEDIATE, so that gateways sharing one file serialize their cap arithmetic. */
 #include "ledger/store.h"
+#include "keys/registry.h"
 #include "core/clock.h"
 #include "core/err.h"
 
@@ -18,8 +19,8 @@ static const char *const sql[N_STMT] = {
     "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
     "cloud, region,"
     " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
-    " stream, status, latency_ms, revenue_micros, cost_micros)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
+    " stream, status, latency_ms, revenue_micros, cost_micros, tenant, key_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES (?,?,?,?,0)"
     " ON CONFLICT (agreement, payee, term) DO NOTHING",
     "SELECT accrued_micros FROM caps WHERE agreement = ? AND payee = ? AND term = ?",
@@ -190,6 +191,14 @@ static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
     sqlite3_bind_int64(u, 19, r->latency_ms);
     sqlite3_bind_int64(u, 20, r->revenue_micros);
     sqlite3_bind_int64(u, 21, r->cost_micros);
+    if (r->tenant[0] != '\0')
+        bind_text(u, 22, r->tenant);
+    else
+        sqlite3_bind_null(u, 22);
+    if (r->key_id[0] != '\0')
+        bind_text(u, 23, r->key_id);
+    else
+        sqlite3_bind_null(u, 23);
     if (step(u, NULL) != 0)
         return CMX_EIO;
     if (sqlite3_changes(s->db) == 0)
@@ -442,6 +451,270 @@ static int64_t sq_count(struct cmx_ledger_store *base)
     return n;
 }
 
+/* ---- keys and tenants (migration 2) ---------------------------------------------------- */
+
+static void bind_opt(sqlite3_stmt *st, int i, int64_t v)
+{
+    if (v >= 0)
+        sqlite3_bind_int64(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int64_t col_opt(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+/* Runs one write statement inside BEGIN IMMEDIATE with the change stamp bumped. *changes:
+ * rows the statement changed. */
+static int admin_write(struct sqlite_store *s, sqlite3_stmt *st, int *changes)
+{
+    if (exec(s->db, "BEGIN IMMEDIATE") != 0) {
+        sqlite3_finalize(st);
+        return CMX_EIO;
+    }
+    int r = sqlite3_step(st);
+    int ch = sqlite3_changes(s->db);
+    bool unique = r == SQLITE_CONSTRAINT;
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE ||
+        (ch > 0 && exec(s->db, "UPDATE admin_changes SET seq = seq + 1 WHERE id = 1") != 0) ||
+        exec(s->db, "COMMIT") != 0) {
+        exec(s->db, "ROLLBACK");
+        return unique ? CMX_EINVAL : CMX_EIO;
+    }
+    if (changes != NULL)
+        *changes = ch;
+    return 0;
+}
+
+static int sq_key_create(struct cmx_ledger_store *base, const struct cmx_key_rec *k, int64_t now_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO keys (id, hash, name, tenant, created_ms, expires_ms,"
+                           " revoked_ms, rpm, tpm, budget_micros, updated_ms)"
+                           " VALUES (?,?,?,?,?,?,NULL,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    bind_text(st, 1, k->id);
+    bind_text(st, 2, k->hash);
+    bind_text(st, 3, k->name);
+    bind_text(st, 4, k->tenant);
+    sqlite3_bind_int64(st, 5, k->created_ms);
+    bind_opt(st, 6, k->expires_ms);
+    sqlite3_bind_int(st, 7, k->rpm);
+    sqlite3_bind_int(st, 8, k->tpm);
+    bind_opt(st, 9, k->budget_micros);
+    sqlite3_bind_int64(st, 10, now_ms);
+    return admin_write(s, st, NULL);
+}
+
+static int sq_key_revoke(struct cmx_ledger_store *base, const char *id, int64_t now_ms,
+                         bool *was_revoked)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    int64_t revoked = -2;
+    *was_revoked = false;
+    if (sqlite3_prepare_v2(s->db, "SELECT revoked_ms FROM keys WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return CMX_EIO;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        revoked = col_opt(st, 0);
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return CMX_EIO;
+    if (revoked == -2)
+        return CMX_ENOTFOUND;
+    if (revoked >= 0) {
+        *was_revoked = true;
+        return 0;
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE keys SET revoked_ms = ?, updated_ms = ? WHERE id = ?"
+                           " AND revoked_ms IS NULL",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, now_ms);
+    bind_text(st, 3, id);
+    int ch = 0;
+    int rc = admin_write(s, st, &ch);
+    if (rc == 0 && ch == 0)
+        *was_revoked = true; /* revoked meanwhile by someone else */
+    return rc;
+}
+
+static int sq_keys_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    out->rows = NULL;
+    out->n = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, hash, name, tenant, created_ms, expires_ms, revoked_ms,"
+                           " rpm, tpm, budget_micros FROM keys ORDER BY created_ms, id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    size_t n = 0, rcap = 0;
+    struct cmx_key_rec *rows = NULL;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == rcap) {
+            rcap = rcap ? rcap * 2 : 16;
+            struct cmx_key_rec *nr = realloc(rows, rcap * sizeof(*rows));
+            if (nr == NULL) {
+                r = SQLITE_NOMEM;
+                break;
+            }
+            rows = nr;
+        }
+        struct cmx_key_rec *k = &rows[n++];
+        memset(k, 0, sizeof(*k));
+        col_text(st, 0, k->id, sizeof(k->id));
+        col_text(st, 1, k->hash, sizeof(k->hash));
+        col_text(st, 2, k->name, sizeof(k->name));
+        col_text(st, 3, k->tenant, sizeof(k->tenant));
+        k->created_ms = sqlite3_column_int64(st, 4);
+        k->expires_ms = col_opt(st, 5);
+        k->revoked_ms = col_opt(st, 6);
+        k->rpm = sqlite3_column_int(st, 7);
+        k->tpm = sqlite3_column_int(st, 8);
+        k->budget_micros = col_opt(st, 9);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        free(rows);
+        return CMX_EIO;
+    }
+    out->rows = rows;
+    out->n = n;
+    return 0;
+}
+
+static int64_t sq_stamp(struct cmx_ledger_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq FROM admin_changes WHERE id = 1", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int sq_tenant_put(struct cmx_ledger_store *base, const char *name, const char *definition,
+                         int64_t now_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO tenants (name, definition, updated_ms, deleted_ms)"
+                           " VALUES (?,?,?,NULL) ON CONFLICT (name) DO UPDATE SET"
+                           " definition = excluded.definition, updated_ms = excluded.updated_ms,"
+                           " deleted_ms = NULL",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    bind_text(st, 1, name);
+    bind_text(st, 2, definition);
+    sqlite3_bind_int64(st, 3, now_ms);
+    return admin_write(s, st, NULL);
+}
+
+static int sq_tenant_delete(struct cmx_ledger_store *base, const char *name, int64_t now_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE tenants SET deleted_ms = ?, updated_ms = ? WHERE name = ?"
+                           " AND deleted_ms IS NULL",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, now_ms);
+    bind_text(st, 3, name);
+    int ch = 0;
+    int rc = admin_write(s, st, &ch);
+    return rc != 0 ? rc : ch == 0 ? CMX_ENOTFOUND : 0;
+}
+
+static int sq_tenants_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    out->rows = NULL;
+    out->n = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT name, definition, updated_ms FROM tenants"
+                           " WHERE deleted_ms IS NULL ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    size_t rcap = 0;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == rcap) {
+            rcap = rcap ? rcap * 2 : 16;
+            void *nr = realloc(out->rows, rcap * sizeof(struct cmx_ledger_tenant_row));
+            if (nr == NULL) {
+                r = SQLITE_NOMEM;
+                break;
+            }
+            out->rows = nr;
+        }
+        struct cmx_ledger_tenant_row *t = (struct cmx_ledger_tenant_row *)out->rows + out->n;
+        col_text(st, 0, t->name, sizeof(t->name));
+        const unsigned char *d = sqlite3_column_text(st, 1);
+        t->definition = strdup(d ? (const char *)d : "{}");
+        t->updated_ms = sqlite3_column_int64(st, 2);
+        out->n++;
+        if (t->definition == NULL) {
+            r = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        cmx_ledger_tenant_rows_free(out);
+        return CMX_EIO;
+    }
+    return 0;
+}
+
+static int sq_spent(struct cmx_ledger_store *base, const char *tenant, const char *key_id,
+                    int64_t from_ms, int64_t to_ms, int64_t *sum)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3_stmt *st;
+    const char *q = key_id != NULL ? "SELECT COALESCE(SUM(revenue_micros), 0) FROM usage"
+                                     " WHERE key_id = ? AND ts_ms >= ? AND ts_ms < ?"
+                                   : "SELECT COALESCE(SUM(revenue_micros), 0) FROM usage"
+                                     " WHERE tenant = ? AND ts_ms >= ? AND ts_ms < ?";
+    *sum = 0;
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    bind_text(st, 1, key_id != NULL ? key_id : tenant);
+    sqlite3_bind_int64(st, 2, from_ms);
+    sqlite3_bind_int64(st, 3, to_ms);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        *sum = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? 0 : CMX_EIO;
+}
+
 const struct cmx_ledger_store_ops cmx_ledger_sqlite_ops = {
     .scheme = "sqlite",
     .open = sq_open,
@@ -450,4 +723,12 @@ const struct cmx_ledger_store_ops cmx_ledger_sqlite_ops = {
     .usage = sq_usage,
     .count = sq_count,
     .close = sq_close,
+    .key_create = sq_key_create,
+    .key_revoke = sq_key_revoke,
+    .keys_load = sq_keys_load,
+    .stamp = sq_stamp,
+    .tenant_put = sq_tenant_put,
+    .tenant_delete = sq_tenant_delete,
+    .tenants_load = sq_tenants_load,
+    .spent = sq_spent,
 };

@@ -455,7 +455,7 @@ static void test_sqlite_caps_and_replay(void **state)
         cmx_ledger_statement(url, "ms", "2026-13", CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err)),
         CMX_EINVAL);
     assert_int_equal(
-        cmx_ledger_usage(url, NULL, "tenant", CMX_LEDGER_FORMAT_CSV, &b, err, sizeof(err)),
+        cmx_ledger_usage(url, NULL, "hash", CMX_LEDGER_FORMAT_CSV, &b, err, sizeof(err)),
         CMX_EINVAL);
     assert_int_equal(
         cmx_ledger_usage(url, NULL, "model", CMX_LEDGER_FORMAT_CSV, &b, err, sizeof(err)), 0);
