@@ -104,7 +104,6 @@ struct ticket {
 struct cmx_admit_quota {
     struct cmx_api_ctx *ctx;
     void (*go)(void *ud);
-    void (*stop)(void *ud);
     void *ud;
     struct ticket *ticket; /* take in flight */
     int64_t worst_micros;  /* charged to the budget buckets */
@@ -203,8 +202,7 @@ static void limits_done(void *ud, const struct cmx_limits_result *r)
     q->ticket = NULL;
     add_limit_headers(q->ctx, r);
     if (!r->allowed) {
-        refuse(q, r);
-        q->stop(q->ud);
+        refuse(q, r); /* finishes the request: q is gone after this */
         return;
     }
     q->taken = r->verdict == CMX_LIMITS_ALLOW;
@@ -212,7 +210,7 @@ static void limits_done(void *ud, const struct cmx_limits_result *r)
 }
 
 void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micros,
-                     void (*go)(void *ud), void (*stop)(void *ud), void *ud)
+                     void (*go)(void *ud), void *ud)
 {
     const struct cmx_key_rec *key = ctx->caller.key;
     const struct cmx_tenant_cfg *t = ctx->caller.tenant;
@@ -230,12 +228,10 @@ void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micr
     if (q == NULL || tk == NULL) {
         free(tk);
         cmx_api_error(ctx, 500, "server_error", NULL, NULL, "Out of memory.");
-        stop(ud);
         return;
     }
     *q = (struct cmx_admit_quota){.ctx = ctx,
                                   .go = go,
-                                  .stop = stop,
                                   .ud = ud,
                                   .worst_micros = worst_micros < 0 ? 0 : worst_micros,
                                   .tokens = tokens < 0 ? 0 : tokens};
@@ -260,7 +256,6 @@ void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micr
         free(tk);
         cmx_api_error(ctx, 500, "server_error", NULL, NULL,
                       "The rate limiter refused the request.");
-        stop(ud);
     }
 }
 

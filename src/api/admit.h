@@ -28,11 +28,12 @@ bool cmx_admit_model(struct cmx_api_ctx *ctx, const char *model);
  * from the key's and tenant's RPM and TPM buckets (tokens: the estimate of prompt plus
  * completion), then reserves worst_micros (its worst-case cost) against the key's and
  * tenant's budgets, all or nothing. Then calls go(ud) — before returning (memory limiter) or
- * later on the loop (Redis) — or answers 429 rate_limit_exceeded / insufficient_quota itself
- * and calls stop(ud). x-ratelimit-* headers are added to the answer either way. A caller
- * without limits or budgets (open mode) goes at once. */
+ * later on the loop (Redis) — or answers 429 rate_limit_exceeded / insufficient_quota itself,
+ * which finishes the request (its arena, and whatever ud points into, is gone then).
+ * x-ratelimit-* headers are added to the answer either way. A caller without limits or
+ * budgets (open mode) goes at once. */
 void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micros,
-                     void (*go)(void *ud), void (*stop)(void *ud), void *ud);
+                     void (*go)(void *ud), void *ud);
 
 /* Settles what cmx_admit_quota() held, once, when the request ends: the TPM buckets are
  * corrected to tokens (the metered total; -1 when nothing was metered: the estimate

@@ -997,12 +997,6 @@ static void proxy_go(void *ud)
     start_attempt(ud);
 }
 
-static void proxy_stop(void *ud)
-{
-    struct proxy *p = ud;
-    p->req->on_abort = NULL; /* the answer went out */
-}
-
 void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
 {
     struct cmx_http_req *req = ctx->req;
@@ -1156,5 +1150,5 @@ void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
             worst = c > worst ? c : worst;
         }
     }
-    cmx_admit_quota(ctx, prompt + max_out, worst, proxy_go, proxy_stop, p);
+    cmx_admit_quota(ctx, prompt + max_out, worst, proxy_go, p);
 }

@@ -13,7 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include "auth/sigv4.h"
 #include "core/arena.h"
