@@ -61,6 +61,18 @@ static void print_summary(FILE *out, const char *path, const struct cmx_config *
     }
     fprintf(out, "  routing %s, max_attempts %d, timeout %ds\n", cfg->routing.strategy,
             cfg->routing.max_attempts, cfg->routing.timeout_s);
+    if (cfg->n_tenants > 0) {
+        fprintf(out, "  %zu tenant%s:", cfg->n_tenants, cfg->n_tenants == 1 ? "" : "s");
+        for (size_t i = 0; i < cfg->n_tenants; i++)
+            fprintf(out, "%s %s", i ? "," : "", cfg->tenants[i].name ? cfg->tenants[i].name : "?");
+        fputc('\n', out);
+    }
+    if (cfg->limits_given || cfg->n_tenants > 0 || cfg->auth != NULL) {
+        char desc[512];
+        cmx_limits_config_describe(&cfg->limits, desc, sizeof(desc));
+        fprintf(out, "  limits %s; /v1 auth: %s\n", desc,
+                cfg->auth != NULL ? cfg->auth : "keys once tenants or keys exist");
+    }
 }
 
 int cmx_cli_check(int argc, char **argv)
