@@ -71,8 +71,8 @@ bool cmx_admit_authenticate(struct cmx_api_ctx *ctx)
     c->tenant = cmx_tenants_resolve(&req->arena, ctx->cfg, rec->tenant);
     if (c->tenant == NULL) {
         cmx_api_error(ctx, 403, "permission_error", "tenant_not_found", NULL,
-                      "The key %s belongs to tenant '%s', which this gateway's configuration "
-                      "does not define.",
+                      "The key %s belongs to tenant '%s', which neither this gateway's "
+                      "configuration nor the admin API defines (any more).",
                       rec->id, rec->tenant);
         return false;
     }
