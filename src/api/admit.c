@@ -259,6 +259,36 @@ void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micr
     }
 }
 
+/* Settlements of this worker thread not sent yet: the same bucket's corrections are summed,
+ * and all of them go out in one limiter call per loop iteration (cmx_admit_flush from the
+ * worker's prepare handle), so that with Redis a busy worker makes one settle call per
+ * iteration instead of one per request. */
+static _Thread_local struct {
+    size_t n;
+    struct cmx_limits_bucket b[CMX_LIMITS_MAX_BUCKETS];
+    char keys[CMX_LIMITS_MAX_BUCKETS][CMX_LIMITS_KEY_MAX];
+} pending;
+
+static void queue_settle(struct cmx_limits_client *c, const struct cmx_limits_bucket *b)
+{
+    for (size_t i = 0; i < pending.n; i++) {
+        struct cmx_limits_bucket *p = &pending.b[i];
+        if (p->unit == b->unit && p->limit == b->limit && p->period_us == b->period_us &&
+            strcmp(p->key, b->key) == 0) {
+            p->cost += b->cost;
+            if (b->unit == CMX_LIMITS_QUOTA)
+                p->ttl_us = b->ttl_us > p->ttl_us ? b->ttl_us : p->ttl_us;
+            return;
+        }
+    }
+    if (pending.n == CMX_LIMITS_MAX_BUCKETS)
+        cmx_admit_flush(c);
+    size_t k = pending.n++;
+    pending.b[k] = *b;
+    snprintf(pending.keys[k], sizeof(pending.keys[k]), "%s", b->key);
+    pending.b[k].key = pending.keys[k];
+}
+
 void cmx_admit_settle(struct cmx_api_ctx *ctx, int64_t tokens, int64_t cost_micros)
 {
     struct cmx_admit_quota *q = ctx->caller.quota;
@@ -282,6 +312,13 @@ void cmx_admit_settle(struct cmx_api_ctx *ctx, int64_t tokens, int64_t cost_micr
             fix[n++].cost = (cost_micros < 0 ? 0 : cost_micros) - q->b[i].cost;
         }
     }
-    if (n > 0)
-        cmx_limits_settle(ctx->w->limits, fix, n);
+    for (size_t i = 0; i < n; i++)
+        queue_settle(ctx->w->limits, &fix[i]);
+}
+
+void cmx_admit_flush(struct cmx_limits_client *c)
+{
+    if (pending.n > 0 && c != NULL)
+        cmx_limits_settle(c, pending.b, pending.n);
+    pending.n = 0;
 }

@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "config/config.h"
 #include "keys/registry.h"
+#include "limits/limits.h"
 
 /* Whether /v1/ endpoints needs a virtual key with cfg and the published keys: `auth: keys` always,
  * `auth: none` never, otherwise once a tenant is configured or a key exists. */
@@ -40,5 +41,9 @@ void cmx_admit_quota(struct cmx_api_ctx *ctx, int64_t tokens, int64_t worst_micr
  * stands), the budget reservation becomes cost_micros (0 releases it). A take still in
  * flight (client gone) is abandoned: go/stop will not be called. */
 void cmx_admit_settle(struct cmx_api_ctx *ctx, int64_t tokens, int64_t cost_micros);
+
+/* Sends the settlements cmx_admit_settle() queued on this worker thread (one limiter call).
+ * Called once per loop iteration by the worker, and before its limiter client closes. */
+void cmx_admit_flush(struct cmx_limits_client *c);
 
 #endif

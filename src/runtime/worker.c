@@ -1,4 +1,5 @@
 #include "runtime/worker.h"
+#include "api/admit.h"
 #include "api/api.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -21,6 +22,7 @@ uint64_t cmx_worker_rand(struct cmx_worker *w)
 static void flush_cb(uv_prepare_t *h)
 {
     struct cmx_worker *w = h->data;
+    cmx_admit_flush(w->limits); /* settlements of this iteration's requests, in one call */
     if (w->log.buf.len > 0)
         cmx_accesslog_flush(&w->log);
 }
@@ -48,7 +50,8 @@ static void shut_down(struct cmx_worker *w)
         cmx_http_server_close(w->http);
         w->http = NULL;
     }
-    if (w->limits != NULL) { /* after the requests: their settlements went out first */
+    if (w->limits != NULL) { /* after the requests: their settlements go out first */
+        cmx_admit_flush(w->limits);
         cmx_limits_client_close(w->limits);
         w->limits = NULL;
     }
