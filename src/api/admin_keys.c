@@ -11,6 +11,7 @@
 #include "core/arena.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "http/query.h"
 #include "keys/keystore.h"
 #include "keys/refresher.h"
 #include "ledger/ledger.h"
@@ -319,14 +320,6 @@ static void tenants_delete(struct cmx_api_ctx *ctx, const char *name)
     reply(ctx, 200, &b);
 }
 
-static void not_allowed(struct cmx_api_ctx *ctx, const char *allow)
-{
-    cmx_http_add_header(ctx->req, "allow", allow);
-    cmx_api_error(ctx, 405, "invalid_request_error", "method_not_allowed", NULL,
-                  "Method %s is not allowed for %s; use %s.", ctx->req->method_name, ctx->req->path,
-                  allow);
-}
-
 /* The last path segment after prefix, percent-decoded into the arena; NULL when absent or
  * when it holds a '/'. */
 static const char *segment(struct cmx_api_ctx *ctx, const char *prefix)
@@ -338,24 +331,8 @@ static const char *segment(struct cmx_api_ctx *ctx, const char *prefix)
     char *s = cmx_arena_strndup(&ctx->req->arena, raw, ctx->req->path_len - n);
     if (s == NULL || strchr(s, '/') != NULL)
         return NULL;
-    char *w = s;
-    for (const char *r = s; *r; r++) {
-        unsigned h, l;
-        if (*r == '%' && sscanf(r + 1, "%1x%1x", &h, &l) == 2) {
-            *w++ = (char)(h * 16 + l);
-            r += 2;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
+    cmx_percent_decode(s);
     return s;
-}
-
-static bool is(const struct cmx_http_req *req, const char *p)
-{
-    size_t n = strlen(p);
-    return req->path_len == n && memcmp(req->path, p, n) == 0;
 }
 
 bool cmx_admin_keys_route(struct cmx_api_ctx *ctx)
@@ -363,36 +340,36 @@ bool cmx_admin_keys_route(struct cmx_api_ctx *ctx)
     struct cmx_http_req *req = ctx->req;
     enum cmx_http_method m = req->method;
     const char *seg;
-    if (is(req, "/admin/v1/keys")) {
+    if (cmx_api_path_is(req, "/admin/v1/keys")) {
         if (m == CMX_HTTP_POST)
             keys_create(ctx);
         else if (m == CMX_HTTP_GET || m == CMX_HTTP_HEAD)
             keys_list(ctx);
         else
-            not_allowed(ctx, "GET, POST");
+            cmx_api_not_allowed(ctx, "GET, POST");
         return true;
     }
     if ((seg = segment(ctx, "/admin/v1/keys/")) != NULL) {
         if (m == CMX_HTTP_DELETE)
             keys_revoke(ctx, seg);
         else
-            not_allowed(ctx, "DELETE");
+            cmx_api_not_allowed(ctx, "DELETE");
         return true;
     }
-    if (is(req, "/admin/v1/tenants")) {
+    if (cmx_api_path_is(req, "/admin/v1/tenants")) {
         if (m == CMX_HTTP_POST)
             tenants_put(ctx);
         else if (m == CMX_HTTP_GET || m == CMX_HTTP_HEAD)
             tenants_list(ctx);
         else
-            not_allowed(ctx, "GET, POST");
+            cmx_api_not_allowed(ctx, "GET, POST");
         return true;
     }
     if ((seg = segment(ctx, "/admin/v1/tenants/")) != NULL) {
         if (m == CMX_HTTP_DELETE)
             tenants_delete(ctx, seg);
         else
-            not_allowed(ctx, "DELETE");
+            cmx_api_not_allowed(ctx, "DELETE");
         return true;
     }
     return false;

@@ -50,6 +50,12 @@ void cmx_api_error(struct cmx_api_ctx *ctx, int status, const char *type, const 
 int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type, const char *code,
                        const char *param);
 
+/* Answers 405 method_not_allowed with "allow: <allow>". */
+void cmx_api_not_allowed(struct cmx_api_ctx *ctx, const char *allow);
+
+/* True when the request's path (without query) is exactly p. */
+bool cmx_api_path_is(const struct cmx_http_req *req, const char *p);
+
 /* Default OpenAI error type for an HTTP status. */
 const char *cmx_api_error_type(int status);
 

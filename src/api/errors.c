@@ -103,3 +103,17 @@ void cmx_api_error(struct cmx_api_ctx *ctx, int status, const char *type, const 
     cmx_api_json(ctx, status, b.data, b.len);
     cmx_buf_free(&b);
 }
+
+void cmx_api_not_allowed(struct cmx_api_ctx *ctx, const char *allow)
+{
+    cmx_http_add_header(ctx->req, "allow", allow);
+    cmx_api_error(ctx, 405, "invalid_request_error", "method_not_allowed", NULL,
+                  "Method %s is not allowed for %s; use %s.", ctx->req->method_name, ctx->req->path,
+                  allow);
+}
+
+bool cmx_api_path_is(const struct cmx_http_req *req, const char *p)
+{
+    size_t n = strlen(p);
+    return req->path_len == n && memcmp(req->path, p, n) == 0;
+}

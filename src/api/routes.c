@@ -65,38 +65,10 @@ static void models_list(struct cmx_api_ctx *ctx)
     cmx_buf_free(&b);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes a path segment in place. */
-static size_t url_decode(char *s)
-{
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        int h, l;
-        if (*r == '%' && (h = hexval(r[1])) >= 0 && (l = hexval(r[2])) >= 0) {
-            *w++ = (char)(h * 16 + l);
-            r += 2;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return (size_t)(w - s);
-}
-
 static void model_get(struct cmx_api_ctx *ctx, const char *id_raw)
 {
     char *id = cmx_arena_strndup(&ctx->req->arena, id_raw, strlen(id_raw));
-    size_t len = id ? url_decode(id) : 0;
+    size_t len = id ? cmx_percent_decode(id) : 0;
     const struct cmx_model_cfg *m = id ? cmx_config_find_model(ctx->cfg, id, len) : NULL;
     if (m == NULL) {
         cmx_api_error(ctx, 404, "invalid_request_error", "model_not_found", "model",
@@ -376,20 +348,6 @@ static bool admin_allowed(struct cmx_api_ctx *ctx)
     return false;
 }
 
-static bool path_is(const struct cmx_http_req *req, const char *p)
-{
-    size_t n = strlen(p);
-    return req->path_len == n && memcmp(req->path, p, n) == 0;
-}
-
-static void not_allowed(struct cmx_api_ctx *ctx, const char *allow)
-{
-    cmx_http_add_header(ctx->req, "allow", allow);
-    cmx_api_error(ctx, 405, "invalid_request_error", "method_not_allowed", NULL,
-                  "Method %s is not allowed for %s; use %s.", ctx->req->method_name, ctx->req->path,
-                  allow);
-}
-
 void cmx_api_handle(struct cmx_http_req *req, void *ud)
 {
     struct cmx_worker *w = ud;
@@ -412,48 +370,49 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
 
     enum cmx_http_method m = req->method;
     bool get = m == CMX_HTTP_GET || m == CMX_HTTP_HEAD;
-    bool chat = path_is(req, "/v1/chat/completions") || path_is(req, "/chat/completions");
-    bool emb = path_is(req, "/v1/embeddings") || path_is(req, "/embeddings");
-    bool models = path_is(req, "/v1/models") || path_is(req, "/models");
+    bool chat =
+        cmx_api_path_is(req, "/v1/chat/completions") || cmx_api_path_is(req, "/chat/completions");
+    bool emb = cmx_api_path_is(req, "/v1/embeddings") || cmx_api_path_is(req, "/embeddings");
+    bool models = cmx_api_path_is(req, "/v1/models") || cmx_api_path_is(req, "/models");
     bool model = strncmp(req->path, "/v1/models/", 11) == 0 && req->path_len > 11;
     /* the API proper needs a virtual key once keys or tenants exist */
     if ((chat || emb || models || model) && !cmx_admit_authenticate(ctx))
         return;
     if (chat) {
         if (m != CMX_HTTP_POST)
-            return not_allowed(ctx, "POST");
+            return cmx_api_not_allowed(ctx, "POST");
         return cmx_api_proxy(ctx, CMX_EP_CHAT);
     }
     if (emb) {
         if (m != CMX_HTTP_POST)
-            return not_allowed(ctx, "POST");
+            return cmx_api_not_allowed(ctx, "POST");
         return cmx_api_proxy(ctx, CMX_EP_EMBEDDINGS);
     }
     if (models) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         return models_list(ctx);
     }
     if (model) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         return model_get(ctx, req->path + 11);
     }
-    ctx->unmetered =
-        path_is(req, "/healthz") || path_is(req, "/readyz") || path_is(req, "/metrics");
+    ctx->unmetered = cmx_api_path_is(req, "/healthz") || cmx_api_path_is(req, "/readyz") ||
+                     cmx_api_path_is(req, "/metrics");
     /* server.protect_probes puts the probes behind the admin key (when one is set) */
     if (ctx->unmetered && ctx->cfg->server.protect_probes && ctx->cfg->admin_key != NULL &&
         !admin_allowed(ctx))
         return;
-    if (path_is(req, "/healthz")) {
+    if (cmx_api_path_is(req, "/healthz")) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         static const char ok[] = "{\"status\":\"ok\"}";
         return cmx_api_json(ctx, 200, ok, sizeof(ok) - 1);
     }
-    if (path_is(req, "/readyz")) {
+    if (cmx_api_path_is(req, "/readyz")) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         if (atomic_load(&w->rt->ready) && !atomic_load(&w->rt->draining)) {
             static const char ok[] = "{\"status\":\"ready\"}";
             return cmx_api_json(ctx, 200, ok, sizeof(ok) - 1);
@@ -461,36 +420,36 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
         static const char no[] = "{\"status\":\"not ready\"}";
         return cmx_api_json(ctx, 503, no, sizeof(no) - 1);
     }
-    if (path_is(req, "/metrics")) {
+    if (cmx_api_path_is(req, "/metrics")) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         return metrics(ctx);
     }
     if (strncmp(req->path, "/admin/", 7) == 0 && !admin_allowed(ctx))
         return;
-    if (path_is(req, "/admin/v1/deployments")) {
+    if (cmx_api_path_is(req, "/admin/v1/deployments")) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         return admin_deployments(ctx);
     }
-    if (path_is(req, "/admin/v1/agreements/matrix")) {
+    if (cmx_api_path_is(req, "/admin/v1/agreements/matrix")) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         return admin_agreements_matrix(ctx);
     }
-    if (path_is(req, "/admin/v1/agreements/check")) {
+    if (cmx_api_path_is(req, "/admin/v1/agreements/check")) {
         if (!get)
-            return not_allowed(ctx, "GET");
+            return cmx_api_not_allowed(ctx, "GET");
         return admin_agreements_check(ctx);
     }
-    if (path_is(req, "/admin/v1/statements") || path_is(req, "/admin/v1/usage")) {
+    if (cmx_api_path_is(req, "/admin/v1/statements") || cmx_api_path_is(req, "/admin/v1/usage")) {
         if (!get)
-            return not_allowed(ctx, "GET");
-        return admin_ledger(ctx, path_is(req, "/admin/v1/statements"));
+            return cmx_api_not_allowed(ctx, "GET");
+        return admin_ledger(ctx, cmx_api_path_is(req, "/admin/v1/statements"));
     }
-    if (path_is(req, "/admin/v1/reload")) {
+    if (cmx_api_path_is(req, "/admin/v1/reload")) {
         if (m != CMX_HTTP_POST)
-            return not_allowed(ctx, "POST");
+            return cmx_api_not_allowed(ctx, "POST");
         return admin_reload(ctx);
     }
     /* virtual keys and stored tenants (src/api/admin_keys.c) */

@@ -128,30 +128,6 @@ static void signing_key(EVP_MD_CTX *c, const char *secret, const char *day, cons
     }
 }
 
-/* Concatenates the NUL-terminated strings up to a NULL into an arena string (printf costs
- * more than everything else a signature builds). NULL on allocation failure. */
-static char *cat(struct cmx_arena *a, ...)
-{
-    va_list ap;
-    size_t n = 0;
-    va_start(ap, a);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
-        n += strlen(s);
-    va_end(ap);
-    char *out = cmx_arena_alloc(a, n + 1), *w = out;
-    if (out == NULL)
-        return NULL;
-    va_start(ap, a);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
-        size_t l = strlen(s);
-        memcpy(w, s, l);
-        w += l;
-    }
-    va_end(ap);
-    *w = '\0';
-    return out;
-}
-
 static bool unreserved(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -463,18 +439,20 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
                      r->headers[i].value_len);
     if (rc == 0 && !has_header(r, "x-amz-date")) {
         rc = add_hdr(h, &nh, a, "x-amz-date", 10, out->amz_date, 16);
-        out->extra[out->n_extra++] = cat(a, "X-Amz-Date: ", out->amz_date, NULL);
+        out->extra[out->n_extra++] = cmx_arena_concat(a, "X-Amz-Date: ", out->amz_date, NULL);
     }
     if (rc == 0 && c->session_token != NULL && c->session_token[0] != '\0' &&
         !has_header(r, "x-amz-security-token")) {
         if (!r->omit_token)
             rc = add_hdr(h, &nh, a, "x-amz-security-token", 20, c->session_token,
                          strlen(c->session_token));
-        out->extra[out->n_extra++] = cat(a, "X-Amz-Security-Token: ", c->session_token, NULL);
+        out->extra[out->n_extra++] =
+            cmx_arena_concat(a, "X-Amz-Security-Token: ", c->session_token, NULL);
     }
     if (rc == 0 && r->content_sha256 && !has_header(r, "x-amz-content-sha256")) {
         rc = add_hdr(h, &nh, a, "x-amz-content-sha256", 20, out->payload_hash, 64);
-        out->extra[out->n_extra++] = cat(a, "X-Amz-Content-Sha256: ", out->payload_hash, NULL);
+        out->extra[out->n_extra++] =
+            cmx_arena_concat(a, "X-Amz-Content-Sha256: ", out->payload_hash, NULL);
     }
     if (rc != 0)
         goto out;
@@ -518,7 +496,8 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     /* 2. string to sign */
     char creq_hash[65];
     sha256_hex(md, creq.data, creq.len, creq_hash);
-    const char *scope = cat(a, day, "/", r->region, "/", r->service, "/aws4_request", NULL);
+    const char *scope =
+        cmx_arena_concat(a, day, "/", r->region, "/", r->service, "/aws4_request", NULL);
     if (scope == NULL) {
         rc = CMX_ENOMEM;
         goto out;
@@ -541,10 +520,11 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     out->canonical_request = cmx_arena_strndup(a, creq.data, creq.len);
     out->string_to_sign = cmx_arena_strndup(a, sts.data, sts.len);
     const char *signed_list = cmx_arena_strndup(a, creq.data + signed_at, signed_end - signed_at);
-    out->authorization =
-        signed_list ? cat(a, "AWS4-HMAC-SHA256 Credential=", c->access_key_id, "/", scope,
-                          ", SignedHeaders=", signed_list, ", Signature=", out->signature, NULL)
-                    : NULL;
+    out->authorization = signed_list
+                             ? cmx_arena_concat(a, "AWS4-HMAC-SHA256 Credential=", c->access_key_id,
+                                                "/", scope, ", SignedHeaders=", signed_list,
+                                                ", Signature=", out->signature, NULL)
+                             : NULL;
     if (out->canonical_request == NULL || out->string_to_sign == NULL || out->authorization == NULL)
         rc = CMX_ENOMEM;
     for (size_t i = 0; i < out->n_extra; i++)

@@ -32,25 +32,6 @@ struct args {
     const char *config, *product, *model, *cloud, *capability, *at, *format;
 };
 
-/* Reads "--name VALUE" / "--name=VALUE" at argv[*i]; 1 when matched, -1 on a missing value. */
-static int opt(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-
-    if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc)
-            return -1;
-        *out = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, name, n) == 0 && a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, const char *sub, struct args *g, bool *help)
 {
     static const char *const names[] = {"--config",     "--product", "--model", "--cloud",
@@ -68,7 +49,7 @@ static int parse_args(int argc, char **argv, const char *sub, struct args *g, bo
         if (strcmp(argv[i], "-c") == 0)
             argv[i] = (char *)"--config";
         for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && hit == 0; k++) {
-            hit = opt(argc, argv, &i, names[k], slots[k]);
+            hit = cmx_cli_opt(argc, argv, &i, names[k], slots[k]);
             if (hit < 0) {
                 fprintf(stderr, "cloudmux agreements %s: %s needs a value\n%s", sub, names[k],
                         usage);

@@ -31,23 +31,6 @@ const char cmx_cli_keys_usage[] =
     "  revoke  revokes key ID (idempotent); it stops working on every gateway within a\n"
     "          second\n";
 
-static int opt(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc)
-            return -1;
-        *out = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, name, n) == 0 && a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
 enum { O_CONFIG, O_TENANT, O_NAME, O_EXPIRES, O_RPM, O_TPM, O_BUDGET, O_FORMAT, N_OPT };
 
 int cmx_cli_keys(int argc, char **argv)
@@ -75,7 +58,7 @@ int cmx_cli_keys(int argc, char **argv)
             argv[i] = (char *)"--config";
         int hit = 0;
         for (size_t k = 0; k < N_OPT && hit == 0; k++) {
-            hit = opt(argc, argv, &i, names[k], &v[k]);
+            hit = cmx_cli_opt(argc, argv, &i, names[k], &v[k]);
             if (hit < 0) {
                 fprintf(stderr, "cloudmux keys %s: %s needs a value\n%s", sub, names[k],
                         cmx_cli_keys_usage);

@@ -25,23 +25,6 @@ const char cmx_cli_ledger_usage[] =
     "             (requests in open mode group under an empty tenant / key)\n"
     "Amounts are exact decimals in the currency's units (6 decimals), never floats.\n";
 
-static int opt(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc)
-            return -1;
-        *out = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, name, n) == 0 && a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
 int cmx_cli_ledger(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
@@ -64,7 +47,7 @@ int cmx_cli_ledger(int argc, char **argv)
             argv[i] = (char *)"--config";
         int hit = 0;
         for (size_t k = 0; k < 5 && hit == 0; k++) {
-            hit = opt(argc, argv, &i, names[k], &v[k]);
+            hit = cmx_cli_opt(argc, argv, &i, names[k], &v[k]);
             if (hit < 0) {
                 fprintf(stderr, "cloudmux ledger %s: %s needs a value\n%s", sub, names[k],
                         cmx_cli_ledger_usage);

@@ -67,3 +67,19 @@ int cmx_query_get(const char *query, const char *name, struct cmx_arena *a, cons
     }
     return CMX_ENOTFOUND;
 }
+
+size_t cmx_percent_decode(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        int h, l;
+        if (*r == '%' && (h = hexval(r[1])) >= 0 && (l = hexval(r[2])) >= 0) {
+            *w++ = (char)(h * 16 + l);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}

@@ -14,4 +14,8 @@
  * NUL byte; CMX_ENOMEM. Thread: any. */
 int cmx_query_get(const char *query, const char *name, struct cmx_arena *a, const char **value);
 
+/* Percent-decodes a path segment in place (NUL-terminated; '+' stays '+', a '%' not followed
+ * by two hex digits stays as it is). Returns the decoded length. Thread: any. */
+size_t cmx_percent_decode(char *s);
+
 #endif

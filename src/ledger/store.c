@@ -115,3 +115,38 @@ int cmx_ledger_store_open(const char *url, struct cmx_ledger_store **out, char *
     }
     return ops->open(url, out, err, err_cap);
 }
+
+void *cmx_ledger_rows_grow(void *rows, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return rows;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *nr = realloc(rows, nc * elem);
+    if (nr != NULL)
+        *cap = nc;
+    return nr;
+}
+
+void cmx_ledger_statement_sql(char *q, size_t cap, const char *p1, const char *p2)
+{
+    snprintf(q, cap,
+             "SELECT a.agreement, a.term, MAX(a.rate_ppm), MAX(a.currency), SUM(a.base_micros),"
+             " SUM(a.amount_micros), SUM(a.accrued_micros), SUM(a.over_cap_micros),"
+             " MAX(a.cap_micros), COUNT(*), (SELECT c.cap_micros - c.accrued_micros FROM caps c"
+             " WHERE c.agreement = a.agreement AND c.payee = a.payee AND c.term = a.term)"
+             " FROM accruals a WHERE a.payee = %s AND a.day LIKE %s"
+             " GROUP BY a.agreement, a.payee, a.term ORDER BY a.agreement, a.term",
+             p1, p2);
+}
+
+void cmx_ledger_usage_sql(char *q, size_t cap, const char *by, const char *p1)
+{
+    snprintf(q, cap,
+             "SELECT %s, COUNT(*), COALESCE(SUM(prompt_tokens), 0),"
+             " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),"
+             " COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(estimated), 0),"
+             " COALESCE(SUM(revenue_micros), 0), COALESCE(SUM(cost_micros), 0)"
+             " FROM usage WHERE day LIKE %s%s%s%s%s",
+             by ? by : "''", p1, by ? " GROUP BY " : "", by ? by : "", by ? " ORDER BY " : "",
+             by ? by : "");
+}

@@ -160,6 +160,16 @@ struct cmx_ledger_store {
 extern const struct cmx_ledger_store_ops cmx_ledger_sqlite_ops;
 extern const struct cmx_ledger_store_ops cmx_ledger_pg_ops;
 
+/* Room for one more row: returns rows (realloc'd, doubling *cap from 16) so that index n is
+ * valid, or NULL on allocation failure (rows untouched, still owned by the caller). */
+void *cmx_ledger_rows_grow(void *rows, size_t n, size_t *cap, size_t elem);
+
+/* The SQL both backends run for a statement (parameters: payee, day LIKE pattern) and for
+ * usage grouped by column by (NULL: totals; parameter: day LIKE pattern), written into q
+ * with the backend's placeholders p1, p2 ("?" or "$1", "$2"). */
+void cmx_ledger_statement_sql(char *q, size_t cap, const char *p1, const char *p2);
+void cmx_ledger_usage_sql(char *q, size_t cap, const char *by, const char *p1);
+
 /* The backend for url ("sqlite://PATH", "postgres://...", "postgresql://..."), or NULL. */
 const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url);
 

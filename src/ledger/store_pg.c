@@ -341,13 +341,8 @@ static int pg_statement(struct cmx_ledger_store *base, const char *payee, const 
                         struct cmx_ledger_rows *out, char *err, size_t cap)
 {
     struct pg_store *s = (struct pg_store *)base;
-    static const char q[] =
-        "SELECT a.agreement, a.term, MAX(a.rate_ppm), MAX(a.currency), SUM(a.base_micros),"
-        " SUM(a.amount_micros), SUM(a.accrued_micros), SUM(a.over_cap_micros), MAX(a.cap_micros),"
-        " COUNT(*), (SELECT c.cap_micros - c.accrued_micros FROM caps c WHERE"
-        " c.agreement = a.agreement AND c.payee = a.payee AND c.term = a.term)"
-        " FROM accruals a WHERE a.payee = $1 AND a.day LIKE $2"
-        " GROUP BY a.agreement, a.payee, a.term ORDER BY a.agreement, a.term";
+    char q[768];
+    cmx_ledger_statement_sql(q, sizeof(q), "$1", "$2");
     char like[32];
     snprintf(like, sizeof(like), "%s%%", period ? period : "");
     const char *v[2] = {payee, like};
@@ -392,14 +387,7 @@ static int pg_usage(struct cmx_ledger_store *base, const char *period, const cha
 {
     struct pg_store *s = (struct pg_store *)base;
     char q[768];
-    const char *col = by ? by : "''";
-    snprintf(q, sizeof(q),
-             "SELECT %s, COUNT(*), COALESCE(SUM(prompt_tokens), 0),"
-             " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),"
-             " COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(estimated), 0),"
-             " COALESCE(SUM(revenue_micros), 0), COALESCE(SUM(cost_micros), 0)"
-             " FROM usage WHERE day LIKE $1%s%s%s%s",
-             col, by ? " GROUP BY " : "", by ? by : "", by ? " ORDER BY " : "", by ? by : "");
+    cmx_ledger_usage_sql(q, sizeof(q), by, "$1");
     char like[32];
     snprintf(like, sizeof(like), "%s%%", period ? period : "");
     const char *v[1] = {like};

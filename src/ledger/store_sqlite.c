@@ -323,13 +323,8 @@ static int sq_statement(struct cmx_ledger_store *base, const char *payee, const 
                         struct cmx_ledger_rows *out, char *err, size_t cap)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    static const char q[] =
-        "SELECT a.agreement, a.term, MAX(a.rate_ppm), MAX(a.currency), SUM(a.base_micros),"
-        " SUM(a.amount_micros), SUM(a.accrued_micros), SUM(a.over_cap_micros), MAX(a.cap_micros),"
-        " COUNT(*), (SELECT c.cap_micros - c.accrued_micros FROM caps c WHERE"
-        " c.agreement = a.agreement AND c.payee = a.payee AND c.term = a.term)"
-        " FROM accruals a WHERE a.payee = ? AND a.day LIKE ?"
-        " GROUP BY a.agreement, a.payee, a.term ORDER BY a.agreement, a.term";
+    char q[768];
+    cmx_ledger_statement_sql(q, sizeof(q), "?", "?");
     sqlite3_stmt *st;
     char like[32];
     like_of(period, like, sizeof(like));
@@ -345,15 +340,12 @@ static int sq_statement(struct cmx_ledger_store *base, const char *payee, const 
     struct cmx_ledger_stmt_row *rows = NULL;
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == rcap) {
-            rcap = rcap ? rcap * 2 : 16;
-            struct cmx_ledger_stmt_row *nr = realloc(rows, rcap * sizeof(*rows));
-            if (nr == NULL) {
-                r = SQLITE_NOMEM;
-                break;
-            }
-            rows = nr;
+        struct cmx_ledger_stmt_row *nr = cmx_ledger_rows_grow(rows, n, &rcap, sizeof(*rows));
+        if (nr == NULL) {
+            r = SQLITE_NOMEM;
+            break;
         }
+        rows = nr;
         struct cmx_ledger_stmt_row *w = &rows[n++];
         memset(w, 0, sizeof(*w));
         snprintf(w->agreement, sizeof(w->agreement), "%s", sqlite3_column_text(st, 0));
@@ -385,14 +377,7 @@ static int sq_usage(struct cmx_ledger_store *base, const char *period, const cha
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     char q[768];
-    const char *col = by ? by : "''";
-    snprintf(q, sizeof(q),
-             "SELECT %s, COUNT(*), COALESCE(SUM(prompt_tokens), 0),"
-             " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cached_tokens), 0),"
-             " COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(estimated), 0),"
-             " COALESCE(SUM(revenue_micros), 0), COALESCE(SUM(cost_micros), 0)"
-             " FROM usage WHERE day LIKE ?%s%s%s%s",
-             col, by ? " GROUP BY " : "", by ? by : "", by ? " ORDER BY " : "", by ? by : "");
+    cmx_ledger_usage_sql(q, sizeof(q), by, "?");
     sqlite3_stmt *st;
     char like[32];
     like_of(period, like, sizeof(like));
@@ -407,15 +392,12 @@ static int sq_usage(struct cmx_ledger_store *base, const char *period, const cha
     struct cmx_ledger_usage_row *rows = NULL;
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == rcap) {
-            rcap = rcap ? rcap * 2 : 16;
-            struct cmx_ledger_usage_row *nr = realloc(rows, rcap * sizeof(*rows));
-            if (nr == NULL) {
-                r = SQLITE_NOMEM;
-                break;
-            }
-            rows = nr;
+        struct cmx_ledger_usage_row *nr = cmx_ledger_rows_grow(rows, n, &rcap, sizeof(*rows));
+        if (nr == NULL) {
+            r = SQLITE_NOMEM;
+            break;
         }
+        rows = nr;
         struct cmx_ledger_usage_row *w = &rows[n++];
         const unsigned char *k = sqlite3_column_text(st, 0);
         snprintf(w->key, sizeof(w->key), "%s", k ? (const char *)k : "");
@@ -571,15 +553,12 @@ static int sq_keys_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *o
     struct cmx_key_rec *rows = NULL;
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == rcap) {
-            rcap = rcap ? rcap * 2 : 16;
-            struct cmx_key_rec *nr = realloc(rows, rcap * sizeof(*rows));
-            if (nr == NULL) {
-                r = SQLITE_NOMEM;
-                break;
-            }
-            rows = nr;
+        struct cmx_key_rec *nr = cmx_ledger_rows_grow(rows, n, &rcap, sizeof(*rows));
+        if (nr == NULL) {
+            r = SQLITE_NOMEM;
+            break;
         }
+        rows = nr;
         struct cmx_key_rec *k = &rows[n++];
         memset(k, 0, sizeof(*k));
         col_text(st, 0, k->id, sizeof(k->id));
@@ -665,15 +644,13 @@ static int sq_tenants_load(struct cmx_ledger_store *base, struct cmx_ledger_rows
     size_t rcap = 0;
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (out->n == rcap) {
-            rcap = rcap ? rcap * 2 : 16;
-            void *nr = realloc(out->rows, rcap * sizeof(struct cmx_ledger_tenant_row));
-            if (nr == NULL) {
-                r = SQLITE_NOMEM;
-                break;
-            }
-            out->rows = nr;
+        void *nr =
+            cmx_ledger_rows_grow(out->rows, out->n, &rcap, sizeof(struct cmx_ledger_tenant_row));
+        if (nr == NULL) {
+            r = SQLITE_NOMEM;
+            break;
         }
+        out->rows = nr;
         struct cmx_ledger_tenant_row *t = (struct cmx_ledger_tenant_row *)out->rows + out->n;
         col_text(st, 0, t->name, sizeof(t->name));
         const unsigned char *d = sqlite3_column_text(st, 1);

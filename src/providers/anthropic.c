@@ -512,11 +512,6 @@ static int emit_delta(struct anth_stream *st, json_object *delta, const char *fi
     return cmx_tr_emit(o, st->cb, st->ud);
 }
 
-static void copy_str(char *dst, size_t cap, const char *s)
-{
-    cmx_tr_copy(dst, cap, s);
-}
-
 static int on_event(void *ud, const struct cmx_sse_event *ev)
 {
     struct anth_stream *st = ud;
@@ -531,8 +526,8 @@ static int on_event(void *ud, const struct cmx_sse_event *ev)
     int r = 0;
     if (strcmp(type, "message_start") == 0) {
         json_object *m = cmx_tr_get(e, "message");
-        copy_str(st->id, sizeof(st->id), cmx_tr_str(m, "id"));
-        copy_str(st->model, sizeof(st->model), cmx_tr_str(m, "model"));
+        cmx_tr_copy(st->id, sizeof(st->id), cmx_tr_str(m, "id"));
+        cmx_tr_copy(st->model, sizeof(st->model), cmx_tr_str(m, "model"));
         json_object *us = cmx_tr_get(m, "usage");
         if (us != NULL)
             read_usage(us, &st->usage, &st->in_t, &st->cw, &st->crd);
@@ -645,7 +640,7 @@ void *cmx_anthropic_stream_new(struct cmx_arena *a, const struct cmx_deployment_
         st->tool_of[i] = -1;
     st->usage = (struct cmx_usage){-1, -1, -1, -1, false};
     st->in_t = st->cw = st->crd = -1;
-    copy_str(st->model, sizeof(st->model), d != NULL ? d->model : "");
+    cmx_tr_copy(st->model, sizeof(st->model), d != NULL ? d->model : "");
     return st;
 }
 

@@ -104,30 +104,6 @@ static bool is_cohere(const char *model)
     return strstr(model, "cohere.embed") != NULL;
 }
 
-/* Concatenates the NUL-terminated strings up to a NULL into an arena string (cheaper than
- * printf on the per-request path). NULL on allocation failure. */
-static char *cat(struct cmx_arena *a, ...)
-{
-    va_list ap;
-    size_t n = 0;
-    va_start(ap, a);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
-        n += strlen(s);
-    va_end(ap);
-    char *out = cmx_arena_alloc(a, n + 1), *w = out;
-    if (out == NULL)
-        return NULL;
-    va_start(ap, a);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
-        size_t l = strlen(s);
-        memcpy(w, s, l);
-        w += l;
-    }
-    va_end(ap);
-    *w = '\0';
-    return out;
-}
-
 /* ---- URL, headers, signing ---------------------------------------------------------------- */
 
 /* Completes out for POST base_url + path (path already URI-encoded): Host, Content-Type,
@@ -145,11 +121,11 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     const char *prefix = slash ? slash : "";
     out->method = "POST";
     /* the full path as sent: an endpoint's own path prefix, then ours */
-    char *full = cat(a, prefix, path, NULL);
+    char *full = cmx_arena_concat(a, prefix, path, NULL);
     char *hostport = cmx_arena_strndup(a, auth, alen);
     char *origin = cmx_arena_strndup(a, base, (size_t)(auth - base) + alen);
-    char *host = hostport ? cat(a, "Host: ", hostport, NULL) : NULL;
-    out->url = full && origin ? cat(a, origin, full, NULL) : NULL;
+    char *host = hostport ? cmx_arena_concat(a, "Host: ", hostport, NULL) : NULL;
+    out->url = full && origin ? cmx_arena_concat(a, origin, full, NULL) : NULL;
     if (out->url == NULL || host == NULL)
         return CMX_ENOMEM;
     out->n_headers = 0;
@@ -157,13 +133,13 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     out->headers[out->n_headers++] = "Content-Type: application/json";
     out->headers[out->n_headers++] = accept;
     if (cr->request_id != NULL) {
-        char *h = cat(a, "amz-sdk-invocation-id: ", cr->request_id, NULL);
+        char *h = cmx_arena_concat(a, "amz-sdk-invocation-id: ", cr->request_id, NULL);
         if (h == NULL)
             return CMX_ENOMEM;
         out->headers[out->n_headers++] = h;
     }
     if (p->api_key != NULL) {
-        char *h = cat(a, "Authorization: Bearer ", p->api_key, NULL);
+        char *h = cmx_arena_concat(a, "Authorization: Bearer ", p->api_key, NULL);
         if (h == NULL)
             return CMX_ENOMEM;
         out->headers[out->n_headers++] = h;
@@ -199,7 +175,7 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
         return rc;
     for (size_t i = 0; i < so.n_extra; i++)
         out->headers[out->n_headers++] = so.extra[i];
-    char *h = cat(a, "Authorization: ", so.authorization, NULL);
+    char *h = cmx_arena_concat(a, "Authorization: ", so.authorization, NULL);
     if (h == NULL)
         return CMX_ENOMEM;
     out->headers[out->n_headers++] = h;
@@ -213,7 +189,7 @@ static char *model_path(struct cmx_arena *a, const char *model, const char *op)
     char *enc = cmx_arena_alloc(a, n * 3 + 1);
     if (enc == NULL || cmx_sigv4_uri_encode(model, n, false, enc, n * 3 + 1) == (size_t)-1)
         return NULL;
-    return cat(a, "/model/", enc, "/", op, NULL);
+    return cmx_arena_concat(a, "/model/", enc, "/", op, NULL);
 }
 
 /* ---- JSON without a tree ------------------------------------------------------------------- */
