@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #define MAX_TRIED         16
@@ -53,7 +54,6 @@ struct proxy {
     struct cmx_client_req cr;               /* parsed client request */
     const struct cmx_model_cfg *model;      /* the public model */
     struct cmx_agreement_check *agreements; /* NULL when no agreement governs */
-    struct cmx_route route;                 /* attempt order */
     size_t next;                            /* index in route.order of the next attempt */
     int attempts;                           /* attempts started */
     uint64_t deadline_ns;                   /* uv_hrtime() by which everything must be done */
@@ -92,11 +92,13 @@ struct proxy {
     int last_err;                        /* transport error (CMX_E*) */
     struct cmx_upstream_error last_uerr; /* parsed upstream error */
     struct retry_timer *retry;           /* pending backoff, NULL when none */
+    int n_tried;                         /* entries of tried */
+    /* ---- the large arrays last: cmx_api_proxy zeroes only what comes before them ---- */
+    struct cmx_route route; /* attempt order (set by cmx_router_plan) */
     struct {
         const char *provider; /* who was tried */
         char reason[120];     /* why it failed, no secrets */
-    } tried[MAX_TRIED];       /* failed attempts, for the final error */
-    int n_tried;
+    } tried[MAX_TRIED];       /* failed attempts, for the final error (n_tried of them) */
 };
 
 static void start_attempt(struct proxy *p);
@@ -1000,11 +1002,14 @@ static void proxy_go(void *ud)
 void cmx_api_proxy(struct cmx_api_ctx *ctx, int endpoint)
 {
     struct cmx_http_req *req = ctx->req;
-    struct proxy *p = cmx_arena_calloc(&req->arena, sizeof(*p));
+    /* ~4 KiB of route and failure arrays are written before they are read: zero the rest */
+    struct proxy *p = cmx_arena_alloc(&req->arena, sizeof(*p));
     if (p == NULL) {
         cmx_api_error(ctx, 500, "server_error", "internal_error", NULL, "Out of memory.");
         return;
     }
+    memset(p, 0, offsetof(struct proxy, route));
+    p->route.n = p->route.n_eligible = p->route.n_excluded = 0;
     ctx->proxy = p;
     p->ctx = ctx;
     p->req = req;

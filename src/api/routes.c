@@ -39,9 +39,19 @@ static const char *request_id(struct cmx_http_req *req, struct cmx_worker *w)
         if (ok)
             return h->value;
     }
+    /* "req_" + 24 hex digits of randomness */
+    static const char hex[] = "0123456789abcdef";
     uint64_t a = cmx_worker_rand(w), b = cmx_worker_rand(w);
-    return cmx_arena_printf(&req->arena, "req_%016llx%08llx", (unsigned long long)a,
-                            (unsigned long long)(b & 0xffffffffu));
+    char *id = cmx_arena_alloc(&req->arena, 4 + 24 + 1);
+    if (id == NULL)
+        return NULL;
+    memcpy(id, "req_", 4);
+    for (int i = 0; i < 16; i++)
+        id[4 + i] = hex[(a >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; i++)
+        id[20 + i] = hex[(b >> (28 - 4 * i)) & 15];
+    id[28] = '\0';
+    return id;
 }
 
 static void models_list(struct cmx_api_ctx *ctx)

@@ -551,8 +551,13 @@ static bool key_eq(const char *raw, size_t len, const char *name, size_t nlen)
     const unsigned char *nm = (const unsigned char *)name;
     size_t j = 0;
 
+    /* escapes only make the raw text longer than what it decodes to */
+    if (len < nlen)
+        return false;
+    if (len == nlen) /* equal only without escapes */
+        return memcmp(raw, name, len) == 0 && memchr(raw, '\\', len) == NULL;
     if (memchr(raw, '\\', len) == NULL)
-        return len == nlen && memcmp(raw, name, len) == 0;
+        return false;
     while (p < end) {
         if (*p != '\\') {
             if (j >= nlen || *p != nm[j])

@@ -15,24 +15,59 @@ void cmx_accesslog_init(struct cmx_accesslog *l, int fd, bool enabled)
     l->ts_sec = 0;
 }
 
-/* Appends ,"key": — keys are literals without characters to escape. */
-static void put_key(struct cmx_buf *b, const char *key)
+/* The line is written through a raw pointer into room reserved once (cmx_buf_reserve): the
+ * keys are literals without characters to escape; strings are escaped as JSON. */
+
+/* Room a JSON-escaped copy of v can take: quotes included, or "null" for NULL. */
+static size_t str_room(const char *v, size_t *len)
 {
-    char k[48];
-    size_t n = strlen(key);
-    if (n > sizeof(k) - 4)
-        n = sizeof(k) - 4;
-    k[0] = ',';
-    k[1] = '"';
-    memcpy(k + 2, key, n);
-    k[n + 2] = '"';
-    k[n + 3] = ':';
-    cmx_buf_append(b, k, n + 4);
+    *len = v != NULL ? strlen(v) : 0;
+    return 6 * *len + 4;
 }
 
-/* Appends the decimal digits of v; with frac_digits > 0, v is fixed-point with that many
+#define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) + sizeof(lit) - 1)
+
+/* Writes v (len bytes) as a JSON string, or null. */
+static char *put_str(char *o, const char *v, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (v == NULL)
+        return PUT_LIT(o, "null");
+    *o++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *o++ = (char)c;
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        default:
+            o = PUT_LIT(o, "u00");
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+/* Writes the decimal digits of v; with frac_digits > 0, v is fixed-point with that many
  * decimals (v = 1234, 3 -> "1.234"). */
-static void put_num(struct cmx_buf *b, uint64_t v, int frac_digits)
+static char *put_num(char *o, uint64_t v, int frac_digits)
 {
     char d[32];
     size_t i = sizeof(d);
@@ -43,37 +78,20 @@ static void put_num(struct cmx_buf *b, uint64_t v, int frac_digits)
         if (++f == frac_digits)
             d[--i] = '.';
     } while (v != 0 || f < frac_digits + (frac_digits > 0));
-    cmx_buf_append(b, d + i, sizeof(d) - i);
+    memcpy(o, d + i, sizeof(d) - i);
+    return o + (sizeof(d) - i);
 }
 
-static void put_str(struct cmx_buf *b, const char *key, const char *v)
+/* A count, or null when negative. */
+static char *put_int(char *o, int64_t v)
 {
-    put_key(b, key);
-    if (v == NULL) {
-        cmx_buf_append(b, "null", 4);
-        return;
-    }
-    cmx_buf_append(b, "\"", 1);
-    cmx_buf_json_escape(b, v, strlen(v));
-    cmx_buf_append(b, "\"", 1);
+    return v < 0 ? PUT_LIT(o, "null") : put_num(o, (uint64_t)v, 0);
 }
 
-static void put_int(struct cmx_buf *b, const char *key, int64_t v)
+/* Microseconds as milliseconds with three decimals, or null when negative. */
+static char *put_ms(char *o, int64_t us)
 {
-    put_key(b, key);
-    if (v < 0)
-        cmx_buf_append(b, "null", 4);
-    else
-        put_num(b, (uint64_t)v, 0);
-}
-
-static void put_ms(struct cmx_buf *b, const char *key, int64_t us)
-{
-    put_key(b, key);
-    if (us < 0)
-        cmx_buf_append(b, "null", 4);
-    else
-        put_num(b, (uint64_t)us, 3);
+    return us < 0 ? PUT_LIT(o, "null") : put_num(o, (uint64_t)us, 3);
 }
 
 void cmx_accesslog_write(struct cmx_accesslog *l, const struct cmx_access_entry *e)
@@ -88,36 +106,60 @@ void cmx_accesslog_write(struct cmx_accesslog *l, const struct cmx_access_entry 
         memcpy(l->ts_text, ts, 19);
         l->ts_sec = sec + 1;
     }
-    char ms[5] = {'.', (char)('0' + e->time_ms % 1000 / 100), (char)('0' + e->time_ms % 100 / 10),
-                  (char)('0' + e->time_ms % 10), 'Z'};
-    cmx_buf_append(b, "{\"time\":\"", 9);
-    cmx_buf_append(b, l->ts_text, 19);
-    cmx_buf_append(b, ms, 5);
-    cmx_buf_append(b, "\"", 1);
-    put_str(b, "request_id", e->request_id);
-    put_str(b, "method", e->method);
-    put_str(b, "path", e->path);
-    put_str(b, "model", e->model);
-    put_str(b, "provider", e->provider);
-    put_int(b, "status", e->status);
-    put_ms(b, "latency_ms", (int64_t)e->latency_us);
-    put_ms(b, "upstream_latency_ms", e->upstream_latency_us);
-    put_ms(b, "ttfb_ms", e->ttfb_us);
-    put_int(b, "prompt_tokens", e->prompt_tokens);
-    put_int(b, "completion_tokens", e->completion_tokens);
-    put_int(b, "cached_tokens", e->cached_tokens);
-    put_int(b, "attempts", e->attempts);
-    put_key(b, "stream");
-    if (e->stream)
-        cmx_buf_append(b, "true", 4);
-    else
-        cmx_buf_append(b, "false", 5);
-    put_str(b, "error", e->error);
-    if (e->tenant != NULL)
-        put_str(b, "tenant", e->tenant);
-    if (e->key_id != NULL)
-        put_str(b, "key_id", e->key_id);
-    cmx_buf_append(b, "}\n", 2);
+    size_t n_id, n_method, n_path, n_model, n_provider, n_error, n_tenant, n_key;
+    size_t room = 640 + str_room(e->request_id, &n_id) + str_room(e->method, &n_method) +
+                  str_room(e->path, &n_path) + str_room(e->model, &n_model) +
+                  str_room(e->provider, &n_provider) + str_room(e->error, &n_error) +
+                  str_room(e->tenant, &n_tenant) + str_room(e->key_id, &n_key);
+    char *start = cmx_buf_reserve(b, room), *o = start;
+    if (o == NULL)
+        return; /* the buffer is at its cap (stdout blocked): drop the line */
+    o = PUT_LIT(o, "{\"time\":\"");
+    memcpy(o, l->ts_text, 19);
+    o += 19;
+    *o++ = '.';
+    *o++ = (char)('0' + e->time_ms % 1000 / 100);
+    *o++ = (char)('0' + e->time_ms % 100 / 10);
+    *o++ = (char)('0' + e->time_ms % 10);
+    o = PUT_LIT(o, "Z\",\"request_id\":");
+    o = put_str(o, e->request_id, n_id);
+    o = PUT_LIT(o, ",\"method\":");
+    o = put_str(o, e->method, n_method);
+    o = PUT_LIT(o, ",\"path\":");
+    o = put_str(o, e->path, n_path);
+    o = PUT_LIT(o, ",\"model\":");
+    o = put_str(o, e->model, n_model);
+    o = PUT_LIT(o, ",\"provider\":");
+    o = put_str(o, e->provider, n_provider);
+    o = PUT_LIT(o, ",\"status\":");
+    o = put_int(o, e->status);
+    o = PUT_LIT(o, ",\"latency_ms\":");
+    o = put_ms(o, (int64_t)e->latency_us);
+    o = PUT_LIT(o, ",\"upstream_latency_ms\":");
+    o = put_ms(o, e->upstream_latency_us);
+    o = PUT_LIT(o, ",\"ttfb_ms\":");
+    o = put_ms(o, e->ttfb_us);
+    o = PUT_LIT(o, ",\"prompt_tokens\":");
+    o = put_int(o, e->prompt_tokens);
+    o = PUT_LIT(o, ",\"completion_tokens\":");
+    o = put_int(o, e->completion_tokens);
+    o = PUT_LIT(o, ",\"cached_tokens\":");
+    o = put_int(o, e->cached_tokens);
+    o = PUT_LIT(o, ",\"attempts\":");
+    o = put_int(o, e->attempts);
+    o = e->stream ? PUT_LIT(o, ",\"stream\":true") : PUT_LIT(o, ",\"stream\":false");
+    o = PUT_LIT(o, ",\"error\":");
+    o = put_str(o, e->error, n_error);
+    if (e->tenant != NULL) {
+        o = PUT_LIT(o, ",\"tenant\":");
+        o = put_str(o, e->tenant, n_tenant);
+    }
+    if (e->key_id != NULL) {
+        o = PUT_LIT(o, ",\"key_id\":");
+        o = put_str(o, e->key_id, n_key);
+    }
+    o = PUT_LIT(o, "}\n");
+    cmx_buf_commit(b, (size_t)(o - start));
     if (b->len >= FLUSH_AT)
         cmx_accesslog_flush(l);
 }
