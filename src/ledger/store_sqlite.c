@@ -13,9 +13,18 @@
 /* write_one: the batch touches more caps than the cache holds */
 #define CMX_EAGAIN_BATCH 1
 
-enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, N_STMT };
+/* Records (and accrual rows) per multi-row INSERT: one statement execution per GROUP rows
+ * instead of per row costs well under half as much per record (the per-statement work -
+ * VDBE setup, halt, reset - dominates a single narrow insert). */
+#define GROUP 16
 
-static const char *const sql[N_STMT] = {
+enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, INS_USAGE_N, INS_ACC_N, N_STMT };
+
+#define USAGE_COLS 23
+#define ACC_COLS   15
+
+/* INS_USAGE_N and INS_ACC_N are INS_USAGE and INS_ACC with GROUP value rows (made at open). */
+static const char *const sql[INS_USAGE_N] = {
     "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
     "cloud, region,"
     " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
@@ -92,6 +101,31 @@ static int migrate(sqlite3 *db, char *err, size_t cap)
     return 0;
 }
 
+/* A single-row "INSERT ... VALUES (?,...)[ suffix]" turned into GROUP value rows (malloc'd),
+ * or NULL. */
+static char *multi_row(const char *one)
+{
+    const char *v = strstr(one, " VALUES (");
+    const char *close = v != NULL ? strchr(v, ')') : NULL;
+    if (close == NULL)
+        return NULL;
+    size_t head = (size_t)(v - one) + 8, tuple = (size_t)(close + 1 - (v + 8));
+    size_t tail = strlen(close + 1);
+    char *q = malloc(head + GROUP * (tuple + 1) + tail + 1), *o = q;
+    if (q == NULL)
+        return NULL;
+    memcpy(o, one, head);
+    o += head;
+    for (int i = 0; i < GROUP; i++) {
+        if (i > 0)
+            *o++ = ',';
+        memcpy(o, v + 8, tuple);
+        o += tuple;
+    }
+    memcpy(o, close + 1, tail + 1);
+    return q;
+}
+
 static void sq_close(struct cmx_ledger_store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -129,7 +163,17 @@ static int sq_open(const char *url, struct cmx_ledger_store **out, char *err, si
         return CMX_EIO;
     }
     for (int i = 0; i < N_STMT; i++) {
-        if (sqlite3_prepare_v2(s->db, sql[i], -1, &s->st[i], NULL) != SQLITE_OK) {
+        char *q = i == INS_USAGE_N ? multi_row(sql[INS_USAGE])
+                  : i == INS_ACC_N ? multi_row(sql[INS_ACC])
+                                   : NULL;
+        if (i >= INS_USAGE_N && q == NULL) {
+            set_err(err, cap, "prepare", NULL);
+            sq_close(&s->base);
+            return CMX_ENOMEM;
+        }
+        int prc = sqlite3_prepare_v2(s->db, q != NULL ? q : sql[i], -1, &s->st[i], NULL);
+        free(q);
+        if (prc != SQLITE_OK) {
             set_err(err, cap, "prepare", s->db);
             sq_close(&s->base);
             return CMX_EIO;
@@ -154,13 +198,12 @@ static int step(sqlite3_stmt *st, int64_t *row)
     return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : CMX_EIO;
 }
 
-static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
-                     struct cmx_ledger_cap_cache *caps)
+/* write_group: a record of the group was already stored (a replay): redo row by row */
+#define CMX_EDUP_GROUP 2
+
+/* Sets s->day and s->period to r's UTC day and month (formatted once per day seen). */
+static void day_of(struct sqlite_store *s, const struct cmx_ledger_rec *r)
 {
-    /* room for every cap of the record before anything of it is written */
-    if (caps->n + r->n_acc > CMX_LEDGER_CAP_CACHE)
-        return CMX_EAGAIN_BATCH;
-    /* the day's text, formatted once per day seen */
     int64_t dn = cmx_clock_day_start(r->ts_ms);
     if (dn != s->day_ms || s->day[0] == '\0') {
         cmx_clock_format_date(r->ts_ms, s->day, sizeof(s->day));
@@ -168,96 +211,183 @@ static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
         s->period[7] = '\0';
         s->day_ms = dn;
     }
-    const char *day = s->day, *period = s->period;
-    sqlite3_stmt *u = s->st[INS_USAGE];
-    bind_text(u, 1, r->record_id);
-    bind_text(u, 2, r->request_id);
-    sqlite3_bind_int64(u, 3, r->ts_ms);
-    bind_text(u, 4, period);
-    bind_text(u, 5, day);
-    bind_text(u, 6, r->model);
-    bind_text(u, 7, r->product);
-    bind_text(u, 8, r->provider);
-    bind_text(u, 9, r->cloud);
-    bind_text(u, 10, r->region);
-    bind_text(u, 11, r->agreements);
-    sqlite3_bind_int64(u, 12, r->prompt_tokens);
-    sqlite3_bind_int64(u, 13, r->completion_tokens);
-    sqlite3_bind_int64(u, 14, r->cached_tokens);
-    sqlite3_bind_int64(u, 15, r->reasoning_tokens);
-    sqlite3_bind_int(u, 16, r->estimated);
-    sqlite3_bind_int(u, 17, r->stream);
-    sqlite3_bind_int(u, 18, r->status);
-    sqlite3_bind_int64(u, 19, r->latency_ms);
-    sqlite3_bind_int64(u, 20, r->revenue_micros);
-    sqlite3_bind_int64(u, 21, r->cost_micros);
+}
+
+/* Binds r's usage row to parameters at+1 .. at+USAGE_COLS of u. The day and period are
+ * copied (they change between the rows of one statement at midnight). */
+static void bind_usage(struct sqlite_store *s, sqlite3_stmt *u, int at,
+                       const struct cmx_ledger_rec *r)
+{
+    day_of(s, r);
+    bind_text(u, at + 1, r->record_id);
+    bind_text(u, at + 2, r->request_id);
+    sqlite3_bind_int64(u, at + 3, r->ts_ms);
+    sqlite3_bind_text(u, at + 4, s->period, 7, SQLITE_TRANSIENT);
+    sqlite3_bind_text(u, at + 5, s->day, 10, SQLITE_TRANSIENT);
+    bind_text(u, at + 6, r->model);
+    bind_text(u, at + 7, r->product);
+    bind_text(u, at + 8, r->provider);
+    bind_text(u, at + 9, r->cloud);
+    bind_text(u, at + 10, r->region);
+    bind_text(u, at + 11, r->agreements);
+    sqlite3_bind_int64(u, at + 12, r->prompt_tokens);
+    sqlite3_bind_int64(u, at + 13, r->completion_tokens);
+    sqlite3_bind_int64(u, at + 14, r->cached_tokens);
+    sqlite3_bind_int64(u, at + 15, r->reasoning_tokens);
+    sqlite3_bind_int(u, at + 16, r->estimated);
+    sqlite3_bind_int(u, at + 17, r->stream);
+    sqlite3_bind_int(u, at + 18, r->status);
+    sqlite3_bind_int64(u, at + 19, r->latency_ms);
+    sqlite3_bind_int64(u, at + 20, r->revenue_micros);
+    sqlite3_bind_int64(u, at + 21, r->cost_micros);
     if (r->tenant[0] != '\0')
-        bind_text(u, 22, r->tenant);
+        bind_text(u, at + 22, r->tenant);
     else
-        sqlite3_bind_null(u, 22);
+        sqlite3_bind_null(u, at + 22);
     if (r->key_id[0] != '\0')
-        bind_text(u, 23, r->key_id);
+        bind_text(u, at + 23, r->key_id);
     else
-        sqlite3_bind_null(u, 23);
-    if (step(u, NULL) != 0)
-        return CMX_EIO;
-    if (sqlite3_changes(s->db) == 0)
-        return 0; /* already recorded (a replay): its accruals are too */
-    for (size_t i = 0; i < r->n_acc; i++) {
-        const struct cmx_ledger_accrual *a = &r->acc[i];
-        int64_t prev = 0, accrued, over;
-        size_t ci = (size_t)-1;
-        if (a->has_cap) {
-            ci = cmx_ledger_cap_find(caps, a);
-            if (ci == (size_t)-1) {
-                sqlite3_stmt *c = s->st[INS_CAP];
-                bind_text(c, 1, a->agreement);
-                bind_text(c, 2, a->payee);
-                sqlite3_bind_int(c, 3, a->term);
-                sqlite3_bind_int64(c, 4, a->cap_micros);
-                if (step(c, NULL) != 0)
-                    return CMX_EIO;
-                c = s->st[SEL_CAP];
-                bind_text(c, 1, a->agreement);
-                bind_text(c, 2, a->payee);
-                sqlite3_bind_int(c, 3, a->term);
-                if (step(c, &prev) != 0)
-                    return CMX_EIO;
-                ci = caps->n++;
-                caps->e[ci].key = a;
-                caps->e[ci].accrued = prev;
-                caps->e[ci].added = 0;
-            }
-            prev = caps->e[ci].accrued;
+        sqlite3_bind_null(u, at + 23);
+}
+
+/* One accrual row to insert: the term of a record and what it accrues after its cap. */
+struct acc_row {
+    const struct cmx_ledger_rec *r;
+    const struct cmx_ledger_accrual *a;
+    int64_t accrued, over;
+};
+
+/* Splits a's amount at its cap: the cap's total is read (and its row created) once per
+ * transaction, then kept in caps. The caller made room in caps. 0 or CMX_EIO. */
+static int accrue(struct sqlite_store *s, struct cmx_ledger_cap_cache *caps,
+                  const struct cmx_ledger_rec *r, const struct cmx_ledger_accrual *a,
+                  struct acc_row *out)
+{
+    int64_t prev = 0;
+    size_t ci = (size_t)-1;
+    if (a->has_cap) {
+        ci = cmx_ledger_cap_find(caps, a);
+        if (ci == (size_t)-1) {
+            sqlite3_stmt *c = s->st[INS_CAP];
+            bind_text(c, 1, a->agreement);
+            bind_text(c, 2, a->payee);
+            sqlite3_bind_int(c, 3, a->term);
+            sqlite3_bind_int64(c, 4, a->cap_micros);
+            if (step(c, NULL) != 0)
+                return CMX_EIO;
+            c = s->st[SEL_CAP];
+            bind_text(c, 1, a->agreement);
+            bind_text(c, 2, a->payee);
+            sqlite3_bind_int(c, 3, a->term);
+            if (step(c, &prev) != 0)
+                return CMX_EIO;
+            ci = caps->n++;
+            caps->e[ci].key = a;
+            caps->e[ci].accrued = prev;
+            caps->e[ci].added = 0;
         }
-        cmx_ledger_cap_split(a->amount_micros, a->has_cap, a->cap_micros, prev, &accrued, &over);
-        if (a->has_cap) {
-            caps->e[ci].accrued += accrued;
-            caps->e[ci].added += accrued;
-        }
-        sqlite3_stmt *c = s->st[INS_ACC];
-        bind_text(c, 1, r->record_id);
-        bind_text(c, 2, r->request_id);
-        sqlite3_bind_int64(c, 3, r->ts_ms);
-        bind_text(c, 4, period);
-        bind_text(c, 5, day);
-        bind_text(c, 6, a->agreement);
-        bind_text(c, 7, a->payee);
-        sqlite3_bind_int(c, 8, a->term);
-        sqlite3_bind_int64(c, 9, a->rate_ppm);
-        bind_text(c, 10, a->currency);
-        sqlite3_bind_int64(c, 11, r->revenue_micros);
-        sqlite3_bind_int64(c, 12, a->amount_micros);
-        sqlite3_bind_int64(c, 13, accrued);
-        sqlite3_bind_int64(c, 14, over);
-        if (a->has_cap)
-            sqlite3_bind_int64(c, 15, a->cap_micros);
-        else
-            sqlite3_bind_null(c, 15);
-        if (step(c, NULL) != 0)
+        prev = caps->e[ci].accrued;
+    }
+    out->r = r;
+    out->a = a;
+    cmx_ledger_cap_split(a->amount_micros, a->has_cap, a->cap_micros, prev, &out->accrued,
+                         &out->over);
+    if (a->has_cap) {
+        caps->e[ci].accrued += out->accrued;
+        caps->e[ci].added += out->accrued;
+    }
+    return 0;
+}
+
+/* Binds an accrual row to parameters at+1 .. at+ACC_COLS of c. */
+static void bind_acc(struct sqlite_store *s, sqlite3_stmt *c, int at, const struct acc_row *x)
+{
+    const struct cmx_ledger_rec *r = x->r;
+    const struct cmx_ledger_accrual *a = x->a;
+    day_of(s, r);
+    bind_text(c, at + 1, r->record_id);
+    bind_text(c, at + 2, r->request_id);
+    sqlite3_bind_int64(c, at + 3, r->ts_ms);
+    sqlite3_bind_text(c, at + 4, s->period, 7, SQLITE_TRANSIENT);
+    sqlite3_bind_text(c, at + 5, s->day, 10, SQLITE_TRANSIENT);
+    bind_text(c, at + 6, a->agreement);
+    bind_text(c, at + 7, a->payee);
+    sqlite3_bind_int(c, at + 8, a->term);
+    sqlite3_bind_int64(c, at + 9, a->rate_ppm);
+    bind_text(c, at + 10, a->currency);
+    sqlite3_bind_int64(c, at + 11, r->revenue_micros);
+    sqlite3_bind_int64(c, at + 12, a->amount_micros);
+    sqlite3_bind_int64(c, at + 13, x->accrued);
+    sqlite3_bind_int64(c, at + 14, x->over);
+    if (a->has_cap)
+        sqlite3_bind_int64(c, at + 15, a->cap_micros);
+    else
+        sqlite3_bind_null(c, at + 15);
+}
+
+/* Inserts n accrual rows: GROUP at a time, the rest one by one. */
+static int insert_accs(struct sqlite_store *s, const struct acc_row *x, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= GROUP; i += GROUP) {
+        for (int k = 0; k < GROUP; k++)
+            bind_acc(s, s->st[INS_ACC_N], k * ACC_COLS, &x[i + (size_t)k]);
+        if (step(s->st[INS_ACC_N], NULL) != 0)
+            return CMX_EIO;
+    }
+    for (; i < n; i++) {
+        bind_acc(s, s->st[INS_ACC], 0, &x[i]);
+        if (step(s->st[INS_ACC], NULL) != 0)
             return CMX_EIO;
     }
     return 0;
+}
+
+/* Writes one record and its accruals. A record already stored (a replay) is skipped with
+ * its accruals. 0, CMX_EIO, or CMX_EAGAIN_BATCH when the caps cache has no room left. */
+static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
+                     struct cmx_ledger_cap_cache *caps)
+{
+    /* room for every cap of the record before anything of it is written */
+    if (caps->n + r->n_acc > CMX_LEDGER_CAP_CACHE)
+        return CMX_EAGAIN_BATCH;
+    bind_usage(s, s->st[INS_USAGE], 0, r);
+    if (step(s->st[INS_USAGE], NULL) != 0)
+        return CMX_EIO;
+    if (sqlite3_changes(s->db) == 0)
+        return 0; /* already recorded (a replay): its accruals are too */
+    struct acc_row x[CMX_LEDGER_MAX_SHARES];
+    for (size_t i = 0; i < r->n_acc && i < CMX_LEDGER_MAX_SHARES; i++)
+        if (accrue(s, caps, r, &r->acc[i], &x[i]) != 0)
+            return CMX_EIO;
+    return insert_accs(s, x, r->n_acc < CMX_LEDGER_MAX_SHARES ? r->n_acc : CMX_LEDGER_MAX_SHARES);
+}
+
+/* Writes GROUP records with one multi-row INSERT, then their accruals in record order (the
+ * same cap arithmetic as row by row). 0, CMX_EIO, CMX_EAGAIN_BATCH (no room for their caps:
+ * nothing written), or CMX_EDUP_GROUP when one of them was already stored (the caller rolls
+ * back and writes row by row, which skips it). */
+static int write_group(struct sqlite_store *s, struct cmx_ledger_rec *const *recs,
+                       struct cmx_ledger_cap_cache *caps, struct acc_row *x)
+{
+    size_t nx = 0;
+    for (int i = 0; i < GROUP; i++)
+        nx += recs[i]->n_acc;
+    if (caps->n + nx > CMX_LEDGER_CAP_CACHE)
+        return CMX_EAGAIN_BATCH;
+    sqlite3_stmt *u = s->st[INS_USAGE_N];
+    for (int i = 0; i < GROUP; i++)
+        bind_usage(s, u, i * USAGE_COLS, recs[i]);
+    if (step(u, NULL) != 0)
+        return CMX_EIO;
+    if (sqlite3_changes(s->db) != GROUP)
+        return CMX_EDUP_GROUP;
+    nx = 0;
+    for (int i = 0; i < GROUP; i++)
+        for (size_t k = 0; k < recs[i]->n_acc; k++)
+            if (accrue(s, caps, recs[i], &recs[i]->acc[k], &x[nx++]) != 0)
+                return CMX_EIO;
+    return insert_accs(s, x, nx);
 }
 
 /* Writes the totals of the caps a transaction touched. */
@@ -278,28 +408,39 @@ static int flush_caps(struct sqlite_store *s, struct cmx_ledger_cap_cache *caps)
     return 0;
 }
 
-static int sq_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const *recs, size_t n,
-                    bool sync)
+/* One transaction over recs (more when the caps cache fills). grouped: GROUP records per
+ * INSERT where possible. */
+static int write_batch(struct sqlite_store *s, struct cmx_ledger_rec *const *recs, size_t n,
+                       bool grouped)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    if (s->sync != (int)sync) {
-        if (exec(s->db, sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") != 0)
-            return CMX_EIO;
-        s->sync = sync;
-    }
     if (exec(s->db, "BEGIN IMMEDIATE") != 0)
         return CMX_EIO;
     struct cmx_ledger_cap_cache caps;
+    struct acc_row x[CMX_LEDGER_CAP_CACHE];
     caps.n = 0;
     size_t done = 0;
     int rc = 0;
-    while (done < n && (rc = write_one(s, recs[done], &caps)) == 0)
+    while (done < n) {
+        if (grouped && n - done >= GROUP &&
+            (rc = write_group(s, recs + done, &caps, x)) != CMX_EAGAIN_BATCH) {
+            if (rc != 0)
+                break;
+            done += GROUP;
+            continue;
+        }
+        if ((rc = write_one(s, recs[done], &caps)) != 0)
+            break;
         done++;
+    }
+    if (rc == CMX_EDUP_GROUP) {
+        exec(s->db, "ROLLBACK");
+        return write_batch(s, recs, n, false);
+    }
     if (rc == CMX_EAGAIN_BATCH && done > 0) {
         /* more distinct caps than the cache holds: commit what is done, then the rest */
         rc = flush_caps(s, &caps);
         if (rc == 0 && exec(s->db, "COMMIT") == 0)
-            return sq_write(base, recs + done, n - done, sync);
+            return write_batch(s, recs + done, n - done, grouped);
         exec(s->db, "ROLLBACK");
         return CMX_EIO;
     }
@@ -312,6 +453,18 @@ static int sq_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const 
         return CMX_EIO;
     }
     return 0;
+}
+
+static int sq_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const *recs, size_t n,
+                    bool sync)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    if (s->sync != (int)sync) {
+        if (exec(s->db, sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") != 0)
+            return CMX_EIO;
+        s->sync = sync;
+    }
+    return write_batch(s, recs, n, true);
 }
 
 static void like_of(const char *period, char *buf, size_t cap)

@@ -467,6 +467,76 @@ static void test_sqlite_caps_and_replay(void **state)
     rm_rf(dir);
 }
 
+/* Grouped (multi-row) inserts give the same rows as one record per INSERT: a cap crossed in
+ * the middle of a group, a group spanning midnight, and a replay whose groups hold records
+ * already stored next to new ones (those are written, the others skipped, nothing doubled). */
+static void test_sqlite_grouped_equals_single(void **state)
+{
+    (void)state;
+    enum { N = 48 };
+    char url1[256], url2[256], err[256];
+    struct cmx_ledger_store *g, *one;
+    struct cmx_ledger_rec *a[N];
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "g%02d", i);
+        /* 30 x 100 = 3000 against a cap of 2550: crossed by record 25 of the 48 */
+        a[i] = mkrec(id, i < 20 ? "2026-11-09" : "2026-11-10", 500, 100, true, 2550);
+        a[i]->ts_ms += i; /* ordered within each day */
+    }
+    tmpdb(url1, sizeof(url1));
+    tmpdb(url2, sizeof(url2));
+    assert_int_equal(cmx_ledger_store_open(url1, &g, err, sizeof(err)), 0);
+    assert_int_equal(cmx_ledger_store_open(url2, &one, err, sizeof(err)), 0);
+    /* grouped: 0..40 in one batch (two groups + 8), then 8..48: 32 replayed + 8 new */
+    assert_int_equal(g->ops->write(g, a, 40, false), 0);
+    assert_int_equal(g->ops->write(g, a + 8, 40, false), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(one->ops->write(one, &a[i], 1, false), 0);
+    assert_int_equal(g->ops->count(g), N);
+    assert_int_equal(one->ops->count(one), N);
+    struct cmx_ledger_rows r1, r2;
+    assert_int_equal(g->ops->statement(g, "ms", "2026-11", &r1, err, sizeof(err)), 0);
+    assert_int_equal(one->ops->statement(one, "ms", "2026-11", &r2, err, sizeof(err)), 0);
+    assert_int_equal(r1.n, 1);
+    assert_int_equal(r2.n, 1);
+    struct cmx_ledger_stmt_row *w1 = r1.rows, *w2 = r2.rows;
+    assert_int_equal(w1->requests, N);
+    assert_int_equal(w1->amount_micros, N * 100);
+    assert_int_equal(w1->accrued_micros, 2550);
+    assert_int_equal(w1->over_cap_micros, N * 100 - 2550);
+    assert_int_equal(w1->base_micros, w2->base_micros);
+    assert_int_equal(w1->accrued_micros, w2->accrued_micros);
+    assert_int_equal(w1->over_cap_micros, w2->over_cap_micros);
+    assert_int_equal(w1->cap_remaining_micros, 0);
+    free(r1.rows);
+    free(r2.rows);
+    /* the day column of each row, across the group that spans midnight */
+    assert_int_equal(g->ops->usage(g, "2026-11", "day", &r1, err, sizeof(err)), 0);
+    struct cmx_ledger_usage_row *u = r1.rows;
+    int64_t d9 = -1, d10 = -1;
+    for (size_t i = 0; i < r1.n; i++) {
+        if (strcmp(u[i].key, "2026-11-09") == 0)
+            d9 = u[i].requests;
+        if (strcmp(u[i].key, "2026-11-10") == 0)
+            d10 = u[i].requests;
+    }
+    assert_int_equal(d9, 20);
+    assert_int_equal(d10, N - 20);
+    free(r1.rows);
+    g->ops->close(g);
+    one->ops->close(one);
+    for (int i = 0; i < N; i++)
+        free(a[i]);
+    const char *urls[2] = {url1, url2};
+    for (int i = 0; i < 2; i++) {
+        char dir[256];
+        snprintf(dir, sizeof(dir), "%s", urls[i] + 9);
+        *strrchr(dir, '/') = '\0';
+        rm_rf(dir);
+    }
+}
+
 /* The store is unreachable: records are spooled, then replayed exactly once when it is
  * back (here: a SQLite file in a directory that does not exist yet). */
 static void test_spool_replay(void **state)
@@ -530,6 +600,10 @@ static void test_record_ids(void **state)
     assert_int_equal(strlen(a), 36);
     assert_string_not_equal(a, b); /* same ms: the counter differs */
     assert_memory_equal(a, b, 28); /* same time and process */
+    char ts[16];
+    snprintf(ts, sizeof(ts), "%012llx", (unsigned long long)T("2026-11-05T00:00:00Z"));
+    assert_memory_equal(a, ts, 12); /* the time first, 12 hex digits */
+    assert_int_equal(strspn(a, "0123456789abcdef"), 36);
     cmx_ledger_record_id(T("2026-11-05T00:00:00.001Z"), b, sizeof(b));
     assert_true(strcmp(a, b) < 0); /* time-ordered */
     /* the same client request id twice is two records */
@@ -568,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_prepare_base_matching),
         cmocka_unit_test(test_prepare_until_boundary),
         cmocka_unit_test(test_sqlite_caps_and_replay),
+        cmocka_unit_test(test_sqlite_grouped_equals_single),
         cmocka_unit_test(test_spool_replay),
         cmocka_unit_test(test_record_ids),
     };
