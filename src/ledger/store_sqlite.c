@@ -49,6 +49,9 @@ struct sqlite_store {
     int64_t day_ms; /* start of the day formatted in day/period */
     char day[16];   /* "YYYY-MM-DD" of day_ms ("" before the first record) */
     char period[8]; /* "YYYY-MM" */
+    /* each row of a multi-row statement binds its own copy (SQLITE_STATIC: read at step) */
+    char row_day[GROUP][11];
+    char row_period[GROUP][8];
 };
 
 static void set_err(char *err, size_t cap, const char *what, sqlite3 *db)
@@ -201,8 +204,8 @@ static int step(sqlite3_stmt *st, int64_t *row)
 /* write_group: a record of the group was already stored (a replay): redo row by row */
 #define CMX_EDUP_GROUP 2
 
-/* Sets s->day and s->period to r's UTC day and month (formatted once per day seen). */
-static void day_of(struct sqlite_store *s, const struct cmx_ledger_rec *r)
+/* r's UTC day and month (formatted once per day seen) into row slot k's strings. */
+static void day_of(struct sqlite_store *s, const struct cmx_ledger_rec *r, int k)
 {
     int64_t dn = cmx_clock_day_start(r->ts_ms);
     if (dn != s->day_ms || s->day[0] == '\0') {
@@ -211,19 +214,22 @@ static void day_of(struct sqlite_store *s, const struct cmx_ledger_rec *r)
         s->period[7] = '\0';
         s->day_ms = dn;
     }
+    memcpy(s->row_day[k], s->day, 11);
+    memcpy(s->row_period[k], s->period, 8);
 }
 
-/* Binds r's usage row to parameters at+1 .. at+USAGE_COLS of u. The day and period are
- * copied (they change between the rows of one statement at midnight). */
-static void bind_usage(struct sqlite_store *s, sqlite3_stmt *u, int at,
+/* Binds r's usage row as row k of u (parameters k*USAGE_COLS+1 ...). The day and period
+ * are the row's own (they change between the rows of one statement at midnight). */
+static void bind_usage(struct sqlite_store *s, sqlite3_stmt *u, int k,
                        const struct cmx_ledger_rec *r)
 {
-    day_of(s, r);
+    int at = k * USAGE_COLS;
+    day_of(s, r, k);
     bind_text(u, at + 1, r->record_id);
     bind_text(u, at + 2, r->request_id);
     sqlite3_bind_int64(u, at + 3, r->ts_ms);
-    sqlite3_bind_text(u, at + 4, s->period, 7, SQLITE_TRANSIENT);
-    sqlite3_bind_text(u, at + 5, s->day, 10, SQLITE_TRANSIENT);
+    sqlite3_bind_text(u, at + 4, s->row_period[k], 7, SQLITE_STATIC);
+    sqlite3_bind_text(u, at + 5, s->row_day[k], 10, SQLITE_STATIC);
     bind_text(u, at + 6, r->model);
     bind_text(u, at + 7, r->product);
     bind_text(u, at + 8, r->provider);
@@ -299,17 +305,18 @@ static int accrue(struct sqlite_store *s, struct cmx_ledger_cap_cache *caps,
     return 0;
 }
 
-/* Binds an accrual row to parameters at+1 .. at+ACC_COLS of c. */
-static void bind_acc(struct sqlite_store *s, sqlite3_stmt *c, int at, const struct acc_row *x)
+/* Binds an accrual row as row k of c (parameters k*ACC_COLS+1 ...). */
+static void bind_acc(struct sqlite_store *s, sqlite3_stmt *c, int k, const struct acc_row *x)
 {
     const struct cmx_ledger_rec *r = x->r;
     const struct cmx_ledger_accrual *a = x->a;
-    day_of(s, r);
+    int at = k * ACC_COLS;
+    day_of(s, r, k);
     bind_text(c, at + 1, r->record_id);
     bind_text(c, at + 2, r->request_id);
     sqlite3_bind_int64(c, at + 3, r->ts_ms);
-    sqlite3_bind_text(c, at + 4, s->period, 7, SQLITE_TRANSIENT);
-    sqlite3_bind_text(c, at + 5, s->day, 10, SQLITE_TRANSIENT);
+    sqlite3_bind_text(c, at + 4, s->row_period[k], 7, SQLITE_STATIC);
+    sqlite3_bind_text(c, at + 5, s->row_day[k], 10, SQLITE_STATIC);
     bind_text(c, at + 6, a->agreement);
     bind_text(c, at + 7, a->payee);
     sqlite3_bind_int(c, at + 8, a->term);
@@ -331,7 +338,7 @@ static int insert_accs(struct sqlite_store *s, const struct acc_row *x, size_t n
     size_t i = 0;
     for (; n - i >= GROUP; i += GROUP) {
         for (int k = 0; k < GROUP; k++)
-            bind_acc(s, s->st[INS_ACC_N], k * ACC_COLS, &x[i + (size_t)k]);
+            bind_acc(s, s->st[INS_ACC_N], k, &x[i + (size_t)k]);
         if (step(s->st[INS_ACC_N], NULL) != 0)
             return CMX_EIO;
     }
@@ -377,7 +384,7 @@ static int write_group(struct sqlite_store *s, struct cmx_ledger_rec *const *rec
         return CMX_EAGAIN_BATCH;
     sqlite3_stmt *u = s->st[INS_USAGE_N];
     for (int i = 0; i < GROUP; i++)
-        bind_usage(s, u, i * USAGE_COLS, recs[i]);
+        bind_usage(s, u, i, recs[i]);
     if (step(u, NULL) != 0)
         return CMX_EIO;
     if (sqlite3_changes(s->db) != GROUP)
