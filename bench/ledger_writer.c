@@ -21,41 +21,42 @@ struct producer {
 
 static struct cmx_ledger_rec *mkrec(long i)
 {
-    struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + 2 * sizeof(r->acc[0]));
-    if (r == NULL)
-        abort();
     /* random-looking ids, as the gateway makes them (x-request-id) */
     unsigned long h = (unsigned long)i * 0x9e3779b97f4a7c15ul;
-    snprintf(r->request_id, sizeof(r->request_id), "req_%016lx%08lx", h,
-             (unsigned long)i & 0xffffffff);
-    r->ts_ms = 1794787200000LL + i / 20; /* 2026-11-15, 20k records a second */
-    cmx_ledger_record_id(r->ts_ms, r->record_id, sizeof(r->record_id));
-    strcpy(r->model, "gpt-5");
-    strcpy(r->product, "gpt-5");
-    strcpy(r->provider, "azure-eastus");
-    strcpy(r->cloud, "azure");
-    strcpy(r->region, "eastus");
-    strcpy(r->agreements, "microsoft@2026-10-28");
-    r->prompt_tokens = 1200 + i % 100;
-    r->completion_tokens = 300 + i % 50;
-    r->cached_tokens = 400;
-    r->reasoning_tokens = 64;
-    r->status = 200;
-    r->latency_ms = 850;
-    r->revenue_micros = 6000 + i % 1000;
-    r->cost_micros = 3000;
-    r->n_acc = 2;
+    char req[48];
+    snprintf(req, sizeof(req), "req_%016lx%08lx", h, (unsigned long)i & 0xffffffff);
+    struct cmx_ledger_rec t = {.request_id = req,
+                               .ts_ms = 1794787200000LL + i / 20, /* 2026-11-15, 20k a second */
+                               .model = "gpt-5",
+                               .product = "gpt-5",
+                               .provider = "azure-eastus",
+                               .cloud = "azure",
+                               .region = "eastus",
+                               .agreements = "microsoft@2026-10-28",
+                               .prompt_tokens = 1200 + i % 100,
+                               .completion_tokens = 300 + i % 50,
+                               .cached_tokens = 400,
+                               .reasoning_tokens = 64,
+                               .status = 200,
+                               .latency_ms = 850,
+                               .revenue_micros = 6000 + i % 1000,
+                               .cost_micros = 3000};
+    cmx_ledger_record_id(t.ts_ms, t.record_id, sizeof(t.record_id));
+    struct cmx_ledger_accrual acc[2];
     for (int k = 0; k < 2; k++) {
-        struct cmx_ledger_accrual *a = &r->acc[k];
-        strcpy(a->agreement, k ? "amazon@2026-03-01" : "microsoft@2026-10-28");
-        strcpy(a->payee, k ? "amazon" : "microsoft");
-        strcpy(a->currency, "USD");
+        struct cmx_ledger_accrual *a = &acc[k];
+        a->agreement = k ? "amazon@2026-03-01" : "microsoft@2026-10-28";
+        a->payee = k ? "amazon" : "microsoft";
+        a->currency = "USD";
         a->term = 0;
         a->rate_ppm = k ? 50000 : 200000;
         a->has_cap = k == 0;
         a->cap_micros = 1000000000000LL;
-        a->amount_micros = cmx_ledger_share(r->revenue_micros, a->rate_ppm);
+        a->amount_micros = cmx_ledger_share(t.revenue_micros, a->rate_ppm);
     }
+    struct cmx_ledger_rec *r = cmx_ledger_rec_new(&t, acc, 2);
+    if (r == NULL)
+        abort();
     return r;
 }
 

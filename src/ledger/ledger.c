@@ -92,15 +92,62 @@ int cmx_ledger_parse_rate(const char *s, size_t len, int64_t *ppm)
 
 /* ---- records ---------------------------------------------------------------------------- */
 
-static void copy(char *dst, size_t cap, const char *s)
+/* Length of s (NULL: 0) cut to max bytes. */
+static size_t cut_len(const char *s, size_t max)
 {
-    if (s == NULL)
-        s = "";
-    size_t n = strlen(s);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
+    return s != NULL ? strnlen(s, max) : 0;
+}
+
+/* Copies len bytes of s and a NUL to *o; returns the copy and advances *o. */
+static const char *put_copy(char **o, const char *s, size_t len)
+{
+    char *d = *o;
+    if (len > 0)
+        memcpy(d, s, len);
+    d[len] = '\0';
+    *o = d + len + 1;
+    return d;
+}
+
+#define NAME_MAX_LEN (CMX_LEDGER_NAME - 1)
+
+struct cmx_ledger_rec *cmx_ledger_rec_new(const struct cmx_ledger_rec *t,
+                                          const struct cmx_ledger_accrual *acc, size_t n_acc)
+{
+    /* the cut lengths of every string, then one block for all */
+    const char *src[9] = {t->request_id, t->model,      t->product, t->provider, t->cloud,
+                          t->region,     t->agreements, t->tenant,  t->key_id};
+    const size_t max[9] = {NAME_MAX_LEN,     NAME_MAX_LEN, NAME_MAX_LEN,
+                           NAME_MAX_LEN,     NAME_MAX_LEN, NAME_MAX_LEN,
+                           2 * NAME_MAX_LEN, 63,           31};
+    size_t len[9], total = 0;
+    for (int i = 0; i < 9; i++)
+        total += (len[i] = cut_len(src[i], max[i])) + 1;
+    for (size_t i = 0; i < n_acc; i++)
+        total += cut_len(acc[i].agreement, NAME_MAX_LEN) + cut_len(acc[i].payee, NAME_MAX_LEN) +
+                 cut_len(acc[i].currency ? acc[i].currency : "USD", 7) + 3;
+    size_t head = sizeof(*t) + n_acc * sizeof(t->acc[0]);
+    struct cmx_ledger_rec *r = malloc(head + total);
+    if (r == NULL)
+        return NULL;
+    memcpy(r, t, sizeof(*t));
+    r->next = NULL;
+    r->record_id[sizeof(r->record_id) - 1] = '\0';
+    r->n_acc = n_acc;
+    char *o = (char *)r + head;
+    const char **dst[9] = {&r->request_id, &r->model,      &r->product, &r->provider, &r->cloud,
+                           &r->region,     &r->agreements, &r->tenant,  &r->key_id};
+    for (int i = 0; i < 9; i++)
+        *dst[i] = put_copy(&o, src[i], len[i]);
+    for (size_t i = 0; i < n_acc; i++) {
+        struct cmx_ledger_accrual *a = &r->acc[i];
+        *a = acc[i];
+        const char *cur = acc[i].currency ? acc[i].currency : "USD";
+        a->agreement = put_copy(&o, acc[i].agreement, cut_len(acc[i].agreement, NAME_MAX_LEN));
+        a->payee = put_copy(&o, acc[i].payee, cut_len(acc[i].payee, NAME_MAX_LEN));
+        a->currency = put_copy(&o, cur, cut_len(cur, 7));
+    }
+    return r;
 }
 
 /* Per-process part of record ids (random), and a counter. */
@@ -160,22 +207,20 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
                 in->request_id, n, CMX_LEDGER_MAX_SHARES);
         n = CMX_LEDGER_MAX_SHARES;
     }
-    struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + n * sizeof(r->acc[0]));
-    if (r == NULL)
-        return NULL;
-    copy(r->request_id, sizeof(r->request_id), in->request_id);
-    r->ts_ms = in->at_ms;
+    struct cmx_ledger_rec t = {.request_id = in->request_id,
+                               .ts_ms = in->at_ms,
+                               .model = in->model ? in->model->name : NULL,
+                               .product = product,
+                               .agreements = in->agreements,
+                               .tenant = in->tenant,
+                               .key_id = in->key_id};
+    struct cmx_ledger_rec *r = &t;
     cmx_ledger_record_id(r->ts_ms, r->record_id, sizeof(r->record_id));
-    copy(r->model, sizeof(r->model), in->model ? in->model->name : NULL);
-    copy(r->product, sizeof(r->product), product);
     if (d != NULL) {
-        copy(r->provider, sizeof(r->provider), d->provider->name);
-        copy(r->cloud, sizeof(r->cloud), d->provider->cloud);
-        copy(r->region, sizeof(r->region), d->provider->region);
+        r->provider = d->provider->name;
+        r->cloud = d->provider->cloud;
+        r->region = d->provider->region;
     }
-    copy(r->agreements, sizeof(r->agreements), in->agreements);
-    copy(r->tenant, sizeof(r->tenant), in->tenant);
-    copy(r->key_id, sizeof(r->key_id), in->key_id);
     const struct cmx_usage *u = in->usage;
     if (u != NULL && u->reported) {
         r->prompt_tokens = u->prompt_tokens;
@@ -197,20 +242,20 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
     if (d != NULL && d->has_cost)
         r->cost_micros =
             cmx_ledger_revenue(&d->cost, r->prompt_tokens, r->completion_tokens, r->cached_tokens);
-    r->n_acc = n;
+    struct cmx_ledger_accrual acc[CMX_LEDGER_MAX_SHARES];
     for (size_t i = 0; i < n; i++) {
-        struct cmx_ledger_accrual *a = &r->acc[i];
-        const struct cmx_agr_revshare *t = views[i].term;
-        copy(a->agreement, sizeof(a->agreement), views[i].agreement);
-        copy(a->payee, sizeof(a->payee), t->payee);
-        copy(a->currency, sizeof(a->currency), t->currency ? t->currency : "USD");
+        struct cmx_ledger_accrual *a = &acc[i];
+        const struct cmx_agr_revshare *tm = views[i].term;
+        a->agreement = views[i].agreement;
+        a->payee = tm->payee;
+        a->currency = tm->currency ? tm->currency : "USD";
         a->term = (int)views[i].index;
-        a->rate_ppm = t->rate_ppm;
-        a->has_cap = t->has_cap;
-        a->cap_micros = t->has_cap ? t->cap_micros : 0;
-        a->amount_micros = cmx_ledger_share(r->revenue_micros, t->rate_ppm);
+        a->rate_ppm = tm->rate_ppm;
+        a->has_cap = tm->has_cap;
+        a->cap_micros = tm->has_cap ? tm->cap_micros : 0;
+        a->amount_micros = cmx_ledger_share(r->revenue_micros, tm->rate_ppm);
     }
-    return r;
+    return cmx_ledger_rec_new(&t, acc, n);
 }
 
 /* ---- spool file: one record per line, tab-separated, \t \n \\ escaped ------------------ */
@@ -307,11 +352,11 @@ static void split(char *line, struct fields *fs)
     }
 }
 
-static bool get_str(struct fields *fs, char *dst, size_t cap)
+static bool get_str(struct fields *fs, const char **dst)
 {
     if (fs->i >= fs->n)
         return false;
-    copy(dst, cap, fs->f[fs->i++]);
+    *dst = fs->f[fs->i++];
     return true;
 }
 
@@ -339,53 +384,46 @@ struct cmx_ledger_rec *cmx_ledger_spool_parse(char *line)
     if (!get_int(&fs, &nacc) || nacc < 0 || nacc > CMX_LEDGER_MAX_SHARES ||
         (fs.n != 21 + 8 * (size_t)nacc && fs.n != 23 + 8 * (size_t)nacc))
         return NULL;
-    struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + (size_t)nacc * sizeof(r->acc[0]));
-    if (r == NULL)
-        return NULL;
+    /* parsed into a template pointing into line, then made compact */
+    struct cmx_ledger_rec t = {0}, *r = &t;
+    struct cmx_ledger_accrual acc[CMX_LEDGER_MAX_SHARES];
+    const char *rid = NULL;
     int64_t v[11];
     fs.i = 1;
-    bool ok =
-        get_str(&fs, r->record_id, sizeof(r->record_id)) && r->record_id[0] != '\0' &&
-        get_str(&fs, r->request_id, sizeof(r->request_id)) && get_int(&fs, &r->ts_ms) &&
-        get_str(&fs, r->model, sizeof(r->model)) && get_str(&fs, r->product, sizeof(r->product)) &&
-        get_str(&fs, r->provider, sizeof(r->provider)) &&
-        get_str(&fs, r->cloud, sizeof(r->cloud)) && get_str(&fs, r->region, sizeof(r->region)) &&
-        get_str(&fs, r->agreements, sizeof(r->agreements));
+    bool ok = get_str(&fs, &rid) && rid[0] != '\0' && strlen(rid) < sizeof(r->record_id) &&
+              get_str(&fs, &r->request_id) && get_int(&fs, &r->ts_ms) && get_str(&fs, &r->model) &&
+              get_str(&fs, &r->product) && get_str(&fs, &r->provider) && get_str(&fs, &r->cloud) &&
+              get_str(&fs, &r->region) && get_str(&fs, &r->agreements);
     for (int i = 0; ok && i < 11; i++)
         ok = get_int(&fs, &v[i]);
-    if (ok) {
-        r->prompt_tokens = v[0];
-        r->completion_tokens = v[1];
-        r->cached_tokens = v[2];
-        r->reasoning_tokens = v[3];
-        r->estimated = v[4] != 0;
-        r->stream = v[5] != 0;
-        r->status = (int)v[6];
-        r->latency_ms = v[7];
-        r->revenue_micros = v[8];
-        r->cost_micros = v[9];
-        r->n_acc = (size_t)nacc;
-    }
+    if (!ok)
+        return NULL;
+    memcpy(r->record_id, rid, strlen(rid) + 1);
+    r->prompt_tokens = v[0];
+    r->completion_tokens = v[1];
+    r->cached_tokens = v[2];
+    r->reasoning_tokens = v[3];
+    r->estimated = v[4] != 0;
+    r->stream = v[5] != 0;
+    r->status = (int)v[6];
+    r->latency_ms = v[7];
+    r->revenue_micros = v[8];
+    r->cost_micros = v[9];
     fs.i = 21;
-    for (size_t i = 0; ok && i < r->n_acc; i++) {
-        struct cmx_ledger_accrual *a = &r->acc[i];
+    for (size_t i = 0; ok && i < (size_t)nacc; i++) {
+        struct cmx_ledger_accrual *a = &acc[i];
         int64_t term = 0, has_cap = 0;
-        ok = get_str(&fs, a->agreement, sizeof(a->agreement)) &&
-             get_str(&fs, a->payee, sizeof(a->payee)) &&
-             get_str(&fs, a->currency, sizeof(a->currency)) && get_int(&fs, &term) &&
-             get_int(&fs, &a->rate_ppm) && get_int(&fs, &has_cap) && get_int(&fs, &a->cap_micros) &&
-             get_int(&fs, &a->amount_micros);
+        ok = get_str(&fs, &a->agreement) && get_str(&fs, &a->payee) && get_str(&fs, &a->currency) &&
+             get_int(&fs, &term) && get_int(&fs, &a->rate_ppm) && get_int(&fs, &has_cap) &&
+             get_int(&fs, &a->cap_micros) && get_int(&fs, &a->amount_micros);
         a->term = (int)term;
         a->has_cap = has_cap != 0;
     }
     if (ok && fs.i + 2 == fs.n) /* tenant and key id (absent in older lines) */
-        ok = get_str(&fs, r->tenant, sizeof(r->tenant)) &&
-             get_str(&fs, r->key_id, sizeof(r->key_id));
-    if (!ok) {
-        free(r);
+        ok = get_str(&fs, &r->tenant) && get_str(&fs, &r->key_id);
+    if (!ok)
         return NULL;
-    }
-    return r;
+    return cmx_ledger_rec_new(&t, acc, (size_t)nacc);
 }
 
 /* ---- the writer ------------------------------------------------------------------------- */

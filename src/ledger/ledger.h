@@ -30,45 +30,55 @@ struct cmx_usage;
 #define CMX_LEDGER_MAX_SHARES 16  /* revenue-share terms recorded per request */
 #define CMX_LEDGER_NAME       128 /* bytes of a name field, NUL included (longer: cut) */
 
-/* One revenue-share term a request's revenue falls under (before the cap is applied). */
+/* One revenue-share term a request's revenue falls under (before the cap is applied). In a
+ * record, the strings live in the record's own block (cmx_ledger_rec_new). */
 struct cmx_ledger_accrual {
-    char agreement[CMX_LEDGER_NAME]; /* "id@effective" of the version in force */
-    char payee[CMX_LEDGER_NAME];     /* who is paid */
-    char currency[8];                /* ISO 4217 */
-    int term;                        /* index of the term in its version (cap identity) */
-    int64_t rate_ppm;                /* rate, parts per million */
-    bool has_cap;                    /* a cumulative cap applies */
-    int64_t cap_micros;              /* the cap (when has_cap) */
-    int64_t amount_micros;           /* revenue x rate, rounded half-even */
+    const char *agreement; /* "id@effective" of the version in force */
+    const char *payee;     /* who is paid */
+    const char *currency;  /* ISO 4217 */
+    int term;              /* index of the term in its version (cap identity) */
+    int64_t rate_ppm;      /* rate, parts per million */
+    bool has_cap;          /* a cumulative cap applies */
+    int64_t cap_micros;    /* the cap (when has_cap) */
+    int64_t amount_micros; /* revenue x rate, rounded half-even */
 };
 
-/* A usage record (one malloc'd block; acc[] holds n_acc entries). */
+/* A usage record: one malloc'd block (cmx_ledger_rec_new) holding the struct, acc[] and
+ * every string the pointers below point to (never NULL: "" when none). Compact on purpose:
+ * a few hundred bytes cross from a worker to the writer per request. */
 struct cmx_ledger_rec {
-    struct cmx_ledger_rec *next;          /* queue link (owned by the ledger) */
-    char record_id[48];                   /* unique key: time-ordered, made by cmx_ledger_prepare */
-    char request_id[CMX_LEDGER_NAME];     /* x-request-id (a client may reuse its own) */
-    int64_t ts_ms;                        /* completion time (cmx_clock_now_ms) */
-    char model[CMX_LEDGER_NAME];          /* public model */
-    char product[CMX_LEDGER_NAME];        /* product under agreements, "" when ungoverned */
-    char provider[CMX_LEDGER_NAME];       /* provider that served */
-    char cloud[CMX_LEDGER_NAME];          /* its cloud label */
-    char region[CMX_LEDGER_NAME];         /* its region, "" when none */
-    char agreements[2 * CMX_LEDGER_NAME]; /* versions in force, "id@eff, id@eff", "" none */
-    int64_t prompt_tokens;                /* includes cached */
-    int64_t completion_tokens;            /* includes reasoning */
-    int64_t cached_tokens;                /* prompt tokens served from cache */
-    int64_t reasoning_tokens;             /* completion tokens spent reasoning */
-    bool estimated;                       /* the upstream reported no usage: tokens estimated */
-    bool stream;                          /* streamed answer */
-    int status;                           /* status sent to the client (499: went away) */
-    int64_t latency_ms;                   /* request start to end */
-    int64_t revenue_micros;               /* from the deployment's price (0 without one) */
-    int64_t cost_micros;                  /* from the deployment's cost (0 without one) */
-    char tenant[64];                 /* the caller's tenant, "" in open mode (NULL in the store) */
-    char key_id[32];                 /* the caller's virtual key id, "" in open mode */
+    struct cmx_ledger_rec *next;     /* queue link (owned by the ledger) */
+    char record_id[40];              /* unique key: time-ordered, made by cmx_ledger_prepare */
+    const char *request_id;          /* x-request-id (a client may reuse its own) */
+    int64_t ts_ms;                   /* completion time (cmx_clock_now_ms) */
+    const char *model;               /* public model */
+    const char *product;             /* product under agreements, "" when ungoverned */
+    const char *provider;            /* provider that served */
+    const char *cloud;               /* its cloud label */
+    const char *region;              /* its region, "" when none */
+    const char *agreements;          /* versions in force, "id@eff, id@eff", "" none */
+    int64_t prompt_tokens;           /* includes cached */
+    int64_t completion_tokens;       /* includes reasoning */
+    int64_t cached_tokens;           /* prompt tokens served from cache */
+    int64_t reasoning_tokens;        /* completion tokens spent reasoning */
+    bool estimated;                  /* the upstream reported no usage: tokens estimated */
+    bool stream;                     /* streamed answer */
+    int status;                      /* status sent to the client (499: went away) */
+    int64_t latency_ms;              /* request start to end */
+    int64_t revenue_micros;          /* from the deployment's price (0 without one) */
+    int64_t cost_micros;             /* from the deployment's cost (0 without one) */
+    const char *tenant;              /* the caller's tenant, "" in open mode (NULL in the store) */
+    const char *key_id;              /* the caller's virtual key id, "" in open mode */
     size_t n_acc;                    /* entries of acc */
     struct cmx_ledger_accrual acc[]; /* the terms in force over this revenue */
 };
+
+/* Makes a record from a template: t's numbers and record_id, its strings (NULL = "") and
+ * n_acc accruals from acc (their strings too) copied into one malloc'd block (free with
+ * free()). Strings are cut to CMX_LEDGER_NAME - 1 bytes (agreements: twice that; tenant 63,
+ * key id 31, currency 7). NULL on allocation failure. Thread: any. */
+struct cmx_ledger_rec *cmx_ledger_rec_new(const struct cmx_ledger_rec *t,
+                                          const struct cmx_ledger_accrual *acc, size_t n_acc);
 
 /* ---- arithmetic (pure; unit-tested) ------------------------------------------------------- */
 

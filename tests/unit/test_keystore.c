@@ -62,18 +62,20 @@ static struct cmx_key_rec mkkey(const char *id, const char *tenant, int64_t budg
 static struct cmx_ledger_rec *mkusage(const char *id, int64_t ts, int64_t revenue,
                                       const char *tenant, const char *key)
 {
-    struct cmx_ledger_rec *r = calloc(1, sizeof(*r));
+    char req[64];
+    snprintf(req, sizeof(req), "req-%s", id);
+    struct cmx_ledger_rec t = {.request_id = req,
+                               .ts_ms = ts,
+                               .model = "gpt-5",
+                               .provider = "oa",
+                               .cloud = "openai",
+                               .revenue_micros = revenue,
+                               .status = 200,
+                               .tenant = tenant,
+                               .key_id = key};
+    snprintf(t.record_id, sizeof(t.record_id), "%s", id);
+    struct cmx_ledger_rec *r = cmx_ledger_rec_new(&t, NULL, 0);
     assert_non_null(r);
-    snprintf(r->record_id, sizeof(r->record_id), "%s", id);
-    snprintf(r->request_id, sizeof(r->request_id), "req-%s", id);
-    r->ts_ms = ts;
-    snprintf(r->model, sizeof(r->model), "gpt-5");
-    snprintf(r->provider, sizeof(r->provider), "oa");
-    snprintf(r->cloud, sizeof(r->cloud), "openai");
-    r->revenue_micros = revenue;
-    r->status = 200;
-    snprintf(r->tenant, sizeof(r->tenant), "%s", tenant ? tenant : "");
-    snprintf(r->key_id, sizeof(r->key_id), "%s", key ? key : "");
     return r;
 }
 

@@ -356,29 +356,36 @@ static void test_prepare_until_boundary(void **state)
 
 /* ---- the SQLite store ------------------------------------------------------------------- */
 
+static struct cmx_ledger_rec *mkrec_model(const char *id, const char *day, int64_t revenue,
+                                          int64_t amount, bool has_cap, int64_t cap,
+                                          const char *model)
+{
+    struct cmx_ledger_rec t = {.request_id = id,
+                               .ts_ms = T(day),
+                               .model = model,
+                               .provider = "az",
+                               .cloud = "azure",
+                               .prompt_tokens = 10,
+                               .completion_tokens = 5,
+                               .status = 200,
+                               .revenue_micros = revenue};
+    snprintf(t.record_id, sizeof(t.record_id), "rec-%s", id);
+    struct cmx_ledger_accrual a = {.agreement = "ms@2026-01-01",
+                                   .payee = "ms",
+                                   .currency = "USD",
+                                   .rate_ppm = 200000,
+                                   .has_cap = has_cap,
+                                   .cap_micros = cap,
+                                   .amount_micros = amount};
+    struct cmx_ledger_rec *r = cmx_ledger_rec_new(&t, &a, 1);
+    assert_non_null(r);
+    return r;
+}
+
 static struct cmx_ledger_rec *mkrec(const char *id, const char *day, int64_t revenue,
                                     int64_t amount, bool has_cap, int64_t cap)
 {
-    struct cmx_ledger_rec *r = calloc(1, sizeof(*r) + sizeof(r->acc[0]));
-    snprintf(r->request_id, sizeof(r->request_id), "%s", id);
-    snprintf(r->record_id, sizeof(r->record_id), "rec-%s", id);
-    r->ts_ms = T(day);
-    snprintf(r->model, sizeof(r->model), "gpt-5");
-    snprintf(r->provider, sizeof(r->provider), "az");
-    snprintf(r->cloud, sizeof(r->cloud), "azure");
-    r->prompt_tokens = 10;
-    r->completion_tokens = 5;
-    r->status = 200;
-    r->revenue_micros = revenue;
-    r->n_acc = 1;
-    snprintf(r->acc[0].agreement, sizeof(r->acc[0].agreement), "ms@2026-01-01");
-    snprintf(r->acc[0].payee, sizeof(r->acc[0].payee), "ms");
-    snprintf(r->acc[0].currency, sizeof(r->acc[0].currency), "USD");
-    r->acc[0].rate_ppm = 200000;
-    r->acc[0].has_cap = has_cap;
-    r->acc[0].cap_micros = cap;
-    r->acc[0].amount_micros = amount;
-    return r;
+    return mkrec_model(id, day, revenue, amount, has_cap, cap, "gpt-5");
 }
 
 /* Removes a temp dir made by a test (its path is ours: /tmp/cmx-...). */
@@ -552,8 +559,8 @@ static void test_spool_replay(void **state)
     for (int i = 0; i < 50; i++) {
         char id[32];
         snprintf(id, sizeof(id), "s%d", i);
-        struct cmx_ledger_rec *r = mkrec(id, "2026-11-10", 100, 20, true, 500);
-        snprintf(r->model, sizeof(r->model), "tab\there\\x");
+        struct cmx_ledger_rec *r =
+            mkrec_model(id, "2026-11-10", 100, 20, true, 500, "tab\there\\x");
         cmx_ledger_submit(l, r);
     }
     cmx_ledger_flush(l);
