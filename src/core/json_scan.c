@@ -143,7 +143,10 @@ static inline int is_simple_escape(unsigned c)
 /* p is just past an opening quote. Returns the byte after the closing quote, or NULL if
  * the string is invalid or unterminated. Lone surrogates in \u escapes are accepted here
  * (as most parsers do); cmx_json_string_decode replaces them. */
-static const unsigned char *scan_string(const unsigned char *p, const unsigned char *end)
+/* Scans a string's body after its opening quote; returns one past the closing quote, or NULL
+ * when it is invalid. *escaped is set when it holds a backslash escape. */
+static inline const unsigned char *scan_string_esc(const unsigned char *p, const unsigned char *end,
+                                                   bool *escaped)
 {
     for (;;) {
         p = skip_plain(p, end);
@@ -153,6 +156,7 @@ static const unsigned char *scan_string(const unsigned char *p, const unsigned c
         if (LIKELY(c == '"'))
             return p + 1;
         if (c == '\\') {
+            *escaped = true;
             if (end - p < 2)
                 return NULL;
             c = p[1];
@@ -180,6 +184,12 @@ static const unsigned char *scan_string(const unsigned char *p, const unsigned c
 
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? of any length; p is at '-' or a digit.
  * What follows is checked by the caller's grammar, so "01" fails there. */
+static const unsigned char *scan_string(const unsigned char *p, const unsigned char *end)
+{
+    bool escaped;
+    return scan_string_esc(p, end, &escaped);
+}
+
 static const unsigned char *scan_number(const unsigned char *p, const unsigned char *end)
 {
     if (*p == '-' && ++p == end)
@@ -369,7 +379,8 @@ int cmx_json_scan(const char *s, size_t len, enum cmx_json_type *top,
                 const unsigned char *kstart = p, *vstart;
                 if (p == end || *p != '"')
                     return CMX_EJSON;
-                p = scan_string(p + 1, end);
+                bool key_escaped = false;
+                p = scan_string_esc(p + 1, end, &key_escaped);
                 if (p == NULL)
                     return CMX_EJSON;
                 const unsigned char *kend = p - 1;
@@ -386,6 +397,7 @@ int cmx_json_scan(const char *s, size_t len, enum cmx_json_type *top,
                     struct cmx_json_member *m = &members[count];
                     m->key = (const char *)kstart + 1;
                     m->key_len = (size_t)(kend - kstart - 1);
+                    m->key_escaped = key_escaped;
                     m->val = (const char *)vstart;
                     m->val_len = (size_t)(p - vstart);
                     m->type = type_of(*vstart);
@@ -545,18 +557,19 @@ int cmx_json_string_decode(const char *raw, size_t len, char *out, size_t *out_l
 }
 
 /* Compares a raw (escaped) key with name[0..nlen) after decoding, without a buffer. */
-static bool key_eq(const char *raw, size_t len, const char *name, size_t nlen)
+/* Whether member m's key decodes to name (nlen bytes). */
+static bool key_eq(const struct cmx_json_member *m, const char *name, size_t nlen)
 {
+    const char *raw = m->key;
+    size_t len = m->key_len;
     const unsigned char *p = (const unsigned char *)raw, *end = p + len;
     const unsigned char *nm = (const unsigned char *)name;
     size_t j = 0;
 
+    if (!m->key_escaped)
+        return len == nlen && memcmp(raw, name, len) == 0;
     /* escapes only make the raw text longer than what it decodes to */
-    if (len < nlen)
-        return false;
-    if (len == nlen) /* equal only without escapes */
-        return memcmp(raw, name, len) == 0 && memchr(raw, '\\', len) == NULL;
-    if (memchr(raw, '\\', len) == NULL)
+    if (len <= nlen)
         return false;
     while (p < end) {
         if (*p != '\\') {
@@ -580,7 +593,7 @@ const struct cmx_json_member *cmx_json_find(const struct cmx_json_member *member
 {
     size_t nlen = strlen(name);
     for (size_t i = n; i-- > 0;) {
-        if (key_eq(members[i].key, members[i].key_len, name, nlen))
+        if (key_eq(&members[i], name, nlen))
             return &members[i];
     }
     return NULL;
@@ -590,6 +603,6 @@ size_t cmx_json_count(const struct cmx_json_member *members, size_t n, const cha
 {
     size_t nlen = strlen(name), c = 0;
     for (size_t i = 0; i < n; i++)
-        c += key_eq(members[i].key, members[i].key_len, name, nlen);
+        c += key_eq(&members[i], name, nlen);
     return c;
 }

@@ -25,7 +25,8 @@ enum cmx_json_type {
 struct cmx_json_member {
     const char *key; /* raw key text between the quotes (escapes not decoded) */
     size_t key_len;
-    const char *val; /* raw value text; for strings it includes the quotes */
+    bool key_escaped; /* the key text holds a backslash escape */
+    const char *val;  /* raw value text; for strings it includes the quotes */
     size_t val_len;
     enum cmx_json_type type; /* type of the value */
     const char *start;       /* first byte of the member (the key's opening quote) */

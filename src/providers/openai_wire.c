@@ -338,8 +338,39 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
     enum cmx_json_type top;
     if (cmx_json_scan(json, len, &top, m, MAX_CHUNK_MEMBERS, &n) != 0 || top != CMX_JSON_OBJECT)
         return 0; /* not ours to judge: relay as is */
-    const struct cmx_json_member *choices = cmx_json_find(m, n, "choices");
-    if (cmx_json_find(m, n, "error") != NULL && choices == NULL) {
+    /* the members that matter, in one pass (the last of duplicates, as cmx_json_find) */
+    const struct cmx_json_member *choices = NULL, *error = NULL;
+    bool has_id = false, has_obj = false, has_created = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct cmx_json_member *k = &m[i];
+        if (k->key_escaped) { /* rare: decode-compare */
+            choices = cmx_json_find(k, 1, "choices") ? k : choices;
+            error = cmx_json_find(k, 1, "error") ? k : error;
+            has_id |= cmx_json_find(k, 1, "id") != NULL;
+            has_obj |= cmx_json_find(k, 1, "object") != NULL;
+            has_created |= cmx_json_find(k, 1, "created") != NULL;
+            continue;
+        }
+        switch (k->key_len) {
+        case 2:
+            has_id |= memcmp(k->key, "id", 2) == 0;
+            break;
+        case 5:
+            if (memcmp(k->key, "error", 5) == 0)
+                error = k;
+            break;
+        case 6:
+            has_obj |= memcmp(k->key, "object", 6) == 0;
+            break;
+        case 7:
+            if (memcmp(k->key, "choices", 7) == 0)
+                choices = k;
+            else
+                has_created |= memcmp(k->key, "created", 7) == 0;
+            break;
+        }
+    }
+    if (error != NULL && choices == NULL) {
         res->error = true;
         return 0;
     }
@@ -360,9 +391,6 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
             drop = (long)i;
         }
     }
-    bool has_id = cmx_json_find(m, n, "id") != NULL;
-    bool has_obj = cmx_json_find(m, n, "object") != NULL;
-    bool has_created = cmx_json_find(m, n, "created") != NULL;
     if (drop < 0 && has_id && has_obj && has_created)
         return 0;
 
