@@ -38,7 +38,7 @@ void cmx_buf_commit(struct cmx_buf *b, size_t n)
     b->data[b->len] = '\0';
 }
 
-int cmx_buf_append(struct cmx_buf *b, const void *p, size_t n)
+int cmx_buf_append_grow(struct cmx_buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0;

@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 struct cmx_buf {
     char *data; /* malloc'd, NULL until the first append */
@@ -17,8 +18,20 @@ struct cmx_buf {
 /* Initialises an empty buffer that will refuse to grow past max bytes. */
 void cmx_buf_init(struct cmx_buf *b, size_t max);
 
-/* Appends n bytes. 0, CMX_ETOOBIG (nothing appended) or CMX_ENOMEM. */
-int cmx_buf_append(struct cmx_buf *b, const void *p, size_t n);
+/* Appends n bytes. 0, CMX_ETOOBIG (nothing appended) or CMX_ENOMEM. Inline when the bytes
+ * fit the allocation (the common case: a few dozen appends build every response head);
+ * cmx_buf_append_grow does the rest. */
+int cmx_buf_append_grow(struct cmx_buf *b, const void *p, size_t n);
+static inline int cmx_buf_append(struct cmx_buf *b, const void *p, size_t n)
+{
+    if (b->cap - b->len > n && b->max - b->len >= n) { /* room, the NUL included */
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return cmx_buf_append_grow(b, p, n);
+}
 
 /* Appends a NUL-terminated string. Same returns as cmx_buf_append. */
 int cmx_buf_puts(struct cmx_buf *b, const char *s);
