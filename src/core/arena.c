@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define ALIGN       16
-#define CHUNK_MIN   8192
+#define CHUNK_MIN   16384
 #define CHUNK_CACHE 32 /* CHUNK_MIN chunks kept per thread for the next requests */
 
 struct cmx_arena_chunk {
