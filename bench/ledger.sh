@@ -15,6 +15,7 @@ if [[ ! -x build/cmx_bench_ledger ]]; then
 fi
 echo "== writer: $N records into SQLite"
 build/cmx_bench_ledger "$N" "$PRODUCERS" batched || exit 1
+build/cmx_bench_ledger "$N" "$PRODUCERS" batched 0 || exit 1
 build/cmx_bench_ledger "$((N / 50))" "$PRODUCERS" per_request || exit 1
 [[ ${WRITER_ONLY:-0} == 1 ]] && exit 0
 

@@ -2,7 +2,9 @@
  * submit N usage records, each with two revenue-share accruals (one capped); the writer
  * commits them in batches. Prints records/s from the first submit to the last commit.
  *
- *   build/cmx_bench_ledger [N=500000] [PRODUCERS=2] [batched|per_request]
+ *   build/cmx_bench_ledger [N=500000] [PRODUCERS=2] [batched|per_request] [ACCRUALS=2]
+ * ACCRUALS (0-2) is how many revenue-share accruals each record carries (0: a request that
+ * no agreement governs, like the gateway bench's plain config).
  */
 #include "ledger/ledger.h"
 #include "ledger/store.h"
@@ -18,6 +20,8 @@ struct producer {
     struct cmx_ledger *l;
     long from, to;
 };
+
+static int n_acc = 2; /* accruals per record */
 
 static struct cmx_ledger_rec *mkrec(long i)
 {
@@ -54,7 +58,7 @@ static struct cmx_ledger_rec *mkrec(long i)
         a->cap_micros = 1000000000000LL;
         a->amount_micros = cmx_ledger_share(t.revenue_micros, a->rate_ppm);
     }
-    struct cmx_ledger_rec *r = cmx_ledger_rec_new(&t, acc, 2);
+    struct cmx_ledger_rec *r = cmx_ledger_rec_new(&t, acc, (size_t)n_acc);
     if (r == NULL)
         abort();
     return r;
@@ -80,8 +84,10 @@ int main(int argc, char **argv)
     long n = argc > 1 ? atol(argv[1]) : 500000;
     int np = argc > 2 ? atoi(argv[2]) : 2;
     bool per_request = argc > 3 && strcmp(argv[3], "per_request") == 0;
-    if (n <= 0 || np <= 0 || np > 64) {
-        fprintf(stderr, "usage: cmx_bench_ledger [N] [PRODUCERS] [batched|per_request]\n");
+    n_acc = argc > 4 ? atoi(argv[4]) : 2;
+    if (n <= 0 || np <= 0 || np > 64 || n_acc < 0 || n_acc > 2) {
+        fprintf(stderr,
+                "usage: cmx_bench_ledger [N] [PRODUCERS] [batched|per_request] [ACCRUALS 0-2]\n");
         return 2;
     }
     char dir[] = "/tmp/cmx-bench-ledger-XXXXXX";
@@ -116,10 +122,10 @@ int main(int argc, char **argv)
         rows = s->ops->count(s);
         s->ops->close(s);
     }
-    printf("ledger writer (SQLite, %s): %ld records (2 accruals each) from %d producer(s) in "
+    printf("ledger writer (SQLite, %s): %ld records (%d accruals each) from %d producer(s) in "
            "%.3f s = %.0f records/s (submitted in %.3f s); committed %llu, spooled %llu, rows "
            "%lld\n",
-           per_request ? "per_request" : "batched", n, np, t1 - t0, (double)n / (t1 - t0),
+           per_request ? "per_request" : "batched", n, n_acc, np, t1 - t0, (double)n / (t1 - t0),
            t_submit - t0, (unsigned long long)committed, (unsigned long long)spooled,
            (long long)rows);
     char cmd[320];
