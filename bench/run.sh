@@ -3,7 +3,8 @@
 # the harness in bench/peers (wrk + Lua POST script, cores pinned: wrk and the stub on CPU
 # 0, the gateway on CPU 1). Prints the harness's table, then the ratios that matter:
 #   req/s at 32 connections / nginx-proxy's, added p50 latency at 1 connection over
-#   direct, and peak RSS.
+#   direct, and peak RSS. Targets: cloudmux (its embedded defaults: access log and the
+#   SQLite ledger on), cloudmux-noledger (the proxy alone: `ledger: off`) and cloudmux-routed.
 #   bench/run.sh [--quick] [extra targets...]      (REPEAT=3 for numbers you quote)
 #   bench/run.sh --translated [--quick]            also the translated paths: cloudmux-anthropic
 #       and cloudmux-vertex (OpenAI in, Anthropic / Gemini out, each against its own nginx stub
@@ -12,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_WORK=${BENCH_WORK:-$PWD/bench/.work}
 mkdir -p "$BENCH_WORK"
-targets=(nginx-proxy cloudmux cloudmux-routed)
+targets=(nginx-proxy cloudmux cloudmux-noledger cloudmux-routed)
 args=()
 for a in "$@"; do
     if [[ $a == --translated ]]; then
