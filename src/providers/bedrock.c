@@ -224,13 +224,6 @@ static const struct cmx_json_member *jget(const struct jobj *o, const char *k, e
     return m != NULL && m->type == t ? m : NULL;
 }
 
-/* The object member k of o scanned into sub; false when absent or not an object. */
-static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
-{
-    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
-    return m != NULL && jscan(m->val, m->val_len, sub);
-}
-
 /* An integer number's value; false when the text is not a plain integer that fits. */
 static bool raw_int(const struct cmx_json_member *m, int64_t *v)
 {
@@ -257,6 +250,19 @@ static int64_t jint(const struct jobj *o, const char *k)
 static void put_raw(struct cmx_buf *b, const struct cmx_json_member *m)
 {
     cmx_buf_append(b, m->val, m->val_len);
+}
+
+/* Appends v in decimal (what %lld prints), without printf. */
+static void put_i64(struct cmx_buf *b, int64_t v)
+{
+    char t[24], *e = t + sizeof(t), *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    cmx_buf_append(b, p, (size_t)(e - p));
 }
 
 /* True when string member m equals s (compared decoded, so "\u0061" is "a"). */
@@ -327,6 +333,49 @@ static enum cmx_json_type type_of(char c)
     default:
         return CMX_JSON_NUMBER;
     }
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* jscan for text already known to be valid JSON (a part of a body that was scanned whole):
+ * splits the object's members with memchr-speed skips instead of validating it again. Like
+ * jscan, keeps the first EV_MEMBERS members. */
+static bool jwalk(const char *s, size_t len, struct jobj *o)
+{
+    const char *end = s + len, *p = skip_ws(s, end);
+    o->n = 0;
+    if (p >= end || *p != '{')
+        return false;
+    for (p = skip_ws(p + 1, end); p < end && *p == '"' && o->n < EV_MEMBERS;) {
+        struct cmx_json_member *m = &o->m[o->n++];
+        m->start = p;
+        m->key = p + 1;
+        p = skip_value(p, end);
+        m->key_len = (size_t)(p - 1 - m->key);
+        p = skip_ws(p, end);
+        m->val = p = skip_ws(p + 1, end); /* past ':' */
+        p = skip_value(p, end);
+        m->val_len = (size_t)(p - m->val);
+        m->type = type_of(*m->val);
+        m->end = p;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',')
+            p = skip_ws(p + 1, end);
+    }
+    return true;
+}
+
+/* The object member k of o (itself from a validated text) split into sub; false when absent
+ * or not an object. */
+static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
+{
+    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
+    return m != NULL && jwalk(m->val, m->val_len, sub);
 }
 
 /* Iterates the elements of an array member, each as a pseudo-member (val, val_len, type). */
@@ -453,7 +502,7 @@ static int content_blocks(struct conv *c, const char *role, const struct cmx_jso
         return bad(c, "messages[%zu].content must be a string or an array of parts.", i);
     while (jarr_next(&it, &e)) {
         struct jobj part;
-        if (!jscan(e.val, e.val_len, &part))
+        if (!jwalk(e.val, e.val_len, &part))
             return bad(c, "messages[%zu].content has a part type Bedrock does not support.", i);
         const struct cmx_json_member *type = jget(&part, "type", CMX_JSON_STRING);
         if (str_is(type, "text") || str_is(type, "refusal")) {
@@ -505,7 +554,7 @@ static int system_text(struct conv *c, struct cmx_buf *sys, const struct cmx_jso
     while (jarr_next(&it, &e)) {
         struct jobj part;
         const struct cmx_json_member *t = NULL;
-        if (!jscan(e.val, e.val_len, &part) ||
+        if (!jwalk(e.val, e.val_len, &part) ||
             !str_is(jget(&part, "type", CMX_JSON_STRING), "text") ||
             (t = jget(&part, "text", CMX_JSON_STRING)) == NULL)
             return bad(c, "messages[%zu]: system messages take only text parts.", i);
@@ -527,7 +576,7 @@ static int tool_calls(struct conv *c, const struct cmx_json_member *calls, size_
     while (jarr_next(&it, &e)) {
         struct jobj tc, fn;
         const struct cmx_json_member *id = NULL, *name = NULL, *args = NULL;
-        if (jscan(e.val, e.val_len, &tc) && jsub(&tc, "function", &fn)) {
+        if (jwalk(e.val, e.val_len, &tc) && jsub(&tc, "function", &fn)) {
             id = jget(&tc, "id", CMX_JSON_STRING);
             name = jget(&fn, "name", CMX_JSON_STRING);
             args = jget(&fn, "arguments", CMX_JSON_STRING);
@@ -585,7 +634,7 @@ static int tool_result(struct conv *c, const struct jobj *m, size_t i)
         while (jarr_next(&it, &e)) {
             struct jobj part;
             const struct cmx_json_member *t = NULL;
-            if (!jscan(e.val, e.val_len, &part) ||
+            if (!jwalk(e.val, e.val_len, &part) ||
                 (t = jget(&part, "text", CMX_JSON_STRING)) == NULL) {
                 cmx_buf_free(&blocks);
                 return bad(c, "messages[%zu]: tool results take only text parts.", i);
@@ -631,6 +680,67 @@ static bool same_raw(const struct cmx_json_member *x, const struct cmx_json_memb
     return x->val_len == y->val_len && memcmp(x->val, y->val, x->val_len) == 0;
 }
 
+/* The top-level request members converse_body reads, found in one pass. */
+enum {
+    RK_N,
+    RK_LOGPROBS,
+    RK_RESPONSE_FORMAT,
+    RK_AUDIO,
+    RK_FUNCTIONS,
+    RK_FUNCTION_CALL,
+    RK_MESSAGES,
+    RK_MAX_COMPLETION_TOKENS,
+    RK_MAX_TOKENS,
+    RK_TEMPERATURE,
+    RK_TOP_P,
+    RK_STOP,
+    RK_TOOLS,
+    RK_TOOL_CHOICE,
+    RK_COUNT
+};
+
+#define RK(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+static const struct {
+    const char *s;
+    size_t n;
+} req_keys[RK_COUNT] = {
+    RK("n"),          RK("logprobs"),      RK("response_format"), RK("audio"),
+    RK("functions"),  RK("function_call"), RK("messages"),        RK("max_completion_tokens"),
+    RK("max_tokens"), RK("temperature"),   RK("top_p"),           RK("stop"),
+    RK("tools"),      RK("tool_choice"),
+};
+
+/* k[i] = what jfind(m, n, req_keys[i]) returns (the last member of that decoded name, NULL
+ * when absent or null), for all names at once. */
+static void req_index(const struct cmx_json_member *m, size_t n,
+                      const struct cmx_json_member *k[RK_COUNT])
+{
+    for (size_t j = 0; j < RK_COUNT; j++)
+        k[j] = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *key = m[i].key;
+        size_t kl = m[i].key_len;
+        char buf[128]; /* an escaped key longer than 6 * 21 bytes cannot name one of ours */
+        if (memchr(key, '\\', kl) != NULL) {
+            if (kl >= sizeof(buf) || cmx_json_string_decode(key, kl, buf, &kl) != 0)
+                continue;
+            key = buf;
+        }
+        for (size_t j = 0; j < RK_COUNT; j++) {
+            if (kl == req_keys[j].n && memcmp(key, req_keys[j].s, kl) == 0) {
+                k[j] = &m[i];
+                break;
+            }
+        }
+    }
+    for (size_t j = 0; j < RK_COUNT; j++)
+        if (k[j] != NULL && k[j]->type == CMX_JSON_NULL)
+            k[j] = NULL;
+}
+
 #define TOOL_CHOICE_WHY                                                                            \
     "'tool_choice' must be auto, required, none or {type: function, function: {name}}."
 
@@ -638,38 +748,37 @@ static bool same_raw(const struct cmx_json_member *x, const struct cmx_json_memb
 static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, const char **out,
                          size_t *out_len, const char **why)
 {
-    const struct cmx_json_member *rm = cr->members;
-    size_t rn = cr->n_members;
-    const struct cmx_json_member *v;
+    const struct cmx_json_member *rk[RK_COUNT], *v;
+    req_index(cr->members, cr->n_members, rk);
     int64_t iv;
     /* what Bedrock cannot do: reject rather than silently answer something else */
-    if ((v = jfind(rm, rn, "n")) != NULL && !(raw_int(v, &iv) && iv == 1)) {
+    if ((v = rk[RK_N]) != NULL && !(raw_int(v, &iv) && iv == 1)) {
         *why = "Bedrock returns one choice: 'n' must be 1.";
         return CMX_EINVAL;
     }
-    if ((v = jfind(rm, rn, "logprobs")) != NULL && v->type == CMX_JSON_TRUE) {
+    if ((v = rk[RK_LOGPROBS]) != NULL && v->type == CMX_JSON_TRUE) {
         *why = "Bedrock does not return log probabilities: 'logprobs' is not supported.";
         return CMX_EINVAL;
     }
     struct jobj rf;
     const struct cmx_json_member *rft = NULL;
-    if ((v = jfind(rm, rn, "response_format")) != NULL && v->type == CMX_JSON_OBJECT &&
-        jscan(v->val, v->val_len, &rf) && (rft = jget(&rf, "type", CMX_JSON_STRING)) != NULL &&
+    if ((v = rk[RK_RESPONSE_FORMAT]) != NULL && v->type == CMX_JSON_OBJECT &&
+        jwalk(v->val, v->val_len, &rf) && (rft = jget(&rf, "type", CMX_JSON_STRING)) != NULL &&
         !str_is(rft, "text")) {
         *why = "Bedrock's Converse API has no 'response_format' (json_object / json_schema); "
                "use a tool with the schema instead.";
         return CMX_EINVAL;
     }
-    if (jfind(rm, rn, "audio") != NULL) {
+    if (rk[RK_AUDIO] != NULL) {
         *why = "Bedrock's Converse API does not produce audio.";
         return CMX_EINVAL;
     }
-    if (jfind(rm, rn, "functions") != NULL || jfind(rm, rn, "function_call") != NULL) {
+    if (rk[RK_FUNCTIONS] != NULL || rk[RK_FUNCTION_CALL] != NULL) {
         *why = "Legacy 'functions' / 'function_call' are not supported for Bedrock; use "
                "'tools' / 'tool_choice'.";
         return CMX_EINVAL;
     }
-    const struct cmx_json_member *msgs = jfind(rm, rn, "messages");
+    const struct cmx_json_member *msgs = rk[RK_MESSAGES];
     if (msgs == NULL || msgs->type != CMX_JSON_ARRAY || msgs->val_len <= 2) {
         *why = "'messages' must be a non-empty array.";
         return CMX_EINVAL;
@@ -679,13 +788,17 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     cmx_buf_init(&body, cr->body_len * 2 + (1u << 20));
     cmx_buf_init(&sys, body.max);
     cmx_buf_init(&specs, body.max);
-    struct conv *c = cmx_arena_calloc(a, sizeof(*c));
-    int rc = c ? 0 : CMX_ENOMEM;
-    if (c != NULL) {
-        c->b = &body;
-        c->a = a;
-        c->why = why;
-    }
+    /* on the stack, names[] left unset: only names[0..n_names) is ever read */
+    struct conv cv, *c = &cv;
+    c->b = &body;
+    c->role = NULL;
+    c->first_block = false;
+    c->tool_blocks = false;
+    c->n_names = 0;
+    c->a = a;
+    c->why = why;
+    /* room for the whole body at once: Converse's is about the client's size */
+    int rc = cmx_buf_reserve(&body, cr->body_len + 256) != NULL ? 0 : CMX_ENOMEM;
     cmx_buf_puts(&body, "{\"messages\":[");
     struct jarr it;
     struct cmx_json_member e;
@@ -694,7 +807,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         struct jobj m;
         char role[16] = "";
         const struct cmx_json_member *r = NULL;
-        if (!jscan(e.val, e.val_len, &m) || (r = jget(&m, "role", CMX_JSON_STRING)) == NULL ||
+        if (!jwalk(e.val, e.val_len, &m) || (r = jget(&m, "role", CMX_JSON_STRING)) == NULL ||
             r->val_len - 2 >= sizeof(role)) {
             rc = bad(c,
                      r == NULL ? "messages[%zu] has no role."
@@ -736,31 +849,36 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     size_t ic_at = body.len;
     cmx_buf_puts(&body, ",\"inferenceConfig\":{");
     size_t ic_start = body.len;
-    const struct cmx_json_member *mt = jfind(rm, rn, "max_completion_tokens");
+    const struct cmx_json_member *mt = rk[RK_MAX_COMPLETION_TOKENS];
     if (mt == NULL)
-        mt = jfind(rm, rn, "max_tokens");
+        mt = rk[RK_MAX_TOKENS];
     if (mt != NULL) {
         if (!raw_int(mt, &iv) || iv < 1) {
             *why = "'max_completion_tokens' / 'max_tokens' must be a positive integer.";
             rc = CMX_EINVAL;
             goto out;
         }
-        cmx_buf_printf(&body, "\"maxTokens\":%lld", (long long)iv);
+        cmx_buf_puts(&body, "\"maxTokens\":");
+        put_i64(&body, iv);
     }
     static const char *const nums[][2] = {{"temperature", "temperature"}, {"top_p", "topP"}};
     for (size_t k = 0; k < 2; k++) {
-        if ((v = jfind(rm, rn, nums[k][0])) != NULL) {
+        if ((v = rk[RK_TEMPERATURE + k]) != NULL) {
             if (v->type != CMX_JSON_NUMBER) {
                 *why = cmx_arena_printf(a, "'%s' must be a number.", nums[k][0]);
                 rc = CMX_EINVAL;
                 goto out;
             }
-            cmx_buf_printf(&body, "%s\"%s\":", body.len > ic_start ? "," : "", nums[k][1]);
+            if (body.len > ic_start)
+                cmx_buf_append(&body, ",", 1);
+            cmx_buf_append(&body, "\"", 1);
+            cmx_buf_puts(&body, nums[k][1]);
+            cmx_buf_append(&body, "\":", 2);
             put_raw(&body, v);
         }
     }
-    if ((v = jfind(rm, rn, "stop")) != NULL) {
-        cmx_buf_printf(&body, "%s\"stopSequences\":[", body.len > ic_start ? "," : "");
+    if ((v = rk[RK_STOP]) != NULL) {
+        cmx_buf_puts(&body, body.len > ic_start ? ",\"stopSequences\":[" : "\"stopSequences\":[");
         if (v->type == CMX_JSON_STRING) {
             put_raw(&body, v);
         } else if (v->type == CMX_JSON_ARRAY) {
@@ -784,8 +902,8 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         cmx_buf_puts(&body, "}");
 
     /* toolConfig */
-    const struct cmx_json_member *tools = jfind(rm, rn, "tools");
-    const struct cmx_json_member *choice = jfind(rm, rn, "tool_choice");
+    const struct cmx_json_member *tools = rk[RK_TOOLS];
+    const struct cmx_json_member *choice = rk[RK_TOOL_CHOICE];
     if (tools != NULL) {
         if (!jarr_init(&it, tools)) {
             *why = "'tools' must be an array.";
@@ -795,7 +913,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         while (jarr_next(&it, &e)) {
             struct jobj t, fn;
             const struct cmx_json_member *name = NULL;
-            if (!jscan(e.val, e.val_len, &t) ||
+            if (!jwalk(e.val, e.val_len, &t) ||
                 !str_is(jget(&t, "type", CMX_JSON_STRING), "function") ||
                 !jsub(&t, "function", &fn) || (name = jget(&fn, "name", CMX_JSON_STRING)) == NULL) {
                 *why = "Bedrock supports only tools of type 'function' with a name.";
@@ -829,7 +947,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         } else if (str_is(choice, "required")) {
             cmx_buf_puts(&body, ",\"toolChoice\":{\"any\":{}}");
         } else if (choice != NULL && choice->type == CMX_JSON_OBJECT) {
-            if (!jscan(choice->val, choice->val_len, &co) || !jsub(&co, "function", &cf) ||
+            if (!jwalk(choice->val, choice->val_len, &co) || !jsub(&co, "function", &cf) ||
                 (nm = jget(&cf, "name", CMX_JSON_STRING)) == NULL) {
                 *why = TOOL_CHOICE_WHY;
                 rc = CMX_EINVAL;
@@ -907,10 +1025,15 @@ static void usage_raw(struct cmx_buf *b, const struct jobj *u)
     int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
     int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
     int64_t prompt = in + cr + cw;
-    cmx_buf_printf(b,
-                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
-                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
-                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
+    cmx_buf_puts(b, "{\"prompt_tokens\":");
+    put_i64(b, prompt);
+    cmx_buf_puts(b, ",\"completion_tokens\":");
+    put_i64(b, outt);
+    cmx_buf_puts(b, ",\"total_tokens\":");
+    put_i64(b, prompt + outt);
+    cmx_buf_puts(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    put_i64(b, cr);
+    cmx_buf_puts(b, "}}");
 }
 
 /* Appends the (valid) JSON text raw, whitespace outside strings removed, as the body of a
@@ -945,16 +1068,14 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
 {
     (void)cr;
     (void)a;
-    struct jobj *o = malloc(4 * sizeof(*o));
-    if (o == NULL)
-        return CMX_ENOMEM;
-    struct jobj *output = o + 1, *msg = o + 2, *blk = o + 3;
+    struct jobj jo[4]; /* ~7 KiB of spans: the stack, not the heap */
+    struct jobj *o = jo, *output = jo + 1, *msg = jo + 2, *blk = jo + 3;
     const struct cmx_json_member *content = NULL;
     if (!jscan(body, len, o) || !jsub(o, "output", output) || !jsub(output, "message", msg) ||
-        (content = jget(msg, "content", CMX_JSON_ARRAY)) == NULL) {
-        free(o);
+        (content = jget(msg, "content", CMX_JSON_ARRAY)) == NULL)
         return CMX_EUPSTREAM;
-    }
+    /* the answer is about the size of the upstream's: one allocation, no regrowth */
+    (void)cmx_buf_reserve(out, len + 256); /* a failure shows in the appends below */
     struct cmx_buf text, reasoning, calls;
     cmx_buf_init(&text, out->max);
     cmx_buf_init(&reasoning, out->max);
@@ -966,7 +1087,7 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     while (jarr_next(&it, &e)) {
         struct jobj tu, rc, rt;
         const struct cmx_json_member *t;
-        if (!jscan(e.val, e.val_len, blk))
+        if (!jwalk(e.val, e.val_len, blk))
             continue;
         if ((t = jget(blk, "text", CMX_JSON_STRING)) != NULL) {
             cmx_buf_append(&text, t->val + 1, t->val_len - 2); /* already escaped */
@@ -1020,7 +1141,9 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     char reason[64] = "";
     if (sr != NULL && sr->val_len - 2 < sizeof(reason))
         memcpy(reason, sr->val + 1, sr->val_len - 2);
-    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]", finish_reason(reason));
+    cmx_buf_puts(out, "},\"finish_reason\":\"");
+    cmx_buf_puts(out, finish_reason(reason));
+    cmx_buf_puts(out, "\"}]");
     struct jobj u;
     if (jsub(o, "usage", &u)) {
         cmx_buf_puts(out, ",\"usage\":");
@@ -1030,7 +1153,6 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     cmx_buf_free(&text);
     cmx_buf_free(&reasoning);
     cmx_buf_free(&calls);
-    free(o);
     return rc;
 }
 
