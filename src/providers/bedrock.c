@@ -34,6 +34,10 @@
 #define MAX_BLOCKS   1024 /* content blocks tracked per streamed message */
 #define JSON_OUT     (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
+/* cmx_buf_puts for a string literal: the length is known at compile time (no strlen on the
+ * hot paths, which append dozens of short literals per request). */
+#define PUTL(b, lit) cmx_buf_append((b), "" lit, sizeof(lit) - 1)
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 static void put_cb(void *o)
@@ -227,16 +231,30 @@ static const struct cmx_json_member *jget(const struct jobj *o, const char *k, e
 /* An integer number's value; false when the text is not a plain integer that fits. */
 static bool raw_int(const struct cmx_json_member *m, int64_t *v)
 {
-    char buf[24];
-    if (m == NULL || m->type != CMX_JSON_NUMBER || m->val_len >= sizeof(buf))
+    /* what strtoll accepts of a JSON number's text, without the copy: digits only, an
+     * optional '-', clamped to the int64 range on overflow */
+    if (m == NULL || m->type != CMX_JSON_NUMBER || m->val_len >= 24)
         return false;
-    memcpy(buf, m->val, m->val_len);
-    buf[m->val_len] = '\0';
-    char *end;
-    long long x = strtoll(buf, &end, 10);
-    if (*end != '\0')
+    const char *p = m->val, *e = m->val + m->val_len;
+    bool neg = p < e && *p == '-';
+    p += neg;
+    if (p == e)
         return false;
-    *v = (int64_t)x;
+    const uint64_t lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t u = 0;
+    bool over = false;
+    for (; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (over || u > (lim - d) / 10)
+            over = true;
+        else
+            u = u * 10 + d;
+    }
+    if (over)
+        u = lim;
+    *v = !neg ? (int64_t)u : u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u;
     return true;
 }
 
@@ -427,10 +445,10 @@ static void begin_block(struct conv *c, const char *role)
 {
     if (c->role == NULL || strcmp(c->role, role) != 0) {
         if (c->role != NULL)
-            cmx_buf_puts(c->b, "]},");
-        cmx_buf_puts(c->b, "{\"role\":\"");
+            PUTL(c->b, "]},");
+        PUTL(c->b, "{\"role\":\"");
         cmx_buf_puts(c->b, role);
-        cmx_buf_puts(c->b, "\",\"content\":[");
+        PUTL(c->b, "\",\"content\":[");
         c->role = role;
         c->first_block = true;
     }
@@ -442,9 +460,9 @@ static void begin_block(struct conv *c, const char *role)
 static void text_block(struct conv *c, const char *role, const struct cmx_json_member *s)
 {
     begin_block(c, role);
-    cmx_buf_puts(c->b, "{\"text\":");
+    PUTL(c->b, "{\"text\":");
     put_raw(c->b, s);
-    cmx_buf_puts(c->b, "}");
+    PUTL(c->b, "}");
 }
 
 /* A 400 for message i: *why = fmt with i (a %zu in fmt). */
@@ -481,7 +499,7 @@ static bool image_block(struct conv *c, const char *url)
     begin_block(c, "user");
     cmx_buf_printf(c->b, "{\"image\":{\"format\":\"%s\",\"source\":{\"bytes\":\"", fmt);
     cmx_buf_json_escape(c->b, data, strlen(data));
-    cmx_buf_puts(c->b, "\"}}}");
+    PUTL(c->b, "\"}}}");
     return true;
 }
 
@@ -541,9 +559,10 @@ static int system_text(struct conv *c, struct cmx_buf *sys, const struct cmx_jso
         return 0;
     if (content->type == CMX_JSON_STRING) {
         if (content->val_len > 2) {
+            cmx_buf_reserve(sys, content->val_len + 12); /* one allocation, no regrowth */
             cmx_buf_puts(sys, sys->len ? ",{\"text\":" : "{\"text\":");
             put_raw(sys, content);
-            cmx_buf_puts(sys, "}");
+            PUTL(sys, "}");
         }
         return 0;
     }
@@ -561,7 +580,7 @@ static int system_text(struct conv *c, struct cmx_buf *sys, const struct cmx_jso
         if (t->val_len > 2) {
             cmx_buf_puts(sys, sys->len ? ",{\"text\":" : "{\"text\":");
             put_raw(sys, t);
-            cmx_buf_puts(sys, "}");
+            PUTL(sys, "}");
         }
     }
     return 0;
@@ -598,16 +617,16 @@ static int tool_calls(struct conv *c, const struct cmx_json_member *calls, size_
                        "object (Bedrock's toolUse.input).",
                        i);
         begin_block(c, "assistant");
-        cmx_buf_puts(c->b, "{\"toolUse\":{\"toolUseId\":");
+        PUTL(c->b, "{\"toolUse\":{\"toolUseId\":");
         put_raw(c->b, id);
-        cmx_buf_puts(c->b, ",\"name\":");
+        PUTL(c->b, ",\"name\":");
         put_raw(c->b, name);
-        cmx_buf_puts(c->b, ",\"input\":");
+        PUTL(c->b, ",\"input\":");
         if (text != NULL && s < al)
             cmx_buf_append(c->b, text, al);
         else
-            cmx_buf_puts(c->b, "{}");
-        cmx_buf_puts(c->b, "}}");
+            PUTL(c->b, "{}");
+        PUTL(c->b, "}}");
         if (c->n_names < sizeof(c->names) / sizeof(c->names[0]))
             c->names[c->n_names++] = *name;
         c->tool_blocks = true;
@@ -624,9 +643,9 @@ static int tool_result(struct conv *c, const struct jobj *m, size_t i)
     struct cmx_buf blocks;
     cmx_buf_init(&blocks, c->b->max);
     if (content != NULL && content->type == CMX_JSON_STRING) {
-        cmx_buf_puts(&blocks, "{\"text\":");
+        PUTL(&blocks, "{\"text\":");
         put_raw(&blocks, content);
-        cmx_buf_puts(&blocks, "}");
+        PUTL(&blocks, "}");
     } else if (content != NULL && content->type == CMX_JSON_ARRAY) {
         struct jarr it;
         struct cmx_json_member e;
@@ -641,18 +660,18 @@ static int tool_result(struct conv *c, const struct jobj *m, size_t i)
             }
             cmx_buf_puts(&blocks, blocks.len ? ",{\"text\":" : "{\"text\":");
             put_raw(&blocks, t);
-            cmx_buf_puts(&blocks, "}");
+            PUTL(&blocks, "}");
         }
     }
     begin_block(c, "user");
-    cmx_buf_puts(c->b, "{\"toolResult\":{\"toolUseId\":");
+    PUTL(c->b, "{\"toolResult\":{\"toolUseId\":");
     put_raw(c->b, id);
-    cmx_buf_puts(c->b, ",\"content\":[");
+    PUTL(c->b, ",\"content\":[");
     if (blocks.len > 0)
         cmx_buf_append(c->b, blocks.data, blocks.len);
     else
-        cmx_buf_puts(c->b, "{\"text\":\"\"}");
-    cmx_buf_puts(c->b, "]}}");
+        PUTL(c->b, "{\"text\":\"\"}");
+    PUTL(c->b, "]}}");
     cmx_buf_free(&blocks);
     c->tool_blocks = true;
     return 0;
@@ -664,15 +683,15 @@ static void tool_spec(struct cmx_buf *b, const struct cmx_json_member *name,
     cmx_buf_puts(b, b->len ? ",{\"toolSpec\":{\"name\":" : "{\"toolSpec\":{\"name\":");
     put_raw(b, name);
     if (desc != NULL && desc->type == CMX_JSON_STRING && desc->val_len > 2) {
-        cmx_buf_puts(b, ",\"description\":");
+        PUTL(b, ",\"description\":");
         put_raw(b, desc);
     }
-    cmx_buf_puts(b, ",\"inputSchema\":{\"json\":");
+    PUTL(b, ",\"inputSchema\":{\"json\":");
     if (schema != NULL)
         put_raw(b, schema);
     else
-        cmx_buf_puts(b, "{\"type\":\"object\",\"properties\":{}}");
-    cmx_buf_puts(b, "}}}");
+        PUTL(b, "{\"type\":\"object\",\"properties\":{}}");
+    PUTL(b, "}}}");
 }
 
 static bool same_raw(const struct cmx_json_member *x, const struct cmx_json_member *y)
@@ -799,7 +818,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     c->why = why;
     /* room for the whole body at once: Converse's is about the client's size */
     int rc = cmx_buf_reserve(&body, cr->body_len + 256) != NULL ? 0 : CMX_ENOMEM;
-    cmx_buf_puts(&body, "{\"messages\":[");
+    PUTL(&body, "{\"messages\":[");
     struct jarr it;
     struct cmx_json_member e;
     jarr_init(&it, msgs);
@@ -838,16 +857,16 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     }
     if (rc != 0)
         goto out;
-    cmx_buf_puts(&body, "]}]");
+    PUTL(&body, "]}]");
     if (sys.len > 0) {
-        cmx_buf_puts(&body, ",\"system\":[");
+        PUTL(&body, ",\"system\":[");
         cmx_buf_append(&body, sys.data, sys.len);
-        cmx_buf_puts(&body, "]");
+        PUTL(&body, "]");
     }
 
     /* inferenceConfig */
     size_t ic_at = body.len;
-    cmx_buf_puts(&body, ",\"inferenceConfig\":{");
+    PUTL(&body, ",\"inferenceConfig\":{");
     size_t ic_start = body.len;
     const struct cmx_json_member *mt = rk[RK_MAX_COMPLETION_TOKENS];
     if (mt == NULL)
@@ -858,7 +877,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
             rc = CMX_EINVAL;
             goto out;
         }
-        cmx_buf_puts(&body, "\"maxTokens\":");
+        PUTL(&body, "\"maxTokens\":");
         put_i64(&body, iv);
     }
     static const char *const nums[][2] = {{"temperature", "temperature"}, {"top_p", "topP"}};
@@ -894,12 +913,12 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
                 put_raw(&body, &e);
             }
         }
-        cmx_buf_puts(&body, "]");
+        PUTL(&body, "]");
     }
     if (body.len == ic_start)
         body.len = ic_at; /* nothing to configure */
     else
-        cmx_buf_puts(&body, "}");
+        PUTL(&body, "}");
 
     /* toolConfig */
     const struct cmx_json_member *tools = rk[RK_TOOLS];
@@ -937,15 +956,15 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         }
     }
     if (specs.len > 0 && (!none || c->tool_blocks)) {
-        cmx_buf_puts(&body, ",\"toolConfig\":{\"tools\":[");
+        PUTL(&body, ",\"toolConfig\":{\"tools\":[");
         cmx_buf_append(&body, specs.data, specs.len);
-        cmx_buf_puts(&body, "]");
+        PUTL(&body, "]");
         struct jobj co, cf;
         const struct cmx_json_member *nm = NULL;
         if (str_is(choice, "auto")) {
-            cmx_buf_puts(&body, ",\"toolChoice\":{\"auto\":{}}");
+            PUTL(&body, ",\"toolChoice\":{\"auto\":{}}");
         } else if (str_is(choice, "required")) {
-            cmx_buf_puts(&body, ",\"toolChoice\":{\"any\":{}}");
+            PUTL(&body, ",\"toolChoice\":{\"any\":{}}");
         } else if (choice != NULL && choice->type == CMX_JSON_OBJECT) {
             if (!jwalk(choice->val, choice->val_len, &co) || !jsub(&co, "function", &cf) ||
                 (nm = jget(&cf, "name", CMX_JSON_STRING)) == NULL) {
@@ -954,18 +973,18 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
                 goto out;
             }
             if (!none) {
-                cmx_buf_puts(&body, ",\"toolChoice\":{\"tool\":{\"name\":");
+                PUTL(&body, ",\"toolChoice\":{\"tool\":{\"name\":");
                 put_raw(&body, nm);
-                cmx_buf_puts(&body, "}}");
+                PUTL(&body, "}}");
             }
         } else if (choice != NULL && !none) {
             *why = TOOL_CHOICE_WHY;
             rc = CMX_EINVAL;
             goto out;
         }
-        cmx_buf_puts(&body, "}");
+        PUTL(&body, "}");
     }
-    if (cmx_buf_puts(&body, "}") != 0) {
+    if (PUTL(&body, "}") != 0) {
         rc = CMX_ENOMEM;
         goto out;
     }
@@ -1025,15 +1044,15 @@ static void usage_raw(struct cmx_buf *b, const struct jobj *u)
     int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
     int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
     int64_t prompt = in + cr + cw;
-    cmx_buf_puts(b, "{\"prompt_tokens\":");
+    PUTL(b, "{\"prompt_tokens\":");
     put_i64(b, prompt);
-    cmx_buf_puts(b, ",\"completion_tokens\":");
+    PUTL(b, ",\"completion_tokens\":");
     put_i64(b, outt);
-    cmx_buf_puts(b, ",\"total_tokens\":");
+    PUTL(b, ",\"total_tokens\":");
     put_i64(b, prompt + outt);
-    cmx_buf_puts(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    PUTL(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
     put_i64(b, cr);
-    cmx_buf_puts(b, "}}");
+    PUTL(b, "}}");
 }
 
 /* Appends the (valid) JSON text raw, whitespace outside strings removed, as the body of a
@@ -1076,8 +1095,15 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         return CMX_EUPSTREAM;
     /* the answer is about the size of the upstream's: one allocation, no regrowth */
     (void)cmx_buf_reserve(out, len + 256); /* a failure shows in the appends below */
-    struct cmx_buf text, reasoning, calls;
-    cmx_buf_init(&text, out->max);
+    /* text blocks go straight into the answer's content string (already escaped); the rare
+     * reasoning and tool blocks are gathered aside, as they come after it */
+    PUTL(out, "{\"object\":\"chat.completion\",\"model\":");
+    put_str(out, d->model, strlen(d->model));
+    PUTL(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    size_t content_at = out->len;
+    cmx_buf_append(out, "\"", 1);
+    size_t text_at = out->len;
+    struct cmx_buf reasoning, calls;
     cmx_buf_init(&reasoning, out->max);
     cmx_buf_init(&calls, out->max);
     int n_calls = 0;
@@ -1090,7 +1116,7 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
         if (!jwalk(e.val, e.val_len, blk))
             continue;
         if ((t = jget(blk, "text", CMX_JSON_STRING)) != NULL) {
-            cmx_buf_append(&text, t->val + 1, t->val_len - 2); /* already escaped */
+            cmx_buf_append(out, t->val + 1, t->val_len - 2); /* already escaped */
         } else if (jsub(blk, "reasoningContent", &rc) && jsub(&rc, "reasoningText", &rt) &&
                    (t = jget(&rt, "text", CMX_JSON_STRING)) != NULL) {
             cmx_buf_append(&reasoning, t->val + 1, t->val_len - 2);
@@ -1102,55 +1128,49 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
             if (id != NULL)
                 put_raw(&calls, id);
             else
-                cmx_buf_puts(&calls, "\"\"");
-            cmx_buf_puts(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
+                PUTL(&calls, "\"\"");
+            PUTL(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
             if (name != NULL)
                 put_raw(&calls, name);
             else
-                cmx_buf_puts(&calls, "\"\"");
-            cmx_buf_puts(&calls, ",\"arguments\":\"");
+                PUTL(&calls, "\"\"");
+            PUTL(&calls, ",\"arguments\":\"");
             if (input != NULL)
                 put_minified_escaped(&calls, input->val, input->val_len);
             else
-                cmx_buf_puts(&calls, "{}");
-            cmx_buf_puts(&calls, "\"}}");
+                PUTL(&calls, "{}");
+            PUTL(&calls, "\"}}");
         }
     }
-    cmx_buf_puts(out, "{\"object\":\"chat.completion\",\"model\":");
-    put_str(out, d->model, strlen(d->model));
-    cmx_buf_puts(out,
-                 ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    if (text.len > 0 || n_calls == 0) {
-        cmx_buf_append(out, "\"", 1);
-        cmx_buf_append(out, text.data ? text.data : "", text.len);
+    if (out->len > text_at || n_calls == 0) {
         cmx_buf_append(out, "\"", 1);
     } else {
-        cmx_buf_puts(out, "null");
+        out->len = content_at; /* tool calls only: content is null */
+        PUTL(out, "null");
     }
     if (reasoning.len > 0) {
-        cmx_buf_puts(out, ",\"reasoning_content\":\"");
+        PUTL(out, ",\"reasoning_content\":\"");
         cmx_buf_append(out, reasoning.data, reasoning.len);
         cmx_buf_append(out, "\"", 1);
     }
     if (n_calls > 0) {
-        cmx_buf_puts(out, ",\"tool_calls\":[");
+        PUTL(out, ",\"tool_calls\":[");
         cmx_buf_append(out, calls.data, calls.len);
-        cmx_buf_puts(out, "]");
+        PUTL(out, "]");
     }
     const struct cmx_json_member *sr = jget(o, "stopReason", CMX_JSON_STRING);
     char reason[64] = "";
     if (sr != NULL && sr->val_len - 2 < sizeof(reason))
         memcpy(reason, sr->val + 1, sr->val_len - 2);
-    cmx_buf_puts(out, "},\"finish_reason\":\"");
+    PUTL(out, "},\"finish_reason\":\"");
     cmx_buf_puts(out, finish_reason(reason));
-    cmx_buf_puts(out, "\"}]");
+    PUTL(out, "\"}]");
     struct jobj u;
     if (jsub(o, "usage", &u)) {
-        cmx_buf_puts(out, ",\"usage\":");
+        PUTL(out, ",\"usage\":");
         usage_raw(out, &u);
     }
-    int rc = cmx_buf_puts(out, "}");
-    cmx_buf_free(&text);
+    int rc = PUTL(out, "}");
     cmx_buf_free(&reasoning);
     cmx_buf_free(&calls);
     return rc;
@@ -1163,6 +1183,7 @@ struct bstream {
     struct cmx_buf out;         /* chunk being built */
     struct cmx_buf usage;       /* usage object from metadata, sent after the finish chunk */
     const char *model;          /* JSON-escaped upstream model id */
+    size_t model_len;           /* its length */
     short tool_of[MAX_BLOCKS];  /* contentBlockIndex -> tool_calls index + 1 (0: not a tool) */
     bool args_sent[MAX_BLOCKS]; /* the tool block got input fragments */
     int n_tools;
@@ -1176,11 +1197,11 @@ struct bstream {
 static void begin_chunk(struct bstream *s)
 {
     cmx_buf_reset(&s->out);
-    cmx_buf_puts(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
-    cmx_buf_puts(&s->out, s->model);
-    cmx_buf_puts(&s->out, "\",\"choices\":[{\"index\":0,\"delta\":{");
+    PUTL(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
+    cmx_buf_append(&s->out, s->model, s->model_len);
+    PUTL(&s->out, "\",\"choices\":[{\"index\":0,\"delta\":{");
     if (!s->role_sent) {
-        cmx_buf_puts(&s->out, "\"role\":\"assistant\"");
+        PUTL(&s->out, "\"role\":\"assistant\"");
         s->role_sent = true;
     }
 }
@@ -1190,7 +1211,7 @@ static int end_chunk(struct bstream *s, const char *finish)
     if (finish != NULL)
         cmx_buf_printf(&s->out, "},\"finish_reason\":\"%s\"}]}", finish);
     else
-        cmx_buf_puts(&s->out, "},\"finish_reason\":null}]}");
+        PUTL(&s->out, "},\"finish_reason\":null}]}");
     if (s->out.data == NULL)
         return CMX_ENOMEM;
     return s->cb(s->ud, s->out.data, s->out.len);
@@ -1226,7 +1247,7 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
         if (t != NULL) {
             begin_chunk(s);
             sep(s);
-            cmx_buf_puts(&s->out, "\"content\":");
+            PUTL(&s->out, "\"content\":");
             put_raw(&s->out, t);
             return end_chunk(s, NULL);
         }
@@ -1243,14 +1264,14 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
             cmx_buf_printf(&s->out,
                            "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", idx);
             put_raw(&s->out, in);
-            cmx_buf_puts(&s->out, "}}]");
+            PUTL(&s->out, "}}]");
             return end_chunk(s, NULL);
         }
         if (jsub(&delta, "reasoningContent", &sub) &&
             (t = jget(&sub, "text", CMX_JSON_STRING)) != NULL) {
             begin_chunk(s);
             sep(s);
-            cmx_buf_puts(&s->out, "\"reasoning_content\":");
+            PUTL(&s->out, "\"reasoning_content\":");
             put_raw(&s->out, t);
             return end_chunk(s, NULL);
         }
@@ -1259,7 +1280,7 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
     if (type_is(type, tl, "messageStart")) {
         begin_chunk(s);
         sep(s);
-        cmx_buf_puts(&s->out, "\"content\":\"\"");
+        PUTL(&s->out, "\"content\":\"\"");
         return end_chunk(s, NULL);
     }
     if (type_is(type, tl, "contentBlockStart")) {
@@ -1279,13 +1300,13 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
         if (id != NULL)
             put_raw(&s->out, id);
         else
-            cmx_buf_puts(&s->out, "\"\"");
-        cmx_buf_puts(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
+            PUTL(&s->out, "\"\"");
+        PUTL(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
         if (name != NULL)
             put_raw(&s->out, name);
         else
-            cmx_buf_puts(&s->out, "\"\"");
-        cmx_buf_puts(&s->out, ",\"arguments\":\"\"}}]");
+            PUTL(&s->out, "\"\"");
+        PUTL(&s->out, ",\"arguments\":\"\"}}]");
         return end_chunk(s, NULL);
     }
     if (type_is(type, tl, "contentBlockStop")) {
@@ -1337,13 +1358,13 @@ static int on_exception(struct bstream *s, const char *type, size_t tlen, const 
     else if (tlen >= 10 && strncasecmp(type, "validation", 10) == 0)
         etype = "invalid_request_error";
     cmx_buf_reset(&s->out);
-    cmx_buf_puts(&s->out, "{\"error\":{\"message\":\"Bedrock stream failed (");
+    PUTL(&s->out, "{\"error\":{\"message\":\"Bedrock stream failed (");
     cmx_buf_json_escape(&s->out, type, tlen);
-    cmx_buf_puts(&s->out, "): ");
+    PUTL(&s->out, "): ");
     cmx_buf_append(&s->out, msg, mlen);
     cmx_buf_printf(&s->out, "\",\"type\":\"%s\",\"code\":\"", etype);
     cmx_buf_json_escape(&s->out, type, tlen);
-    cmx_buf_puts(&s->out, "\",\"param\":null}}");
+    PUTL(&s->out, "\",\"param\":null}}");
     if (s->out.data == NULL)
         return CMX_ENOMEM;
     return s->cb(s->ud, s->out.data, s->out.len);
@@ -1402,6 +1423,7 @@ static void *stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d)
     cmx_buf_init(&m, 4096);
     cmx_buf_json_escape(&m, d->model, strlen(d->model));
     s->model = cmx_arena_strndup(a, m.data ? m.data : "", m.len);
+    s->model_len = m.len;
     cmx_buf_free(&m);
     return s->model ? s : NULL;
 }
@@ -1428,11 +1450,11 @@ static int stream_finish(void *st, cmx_chunk_cb cb, void *ud)
         return CMX_EUPSTREAM; /* cut short: never a silently truncated answer */
     if (s->usage.len > 0) {
         cmx_buf_reset(&s->out);
-        cmx_buf_puts(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
-        cmx_buf_puts(&s->out, s->model);
-        cmx_buf_puts(&s->out, "\",\"choices\":[],\"usage\":");
+        PUTL(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
+        cmx_buf_append(&s->out, s->model, s->model_len);
+        PUTL(&s->out, "\",\"choices\":[],\"usage\":");
         cmx_buf_append(&s->out, s->usage.data, s->usage.len);
-        cmx_buf_puts(&s->out, "}");
+        PUTL(&s->out, "}");
         if ((r = cb(ud, s->out.data, s->out.len)) != 0)
             return r;
     }
@@ -1667,7 +1689,7 @@ static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_
     struct embed *e = state;
     int64_t tokens = 0;
     size_t index = 0;
-    int rc = cmx_buf_puts(out, "{\"object\":\"list\",\"data\":[");
+    int rc = PUTL(out, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < n && rc == 0; i++) {
         json_object *o = parse(a, p[i].body, p[i].len);
         if (o == NULL)
@@ -1680,7 +1702,7 @@ static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_
                            index ? "," : "", index);
             index++;
             rc = put_embedding(out, get(o, "embedding"), e->base64);
-            cmx_buf_puts(out, "}");
+            PUTL(out, "}");
             continue;
         }
         tokens += ht > 0 ? ht : 0;
@@ -1698,12 +1720,12 @@ static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_
                            index ? "," : "", index);
             index++;
             rc = put_embedding(out, json_object_array_get_idx(embs, k), e->base64);
-            cmx_buf_puts(out, "}");
+            PUTL(out, "}");
         }
     }
     if (rc != 0)
         return rc;
-    cmx_buf_puts(out, "],\"model\":");
+    PUTL(out, "],\"model\":");
     put_str(out, d->model, strlen(d->model));
     cmx_buf_printf(out, ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}",
                    (long long)tokens, (long long)tokens);
