@@ -988,9 +988,14 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         rc = CMX_ENOMEM;
         goto out;
     }
-    *out = cmx_arena_strndup(a, body.data, body.len);
+    /* the buffer itself becomes the body, freed with the arena: no copy into it */
+    if (cmx_arena_cleanup_add(a, free, body.data) != 0) {
+        rc = CMX_ENOMEM;
+        goto out;
+    }
+    *out = body.data;
     *out_len = body.len;
-    rc = *out ? 0 : CMX_ENOMEM;
+    cmx_buf_init(&body, 0); /* handed over */
 out:
     cmx_buf_free(&body);
     cmx_buf_free(&sys);
