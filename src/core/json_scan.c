@@ -551,8 +551,14 @@ static bool key_eq(const char *raw, size_t len, const char *name, size_t nlen)
     const unsigned char *nm = (const unsigned char *)name;
     size_t j = 0;
 
+    /* an escape takes more raw bytes than it decodes to: a raw key shorter than the name
+     * never matches, one as long matches only byte for byte and without escapes */
+    if (len < nlen)
+        return false;
+    if (len == nlen)
+        return memcmp(raw, name, len) == 0 && memchr(raw, '\\', len) == NULL;
     if (memchr(raw, '\\', len) == NULL)
-        return len == nlen && memcmp(raw, name, len) == 0;
+        return false;
     while (p < end) {
         if (*p != '\\') {
             if (j >= nlen || *p != nm[j])
