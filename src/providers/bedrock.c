@@ -120,18 +120,22 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     const char *base = p->base_url;
     const char *auth = strstr(base, "://");
     auth = auth ? auth + 3 : base;
-    const char *slash = strchr(auth, '/');
-    size_t alen = slash ? (size_t)(slash - auth) : strlen(auth);
-    const char *prefix = slash ? slash : "";
+    size_t alen = strcspn(auth, "/");
+    size_t blen = (size_t)(auth - base) + strlen(auth), plen = strlen(path);
     out->method = "POST";
-    /* the full path as sent: an endpoint's own path prefix, then ours */
-    char *full = cmx_arena_concat(a, prefix, path, NULL);
-    char *hostport = cmx_arena_strndup(a, auth, alen);
-    char *origin = cmx_arena_strndup(a, base, (size_t)(auth - base) + alen);
-    char *host = hostport ? cmx_arena_concat(a, "Host: ", hostport, NULL) : NULL;
-    out->url = full && origin ? cmx_arena_concat(a, origin, full, NULL) : NULL;
-    if (out->url == NULL || host == NULL)
+    /* the URL is the base (origin and an endpoint's own path prefix) then our path; the full
+     * path as sent, which is signed, is its tail */
+    char *url = cmx_arena_alloc(a, blen + plen + 1);
+    char *host = cmx_arena_alloc(a, 6 + alen + 1);
+    if (url == NULL || host == NULL)
         return CMX_ENOMEM;
+    memcpy(url, base, blen);
+    memcpy(url + blen, path, plen + 1);
+    out->url = url;
+    const char *full = url + (size_t)(auth - base) + alen;
+    memcpy(host, "Host: ", 6);
+    memcpy(host + 6, auth, alen);
+    host[6 + alen] = '\0';
     out->n_headers = 0;
     out->headers[out->n_headers++] = host;
     out->headers[out->n_headers++] = "Content-Type: application/json";
@@ -158,7 +162,7 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     struct cmx_sigv4_req r = {
         .method = "POST",
         .path = full,
-        .path_len = strlen(full),
+        .path_len = (size_t)(url + blen + plen - full),
         .headers = sh,
         .n_headers = 3,
         .payload = out->body,
@@ -718,26 +722,28 @@ enum {
     RK_COUNT
 };
 
-#define RK(s)                                                                                      \
+struct key {
+    const char *s; /* member name */
+    size_t n;      /* its length */
+};
+#define KEY(s)                                                                                     \
     {                                                                                              \
         s, sizeof(s) - 1                                                                           \
     }
-static const struct {
-    const char *s;
-    size_t n;
-} req_keys[RK_COUNT] = {
-    RK("n"),          RK("logprobs"),      RK("response_format"), RK("audio"),
-    RK("functions"),  RK("function_call"), RK("messages"),        RK("max_completion_tokens"),
-    RK("max_tokens"), RK("temperature"),   RK("top_p"),           RK("stop"),
-    RK("tools"),      RK("tool_choice"),
+
+static const struct key req_keys[RK_COUNT] = {
+    KEY("n"),          KEY("logprobs"),      KEY("response_format"), KEY("audio"),
+    KEY("functions"),  KEY("function_call"), KEY("messages"),        KEY("max_completion_tokens"),
+    KEY("max_tokens"), KEY("temperature"),   KEY("top_p"),           KEY("stop"),
+    KEY("tools"),      KEY("tool_choice"),
 };
 
-/* k[i] = what jfind(m, n, req_keys[i]) returns (the last member of that decoded name, NULL
- * when absent or null), for all names at once. */
-static void req_index(const struct cmx_json_member *m, size_t n,
-                      const struct cmx_json_member *k[RK_COUNT])
+/* k[i] = what jfind(m, n, keys[i].s) returns (the last member of that decoded name, NULL
+ * when absent or null), for all nk names in one pass. Names are at most 21 bytes. */
+static void jindex(const struct cmx_json_member *m, size_t n, const struct key *keys, size_t nk,
+                   const struct cmx_json_member **k)
 {
-    for (size_t j = 0; j < RK_COUNT; j++)
+    for (size_t j = 0; j < nk; j++)
         k[j] = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *key = m[i].key;
@@ -748,14 +754,14 @@ static void req_index(const struct cmx_json_member *m, size_t n,
                 continue;
             key = buf;
         }
-        for (size_t j = 0; j < RK_COUNT; j++) {
-            if (kl == req_keys[j].n && memcmp(key, req_keys[j].s, kl) == 0) {
+        for (size_t j = 0; j < nk; j++) {
+            if (kl == keys[j].n && memcmp(key, keys[j].s, kl) == 0) {
                 k[j] = &m[i];
                 break;
             }
         }
     }
-    for (size_t j = 0; j < RK_COUNT; j++)
+    for (size_t j = 0; j < nk; j++)
         if (k[j] != NULL && k[j]->type == CMX_JSON_NULL)
             k[j] = NULL;
 }
@@ -768,7 +774,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
                          size_t *out_len, const char **why)
 {
     const struct cmx_json_member *rk[RK_COUNT], *v;
-    req_index(cr->members, cr->n_members, rk);
+    jindex(cr->members, cr->n_members, req_keys, RK_COUNT, rk);
     int64_t iv;
     /* what Bedrock cannot do: reject rather than silently answer something else */
     if ((v = rk[RK_N]) != NULL && !(raw_int(v, &iv) && iv == 1)) {
@@ -1046,8 +1052,15 @@ static void put_str(struct cmx_buf *b, const char *s, size_t n)
 
 static void usage_raw(struct cmx_buf *b, const struct jobj *u)
 {
-    int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
-    int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
+    static const struct key names[4] = {KEY("inputTokens"), KEY("outputTokens"),
+                                        KEY("cacheReadInputTokens"), KEY("cacheWriteInputTokens")};
+    const struct cmx_json_member *k[4];
+    int64_t v[4] = {0, 0, 0, 0};
+    jindex(u->m, u->n, names, 4, k);
+    for (size_t i = 0; i < 4; i++)
+        if (!raw_int(k[i], &v[i])) /* 0 when absent, null, not an integer (as jint) */
+            v[i] = 0;
+    int64_t in = v[0], outt = v[1], cr = v[2], cw = v[3];
     int64_t prompt = in + cr + cw;
     PUTL(b, "{\"prompt_tokens\":");
     put_i64(b, prompt);
