@@ -374,17 +374,22 @@ static bool jwalk(const char *s, size_t len, struct jobj *o)
     if (p >= end || *p != '{')
         return false;
     for (p = skip_ws(p + 1, end); p < end && *p == '"' && o->n < EV_MEMBERS;) {
-        struct cmx_json_member *m = &o->m[o->n++];
+        struct cmx_json_member *m = &o->m[o->n];
         m->start = p;
         m->key = p + 1;
         p = skip_value(p, end);
         m->key_len = (size_t)(p - 1 - m->key);
         p = skip_ws(p, end);
-        m->val = p = skip_ws(p + 1, end); /* past ':' */
+        if (p >= end || *p != ':')
+            break; /* cannot happen in valid JSON; never read past end */
+        m->val = p = skip_ws(p + 1, end);
+        if (p >= end)
+            break;
         p = skip_value(p, end);
         m->val_len = (size_t)(p - m->val);
         m->type = type_of(*m->val);
         m->end = p;
+        o->n++;
         p = skip_ws(p, end);
         if (p < end && *p == ',')
             p = skip_ws(p + 1, end);
