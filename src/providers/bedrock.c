@@ -34,6 +34,10 @@
 #define MAX_BLOCKS   1024 /* content blocks tracked per streamed message */
 #define JSON_OUT     (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
+/* cmx_buf_puts for a string literal: the length is known at compile time (no strlen on the
+ * hot paths, which append dozens of short literals per request). */
+#define PUTL(b, lit) cmx_buf_append((b), "" lit, sizeof(lit) - 1)
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 static void put_cb(void *o)
@@ -116,18 +120,22 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     const char *base = p->base_url;
     const char *auth = strstr(base, "://");
     auth = auth ? auth + 3 : base;
-    const char *slash = strchr(auth, '/');
-    size_t alen = slash ? (size_t)(slash - auth) : strlen(auth);
-    const char *prefix = slash ? slash : "";
+    size_t alen = strcspn(auth, "/");
+    size_t blen = (size_t)(auth - base) + strlen(auth), plen = strlen(path);
     out->method = "POST";
-    /* the full path as sent: an endpoint's own path prefix, then ours */
-    char *full = cmx_arena_concat(a, prefix, path, NULL);
-    char *hostport = cmx_arena_strndup(a, auth, alen);
-    char *origin = cmx_arena_strndup(a, base, (size_t)(auth - base) + alen);
-    char *host = hostport ? cmx_arena_concat(a, "Host: ", hostport, NULL) : NULL;
-    out->url = full && origin ? cmx_arena_concat(a, origin, full, NULL) : NULL;
-    if (out->url == NULL || host == NULL)
+    /* the URL is the base (origin and an endpoint's own path prefix) then our path; the full
+     * path as sent, which is signed, is its tail */
+    char *url = cmx_arena_alloc(a, blen + plen + 1);
+    char *host = cmx_arena_alloc(a, 6 + alen + 1);
+    if (url == NULL || host == NULL)
         return CMX_ENOMEM;
+    memcpy(url, base, blen);
+    memcpy(url + blen, path, plen + 1);
+    out->url = url;
+    const char *full = url + (size_t)(auth - base) + alen;
+    memcpy(host, "Host: ", 6);
+    memcpy(host + 6, auth, alen);
+    host[6 + alen] = '\0';
     out->n_headers = 0;
     out->headers[out->n_headers++] = host;
     out->headers[out->n_headers++] = "Content-Type: application/json";
@@ -154,7 +162,7 @@ static int finish_req(const struct cmx_deployment_cfg *d, const struct cmx_clien
     struct cmx_sigv4_req r = {
         .method = "POST",
         .path = full,
-        .path_len = strlen(full),
+        .path_len = (size_t)(url + blen + plen - full),
         .headers = sh,
         .n_headers = 3,
         .payload = out->body,
@@ -224,26 +232,33 @@ static const struct cmx_json_member *jget(const struct jobj *o, const char *k, e
     return m != NULL && m->type == t ? m : NULL;
 }
 
-/* The object member k of o scanned into sub; false when absent or not an object. */
-static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
-{
-    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
-    return m != NULL && jscan(m->val, m->val_len, sub);
-}
-
 /* An integer number's value; false when the text is not a plain integer that fits. */
 static bool raw_int(const struct cmx_json_member *m, int64_t *v)
 {
-    char buf[24];
-    if (m == NULL || m->type != CMX_JSON_NUMBER || m->val_len >= sizeof(buf))
+    /* what strtoll accepts of a JSON number's text, without the copy: digits only, an
+     * optional '-', clamped to the int64 range on overflow */
+    if (m == NULL || m->type != CMX_JSON_NUMBER || m->val_len >= 24)
         return false;
-    memcpy(buf, m->val, m->val_len);
-    buf[m->val_len] = '\0';
-    char *end;
-    long long x = strtoll(buf, &end, 10);
-    if (*end != '\0')
+    const char *p = m->val, *e = m->val + m->val_len;
+    bool neg = p < e && *p == '-';
+    p += neg;
+    if (p == e)
         return false;
-    *v = (int64_t)x;
+    const uint64_t lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t u = 0;
+    bool over = false;
+    for (; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (over || u > (lim - d) / 10)
+            over = true;
+        else
+            u = u * 10 + d;
+    }
+    if (over)
+        u = lim;
+    *v = !neg ? (int64_t)u : u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u;
     return true;
 }
 
@@ -257,6 +272,19 @@ static int64_t jint(const struct jobj *o, const char *k)
 static void put_raw(struct cmx_buf *b, const struct cmx_json_member *m)
 {
     cmx_buf_append(b, m->val, m->val_len);
+}
+
+/* Appends v in decimal (what %lld prints), without printf. */
+static void put_i64(struct cmx_buf *b, int64_t v)
+{
+    char t[24], *e = t + sizeof(t), *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    cmx_buf_append(b, p, (size_t)(e - p));
 }
 
 /* True when string member m equals s (compared decoded, so "\u0061" is "a"). */
@@ -329,6 +357,55 @@ static enum cmx_json_type type_of(char c)
     }
 }
 
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* jscan for text already known to be valid JSON (a part of a body that was scanned whole):
+ * splits the object's members with memchr-speed skips instead of validating it again. Like
+ * jscan, keeps the first EV_MEMBERS members. */
+static bool jwalk(const char *s, size_t len, struct jobj *o)
+{
+    const char *end = s + len, *p = skip_ws(s, end);
+    o->n = 0;
+    if (p >= end || *p != '{')
+        return false;
+    for (p = skip_ws(p + 1, end); p < end && *p == '"' && o->n < EV_MEMBERS;) {
+        struct cmx_json_member *m = &o->m[o->n];
+        m->start = p;
+        m->key = p + 1;
+        p = skip_value(p, end);
+        m->key_len = (size_t)(p - 1 - m->key);
+        m->key_escaped = memchr(m->key, '\\', m->key_len) != NULL;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':')
+            break; /* cannot happen in valid JSON; never read past end */
+        m->val = p = skip_ws(p + 1, end);
+        if (p >= end)
+            break;
+        p = skip_value(p, end);
+        m->val_len = (size_t)(p - m->val);
+        m->type = type_of(*m->val);
+        m->end = p;
+        o->n++;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',')
+            p = skip_ws(p + 1, end);
+    }
+    return true;
+}
+
+/* The object member k of o (itself from a validated text) split into sub; false when absent
+ * or not an object. */
+static bool jsub(const struct jobj *o, const char *k, struct jobj *sub)
+{
+    const struct cmx_json_member *m = jget(o, k, CMX_JSON_OBJECT);
+    return m != NULL && jwalk(m->val, m->val_len, sub);
+}
+
 /* Iterates the elements of an array member, each as a pseudo-member (val, val_len, type). */
 struct jarr {
     const char *p, *end;
@@ -378,10 +455,10 @@ static void begin_block(struct conv *c, const char *role)
 {
     if (c->role == NULL || strcmp(c->role, role) != 0) {
         if (c->role != NULL)
-            cmx_buf_puts(c->b, "]},");
-        cmx_buf_puts(c->b, "{\"role\":\"");
+            PUTL(c->b, "]},");
+        PUTL(c->b, "{\"role\":\"");
         cmx_buf_puts(c->b, role);
-        cmx_buf_puts(c->b, "\",\"content\":[");
+        PUTL(c->b, "\",\"content\":[");
         c->role = role;
         c->first_block = true;
     }
@@ -393,9 +470,9 @@ static void begin_block(struct conv *c, const char *role)
 static void text_block(struct conv *c, const char *role, const struct cmx_json_member *s)
 {
     begin_block(c, role);
-    cmx_buf_puts(c->b, "{\"text\":");
+    PUTL(c->b, "{\"text\":");
     put_raw(c->b, s);
-    cmx_buf_puts(c->b, "}");
+    PUTL(c->b, "}");
 }
 
 /* A 400 for message i: *why = fmt with i (a %zu in fmt). */
@@ -432,7 +509,7 @@ static bool image_block(struct conv *c, const char *url)
     begin_block(c, "user");
     cmx_buf_printf(c->b, "{\"image\":{\"format\":\"%s\",\"source\":{\"bytes\":\"", fmt);
     cmx_buf_json_escape(c->b, data, strlen(data));
-    cmx_buf_puts(c->b, "\"}}}");
+    PUTL(c->b, "\"}}}");
     return true;
 }
 
@@ -453,7 +530,7 @@ static int content_blocks(struct conv *c, const char *role, const struct cmx_jso
         return bad(c, "messages[%zu].content must be a string or an array of parts.", i);
     while (jarr_next(&it, &e)) {
         struct jobj part;
-        if (!jscan(e.val, e.val_len, &part))
+        if (!jwalk(e.val, e.val_len, &part))
             return bad(c, "messages[%zu].content has a part type Bedrock does not support.", i);
         const struct cmx_json_member *type = jget(&part, "type", CMX_JSON_STRING);
         if (str_is(type, "text") || str_is(type, "refusal")) {
@@ -492,9 +569,10 @@ static int system_text(struct conv *c, struct cmx_buf *sys, const struct cmx_jso
         return 0;
     if (content->type == CMX_JSON_STRING) {
         if (content->val_len > 2) {
+            cmx_buf_reserve(sys, content->val_len + 12); /* one allocation, no regrowth */
             cmx_buf_puts(sys, sys->len ? ",{\"text\":" : "{\"text\":");
             put_raw(sys, content);
-            cmx_buf_puts(sys, "}");
+            PUTL(sys, "}");
         }
         return 0;
     }
@@ -505,14 +583,14 @@ static int system_text(struct conv *c, struct cmx_buf *sys, const struct cmx_jso
     while (jarr_next(&it, &e)) {
         struct jobj part;
         const struct cmx_json_member *t = NULL;
-        if (!jscan(e.val, e.val_len, &part) ||
+        if (!jwalk(e.val, e.val_len, &part) ||
             !str_is(jget(&part, "type", CMX_JSON_STRING), "text") ||
             (t = jget(&part, "text", CMX_JSON_STRING)) == NULL)
             return bad(c, "messages[%zu]: system messages take only text parts.", i);
         if (t->val_len > 2) {
             cmx_buf_puts(sys, sys->len ? ",{\"text\":" : "{\"text\":");
             put_raw(sys, t);
-            cmx_buf_puts(sys, "}");
+            PUTL(sys, "}");
         }
     }
     return 0;
@@ -527,7 +605,7 @@ static int tool_calls(struct conv *c, const struct cmx_json_member *calls, size_
     while (jarr_next(&it, &e)) {
         struct jobj tc, fn;
         const struct cmx_json_member *id = NULL, *name = NULL, *args = NULL;
-        if (jscan(e.val, e.val_len, &tc) && jsub(&tc, "function", &fn)) {
+        if (jwalk(e.val, e.val_len, &tc) && jsub(&tc, "function", &fn)) {
             id = jget(&tc, "id", CMX_JSON_STRING);
             name = jget(&fn, "name", CMX_JSON_STRING);
             args = jget(&fn, "arguments", CMX_JSON_STRING);
@@ -549,16 +627,16 @@ static int tool_calls(struct conv *c, const struct cmx_json_member *calls, size_
                        "object (Bedrock's toolUse.input).",
                        i);
         begin_block(c, "assistant");
-        cmx_buf_puts(c->b, "{\"toolUse\":{\"toolUseId\":");
+        PUTL(c->b, "{\"toolUse\":{\"toolUseId\":");
         put_raw(c->b, id);
-        cmx_buf_puts(c->b, ",\"name\":");
+        PUTL(c->b, ",\"name\":");
         put_raw(c->b, name);
-        cmx_buf_puts(c->b, ",\"input\":");
+        PUTL(c->b, ",\"input\":");
         if (text != NULL && s < al)
             cmx_buf_append(c->b, text, al);
         else
-            cmx_buf_puts(c->b, "{}");
-        cmx_buf_puts(c->b, "}}");
+            PUTL(c->b, "{}");
+        PUTL(c->b, "}}");
         if (c->n_names < sizeof(c->names) / sizeof(c->names[0]))
             c->names[c->n_names++] = *name;
         c->tool_blocks = true;
@@ -575,9 +653,9 @@ static int tool_result(struct conv *c, const struct jobj *m, size_t i)
     struct cmx_buf blocks;
     cmx_buf_init(&blocks, c->b->max);
     if (content != NULL && content->type == CMX_JSON_STRING) {
-        cmx_buf_puts(&blocks, "{\"text\":");
+        PUTL(&blocks, "{\"text\":");
         put_raw(&blocks, content);
-        cmx_buf_puts(&blocks, "}");
+        PUTL(&blocks, "}");
     } else if (content != NULL && content->type == CMX_JSON_ARRAY) {
         struct jarr it;
         struct cmx_json_member e;
@@ -585,25 +663,25 @@ static int tool_result(struct conv *c, const struct jobj *m, size_t i)
         while (jarr_next(&it, &e)) {
             struct jobj part;
             const struct cmx_json_member *t = NULL;
-            if (!jscan(e.val, e.val_len, &part) ||
+            if (!jwalk(e.val, e.val_len, &part) ||
                 (t = jget(&part, "text", CMX_JSON_STRING)) == NULL) {
                 cmx_buf_free(&blocks);
                 return bad(c, "messages[%zu]: tool results take only text parts.", i);
             }
             cmx_buf_puts(&blocks, blocks.len ? ",{\"text\":" : "{\"text\":");
             put_raw(&blocks, t);
-            cmx_buf_puts(&blocks, "}");
+            PUTL(&blocks, "}");
         }
     }
     begin_block(c, "user");
-    cmx_buf_puts(c->b, "{\"toolResult\":{\"toolUseId\":");
+    PUTL(c->b, "{\"toolResult\":{\"toolUseId\":");
     put_raw(c->b, id);
-    cmx_buf_puts(c->b, ",\"content\":[");
+    PUTL(c->b, ",\"content\":[");
     if (blocks.len > 0)
         cmx_buf_append(c->b, blocks.data, blocks.len);
     else
-        cmx_buf_puts(c->b, "{\"text\":\"\"}");
-    cmx_buf_puts(c->b, "]}}");
+        PUTL(c->b, "{\"text\":\"\"}");
+    PUTL(c->b, "]}}");
     cmx_buf_free(&blocks);
     c->tool_blocks = true;
     return 0;
@@ -615,20 +693,83 @@ static void tool_spec(struct cmx_buf *b, const struct cmx_json_member *name,
     cmx_buf_puts(b, b->len ? ",{\"toolSpec\":{\"name\":" : "{\"toolSpec\":{\"name\":");
     put_raw(b, name);
     if (desc != NULL && desc->type == CMX_JSON_STRING && desc->val_len > 2) {
-        cmx_buf_puts(b, ",\"description\":");
+        PUTL(b, ",\"description\":");
         put_raw(b, desc);
     }
-    cmx_buf_puts(b, ",\"inputSchema\":{\"json\":");
+    PUTL(b, ",\"inputSchema\":{\"json\":");
     if (schema != NULL)
         put_raw(b, schema);
     else
-        cmx_buf_puts(b, "{\"type\":\"object\",\"properties\":{}}");
-    cmx_buf_puts(b, "}}}");
+        PUTL(b, "{\"type\":\"object\",\"properties\":{}}");
+    PUTL(b, "}}}");
 }
 
 static bool same_raw(const struct cmx_json_member *x, const struct cmx_json_member *y)
 {
     return x->val_len == y->val_len && memcmp(x->val, y->val, x->val_len) == 0;
+}
+
+/* The top-level request members converse_body reads, found in one pass. */
+enum {
+    RK_N,
+    RK_LOGPROBS,
+    RK_RESPONSE_FORMAT,
+    RK_AUDIO,
+    RK_FUNCTIONS,
+    RK_FUNCTION_CALL,
+    RK_MESSAGES,
+    RK_MAX_COMPLETION_TOKENS,
+    RK_MAX_TOKENS,
+    RK_TEMPERATURE,
+    RK_TOP_P,
+    RK_STOP,
+    RK_TOOLS,
+    RK_TOOL_CHOICE,
+    RK_COUNT
+};
+
+struct key {
+    const char *s; /* member name */
+    size_t n;      /* its length */
+};
+#define KEY(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+
+static const struct key req_keys[RK_COUNT] = {
+    KEY("n"),          KEY("logprobs"),      KEY("response_format"), KEY("audio"),
+    KEY("functions"),  KEY("function_call"), KEY("messages"),        KEY("max_completion_tokens"),
+    KEY("max_tokens"), KEY("temperature"),   KEY("top_p"),           KEY("stop"),
+    KEY("tools"),      KEY("tool_choice"),
+};
+
+/* k[i] = what jfind(m, n, keys[i].s) returns (the last member of that decoded name, NULL
+ * when absent or null), for all nk names in one pass. Names are at most 21 bytes. */
+static void jindex(const struct cmx_json_member *m, size_t n, const struct key *keys, size_t nk,
+                   const struct cmx_json_member **k)
+{
+    for (size_t j = 0; j < nk; j++)
+        k[j] = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *key = m[i].key;
+        size_t kl = m[i].key_len;
+        char buf[128]; /* an escaped key longer than 6 * 21 bytes cannot name one of ours */
+        if (m[i].key_escaped) {
+            if (kl >= sizeof(buf) || cmx_json_string_decode(key, kl, buf, &kl) != 0)
+                continue;
+            key = buf;
+        }
+        for (size_t j = 0; j < nk; j++) {
+            if (kl == keys[j].n && memcmp(key, keys[j].s, kl) == 0) {
+                k[j] = &m[i];
+                break;
+            }
+        }
+    }
+    for (size_t j = 0; j < nk; j++)
+        if (k[j] != NULL && k[j]->type == CMX_JSON_NULL)
+            k[j] = NULL;
 }
 
 #define TOOL_CHOICE_WHY                                                                            \
@@ -638,38 +779,37 @@ static bool same_raw(const struct cmx_json_member *x, const struct cmx_json_memb
 static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, const char **out,
                          size_t *out_len, const char **why)
 {
-    const struct cmx_json_member *rm = cr->members;
-    size_t rn = cr->n_members;
-    const struct cmx_json_member *v;
+    const struct cmx_json_member *rk[RK_COUNT], *v;
+    jindex(cr->members, cr->n_members, req_keys, RK_COUNT, rk);
     int64_t iv;
     /* what Bedrock cannot do: reject rather than silently answer something else */
-    if ((v = jfind(rm, rn, "n")) != NULL && !(raw_int(v, &iv) && iv == 1)) {
+    if ((v = rk[RK_N]) != NULL && !(raw_int(v, &iv) && iv == 1)) {
         *why = "Bedrock returns one choice: 'n' must be 1.";
         return CMX_EINVAL;
     }
-    if ((v = jfind(rm, rn, "logprobs")) != NULL && v->type == CMX_JSON_TRUE) {
+    if ((v = rk[RK_LOGPROBS]) != NULL && v->type == CMX_JSON_TRUE) {
         *why = "Bedrock does not return log probabilities: 'logprobs' is not supported.";
         return CMX_EINVAL;
     }
     struct jobj rf;
     const struct cmx_json_member *rft = NULL;
-    if ((v = jfind(rm, rn, "response_format")) != NULL && v->type == CMX_JSON_OBJECT &&
-        jscan(v->val, v->val_len, &rf) && (rft = jget(&rf, "type", CMX_JSON_STRING)) != NULL &&
+    if ((v = rk[RK_RESPONSE_FORMAT]) != NULL && v->type == CMX_JSON_OBJECT &&
+        jwalk(v->val, v->val_len, &rf) && (rft = jget(&rf, "type", CMX_JSON_STRING)) != NULL &&
         !str_is(rft, "text")) {
         *why = "Bedrock's Converse API has no 'response_format' (json_object / json_schema); "
                "use a tool with the schema instead.";
         return CMX_EINVAL;
     }
-    if (jfind(rm, rn, "audio") != NULL) {
+    if (rk[RK_AUDIO] != NULL) {
         *why = "Bedrock's Converse API does not produce audio.";
         return CMX_EINVAL;
     }
-    if (jfind(rm, rn, "functions") != NULL || jfind(rm, rn, "function_call") != NULL) {
+    if (rk[RK_FUNCTIONS] != NULL || rk[RK_FUNCTION_CALL] != NULL) {
         *why = "Legacy 'functions' / 'function_call' are not supported for Bedrock; use "
                "'tools' / 'tool_choice'.";
         return CMX_EINVAL;
     }
-    const struct cmx_json_member *msgs = jfind(rm, rn, "messages");
+    const struct cmx_json_member *msgs = rk[RK_MESSAGES];
     if (msgs == NULL || msgs->type != CMX_JSON_ARRAY || msgs->val_len <= 2) {
         *why = "'messages' must be a non-empty array.";
         return CMX_EINVAL;
@@ -679,14 +819,18 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     cmx_buf_init(&body, cr->body_len * 2 + (1u << 20));
     cmx_buf_init(&sys, body.max);
     cmx_buf_init(&specs, body.max);
-    struct conv *c = cmx_arena_calloc(a, sizeof(*c));
-    int rc = c ? 0 : CMX_ENOMEM;
-    if (c != NULL) {
-        c->b = &body;
-        c->a = a;
-        c->why = why;
-    }
-    cmx_buf_puts(&body, "{\"messages\":[");
+    /* on the stack, names[] left unset: only names[0..n_names) is ever read */
+    struct conv cv, *c = &cv;
+    c->b = &body;
+    c->role = NULL;
+    c->first_block = false;
+    c->tool_blocks = false;
+    c->n_names = 0;
+    c->a = a;
+    c->why = why;
+    /* room for the whole body at once: Converse's is about the client's size */
+    int rc = cmx_buf_reserve(&body, cr->body_len + 256) != NULL ? 0 : CMX_ENOMEM;
+    PUTL(&body, "{\"messages\":[");
     struct jarr it;
     struct cmx_json_member e;
     jarr_init(&it, msgs);
@@ -694,7 +838,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         struct jobj m;
         char role[16] = "";
         const struct cmx_json_member *r = NULL;
-        if (!jscan(e.val, e.val_len, &m) || (r = jget(&m, "role", CMX_JSON_STRING)) == NULL ||
+        if (!jwalk(e.val, e.val_len, &m) || (r = jget(&m, "role", CMX_JSON_STRING)) == NULL ||
             r->val_len - 2 >= sizeof(role)) {
             rc = bad(c,
                      r == NULL ? "messages[%zu] has no role."
@@ -725,42 +869,47 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
     }
     if (rc != 0)
         goto out;
-    cmx_buf_puts(&body, "]}]");
+    PUTL(&body, "]}]");
     if (sys.len > 0) {
-        cmx_buf_puts(&body, ",\"system\":[");
+        PUTL(&body, ",\"system\":[");
         cmx_buf_append(&body, sys.data, sys.len);
-        cmx_buf_puts(&body, "]");
+        PUTL(&body, "]");
     }
 
     /* inferenceConfig */
     size_t ic_at = body.len;
-    cmx_buf_puts(&body, ",\"inferenceConfig\":{");
+    PUTL(&body, ",\"inferenceConfig\":{");
     size_t ic_start = body.len;
-    const struct cmx_json_member *mt = jfind(rm, rn, "max_completion_tokens");
+    const struct cmx_json_member *mt = rk[RK_MAX_COMPLETION_TOKENS];
     if (mt == NULL)
-        mt = jfind(rm, rn, "max_tokens");
+        mt = rk[RK_MAX_TOKENS];
     if (mt != NULL) {
         if (!raw_int(mt, &iv) || iv < 1) {
             *why = "'max_completion_tokens' / 'max_tokens' must be a positive integer.";
             rc = CMX_EINVAL;
             goto out;
         }
-        cmx_buf_printf(&body, "\"maxTokens\":%lld", (long long)iv);
+        PUTL(&body, "\"maxTokens\":");
+        put_i64(&body, iv);
     }
     static const char *const nums[][2] = {{"temperature", "temperature"}, {"top_p", "topP"}};
     for (size_t k = 0; k < 2; k++) {
-        if ((v = jfind(rm, rn, nums[k][0])) != NULL) {
+        if ((v = rk[RK_TEMPERATURE + k]) != NULL) {
             if (v->type != CMX_JSON_NUMBER) {
                 *why = cmx_arena_printf(a, "'%s' must be a number.", nums[k][0]);
                 rc = CMX_EINVAL;
                 goto out;
             }
-            cmx_buf_printf(&body, "%s\"%s\":", body.len > ic_start ? "," : "", nums[k][1]);
+            if (body.len > ic_start)
+                cmx_buf_append(&body, ",", 1);
+            cmx_buf_append(&body, "\"", 1);
+            cmx_buf_puts(&body, nums[k][1]);
+            cmx_buf_append(&body, "\":", 2);
             put_raw(&body, v);
         }
     }
-    if ((v = jfind(rm, rn, "stop")) != NULL) {
-        cmx_buf_printf(&body, "%s\"stopSequences\":[", body.len > ic_start ? "," : "");
+    if ((v = rk[RK_STOP]) != NULL) {
+        cmx_buf_puts(&body, body.len > ic_start ? ",\"stopSequences\":[" : "\"stopSequences\":[");
         if (v->type == CMX_JSON_STRING) {
             put_raw(&body, v);
         } else if (v->type == CMX_JSON_ARRAY) {
@@ -776,16 +925,16 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
                 put_raw(&body, &e);
             }
         }
-        cmx_buf_puts(&body, "]");
+        PUTL(&body, "]");
     }
     if (body.len == ic_start)
         body.len = ic_at; /* nothing to configure */
     else
-        cmx_buf_puts(&body, "}");
+        PUTL(&body, "}");
 
     /* toolConfig */
-    const struct cmx_json_member *tools = jfind(rm, rn, "tools");
-    const struct cmx_json_member *choice = jfind(rm, rn, "tool_choice");
+    const struct cmx_json_member *tools = rk[RK_TOOLS];
+    const struct cmx_json_member *choice = rk[RK_TOOL_CHOICE];
     if (tools != NULL) {
         if (!jarr_init(&it, tools)) {
             *why = "'tools' must be an array.";
@@ -795,7 +944,7 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         while (jarr_next(&it, &e)) {
             struct jobj t, fn;
             const struct cmx_json_member *name = NULL;
-            if (!jscan(e.val, e.val_len, &t) ||
+            if (!jwalk(e.val, e.val_len, &t) ||
                 !str_is(jget(&t, "type", CMX_JSON_STRING), "function") ||
                 !jsub(&t, "function", &fn) || (name = jget(&fn, "name", CMX_JSON_STRING)) == NULL) {
                 *why = "Bedrock supports only tools of type 'function' with a name.";
@@ -819,41 +968,46 @@ static int converse_body(const struct cmx_client_req *cr, struct cmx_arena *a, c
         }
     }
     if (specs.len > 0 && (!none || c->tool_blocks)) {
-        cmx_buf_puts(&body, ",\"toolConfig\":{\"tools\":[");
+        PUTL(&body, ",\"toolConfig\":{\"tools\":[");
         cmx_buf_append(&body, specs.data, specs.len);
-        cmx_buf_puts(&body, "]");
+        PUTL(&body, "]");
         struct jobj co, cf;
         const struct cmx_json_member *nm = NULL;
         if (str_is(choice, "auto")) {
-            cmx_buf_puts(&body, ",\"toolChoice\":{\"auto\":{}}");
+            PUTL(&body, ",\"toolChoice\":{\"auto\":{}}");
         } else if (str_is(choice, "required")) {
-            cmx_buf_puts(&body, ",\"toolChoice\":{\"any\":{}}");
+            PUTL(&body, ",\"toolChoice\":{\"any\":{}}");
         } else if (choice != NULL && choice->type == CMX_JSON_OBJECT) {
-            if (!jscan(choice->val, choice->val_len, &co) || !jsub(&co, "function", &cf) ||
+            if (!jwalk(choice->val, choice->val_len, &co) || !jsub(&co, "function", &cf) ||
                 (nm = jget(&cf, "name", CMX_JSON_STRING)) == NULL) {
                 *why = TOOL_CHOICE_WHY;
                 rc = CMX_EINVAL;
                 goto out;
             }
             if (!none) {
-                cmx_buf_puts(&body, ",\"toolChoice\":{\"tool\":{\"name\":");
+                PUTL(&body, ",\"toolChoice\":{\"tool\":{\"name\":");
                 put_raw(&body, nm);
-                cmx_buf_puts(&body, "}}");
+                PUTL(&body, "}}");
             }
         } else if (choice != NULL && !none) {
             *why = TOOL_CHOICE_WHY;
             rc = CMX_EINVAL;
             goto out;
         }
-        cmx_buf_puts(&body, "}");
+        PUTL(&body, "}");
     }
-    if (cmx_buf_puts(&body, "}") != 0) {
+    if (PUTL(&body, "}") != 0) {
         rc = CMX_ENOMEM;
         goto out;
     }
-    *out = cmx_arena_strndup(a, body.data, body.len);
+    /* the buffer itself becomes the body, freed with the arena: no copy into it */
+    if (cmx_arena_cleanup_add(a, free, body.data) != 0) {
+        rc = CMX_ENOMEM;
+        goto out;
+    }
+    *out = body.data;
     *out_len = body.len;
-    rc = *out ? 0 : CMX_ENOMEM;
+    cmx_buf_init(&body, 0); /* handed over */
 out:
     cmx_buf_free(&body);
     cmx_buf_free(&sys);
@@ -904,13 +1058,25 @@ static void put_str(struct cmx_buf *b, const char *s, size_t n)
 
 static void usage_raw(struct cmx_buf *b, const struct jobj *u)
 {
-    int64_t in = jint(u, "inputTokens"), outt = jint(u, "outputTokens");
-    int64_t cr = jint(u, "cacheReadInputTokens"), cw = jint(u, "cacheWriteInputTokens");
+    static const struct key names[4] = {KEY("inputTokens"), KEY("outputTokens"),
+                                        KEY("cacheReadInputTokens"), KEY("cacheWriteInputTokens")};
+    const struct cmx_json_member *k[4];
+    int64_t v[4] = {0, 0, 0, 0};
+    jindex(u->m, u->n, names, 4, k);
+    for (size_t i = 0; i < 4; i++)
+        if (!raw_int(k[i], &v[i])) /* 0 when absent, null, not an integer (as jint) */
+            v[i] = 0;
+    int64_t in = v[0], outt = v[1], cr = v[2], cw = v[3];
     int64_t prompt = in + cr + cw;
-    cmx_buf_printf(b,
-                   "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
-                   "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
-                   (long long)prompt, (long long)outt, (long long)(prompt + outt), (long long)cr);
+    PUTL(b, "{\"prompt_tokens\":");
+    put_i64(b, prompt);
+    PUTL(b, ",\"completion_tokens\":");
+    put_i64(b, outt);
+    PUTL(b, ",\"total_tokens\":");
+    put_i64(b, prompt + outt);
+    PUTL(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    put_i64(b, cr);
+    PUTL(b, "}}");
 }
 
 /* Appends the (valid) JSON text raw, whitespace outside strings removed, as the body of a
@@ -945,18 +1111,23 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
 {
     (void)cr;
     (void)a;
-    struct jobj *o = malloc(4 * sizeof(*o));
-    if (o == NULL)
-        return CMX_ENOMEM;
-    struct jobj *output = o + 1, *msg = o + 2, *blk = o + 3;
+    struct jobj jo[4]; /* ~7 KiB of spans: the stack, not the heap */
+    struct jobj *o = jo, *output = jo + 1, *msg = jo + 2, *blk = jo + 3;
     const struct cmx_json_member *content = NULL;
     if (!jscan(body, len, o) || !jsub(o, "output", output) || !jsub(output, "message", msg) ||
-        (content = jget(msg, "content", CMX_JSON_ARRAY)) == NULL) {
-        free(o);
+        (content = jget(msg, "content", CMX_JSON_ARRAY)) == NULL)
         return CMX_EUPSTREAM;
-    }
-    struct cmx_buf text, reasoning, calls;
-    cmx_buf_init(&text, out->max);
+    /* the answer is about the size of the upstream's: one allocation, no regrowth */
+    (void)cmx_buf_reserve(out, len + 256); /* a failure shows in the appends below */
+    /* text blocks go straight into the answer's content string (already escaped); the rare
+     * reasoning and tool blocks are gathered aside, as they come after it */
+    PUTL(out, "{\"object\":\"chat.completion\",\"model\":");
+    put_str(out, d->model, strlen(d->model));
+    PUTL(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    size_t content_at = out->len;
+    cmx_buf_append(out, "\"", 1);
+    size_t text_at = out->len;
+    struct cmx_buf reasoning, calls;
     cmx_buf_init(&reasoning, out->max);
     cmx_buf_init(&calls, out->max);
     int n_calls = 0;
@@ -966,10 +1137,10 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
     while (jarr_next(&it, &e)) {
         struct jobj tu, rc, rt;
         const struct cmx_json_member *t;
-        if (!jscan(e.val, e.val_len, blk))
+        if (!jwalk(e.val, e.val_len, blk))
             continue;
         if ((t = jget(blk, "text", CMX_JSON_STRING)) != NULL) {
-            cmx_buf_append(&text, t->val + 1, t->val_len - 2); /* already escaped */
+            cmx_buf_append(out, t->val + 1, t->val_len - 2); /* already escaped */
         } else if (jsub(blk, "reasoningContent", &rc) && jsub(&rc, "reasoningText", &rt) &&
                    (t = jget(&rt, "text", CMX_JSON_STRING)) != NULL) {
             cmx_buf_append(&reasoning, t->val + 1, t->val_len - 2);
@@ -981,56 +1152,51 @@ static int translate(const struct cmx_deployment_cfg *d, const struct cmx_client
             if (id != NULL)
                 put_raw(&calls, id);
             else
-                cmx_buf_puts(&calls, "\"\"");
-            cmx_buf_puts(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
+                PUTL(&calls, "\"\"");
+            PUTL(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
             if (name != NULL)
                 put_raw(&calls, name);
             else
-                cmx_buf_puts(&calls, "\"\"");
-            cmx_buf_puts(&calls, ",\"arguments\":\"");
+                PUTL(&calls, "\"\"");
+            PUTL(&calls, ",\"arguments\":\"");
             if (input != NULL)
                 put_minified_escaped(&calls, input->val, input->val_len);
             else
-                cmx_buf_puts(&calls, "{}");
-            cmx_buf_puts(&calls, "\"}}");
+                PUTL(&calls, "{}");
+            PUTL(&calls, "\"}}");
         }
     }
-    cmx_buf_puts(out, "{\"object\":\"chat.completion\",\"model\":");
-    put_str(out, d->model, strlen(d->model));
-    cmx_buf_puts(out,
-                 ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    if (text.len > 0 || n_calls == 0) {
-        cmx_buf_append(out, "\"", 1);
-        cmx_buf_append(out, text.data ? text.data : "", text.len);
+    if (out->len > text_at || n_calls == 0) {
         cmx_buf_append(out, "\"", 1);
     } else {
-        cmx_buf_puts(out, "null");
+        out->len = content_at; /* tool calls only: content is null */
+        PUTL(out, "null");
     }
     if (reasoning.len > 0) {
-        cmx_buf_puts(out, ",\"reasoning_content\":\"");
+        PUTL(out, ",\"reasoning_content\":\"");
         cmx_buf_append(out, reasoning.data, reasoning.len);
         cmx_buf_append(out, "\"", 1);
     }
     if (n_calls > 0) {
-        cmx_buf_puts(out, ",\"tool_calls\":[");
+        PUTL(out, ",\"tool_calls\":[");
         cmx_buf_append(out, calls.data, calls.len);
-        cmx_buf_puts(out, "]");
+        PUTL(out, "]");
     }
     const struct cmx_json_member *sr = jget(o, "stopReason", CMX_JSON_STRING);
     char reason[64] = "";
     if (sr != NULL && sr->val_len - 2 < sizeof(reason))
         memcpy(reason, sr->val + 1, sr->val_len - 2);
-    cmx_buf_printf(out, "},\"finish_reason\":\"%s\"}]", finish_reason(reason));
+    PUTL(out, "},\"finish_reason\":\"");
+    cmx_buf_puts(out, finish_reason(reason));
+    PUTL(out, "\"}]");
     struct jobj u;
     if (jsub(o, "usage", &u)) {
-        cmx_buf_puts(out, ",\"usage\":");
+        PUTL(out, ",\"usage\":");
         usage_raw(out, &u);
     }
-    int rc = cmx_buf_puts(out, "}");
-    cmx_buf_free(&text);
+    int rc = PUTL(out, "}");
     cmx_buf_free(&reasoning);
     cmx_buf_free(&calls);
-    free(o);
     return rc;
 }
 
@@ -1041,6 +1207,7 @@ struct bstream {
     struct cmx_buf out;         /* chunk being built */
     struct cmx_buf usage;       /* usage object from metadata, sent after the finish chunk */
     const char *model;          /* JSON-escaped upstream model id */
+    size_t model_len;           /* its length */
     short tool_of[MAX_BLOCKS];  /* contentBlockIndex -> tool_calls index + 1 (0: not a tool) */
     bool args_sent[MAX_BLOCKS]; /* the tool block got input fragments */
     int n_tools;
@@ -1054,11 +1221,11 @@ struct bstream {
 static void begin_chunk(struct bstream *s)
 {
     cmx_buf_reset(&s->out);
-    cmx_buf_puts(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
-    cmx_buf_puts(&s->out, s->model);
-    cmx_buf_puts(&s->out, "\",\"choices\":[{\"index\":0,\"delta\":{");
+    PUTL(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
+    cmx_buf_append(&s->out, s->model, s->model_len);
+    PUTL(&s->out, "\",\"choices\":[{\"index\":0,\"delta\":{");
     if (!s->role_sent) {
-        cmx_buf_puts(&s->out, "\"role\":\"assistant\"");
+        PUTL(&s->out, "\"role\":\"assistant\"");
         s->role_sent = true;
     }
 }
@@ -1068,7 +1235,7 @@ static int end_chunk(struct bstream *s, const char *finish)
     if (finish != NULL)
         cmx_buf_printf(&s->out, "},\"finish_reason\":\"%s\"}]}", finish);
     else
-        cmx_buf_puts(&s->out, "},\"finish_reason\":null}]}");
+        PUTL(&s->out, "},\"finish_reason\":null}]}");
     if (s->out.data == NULL)
         return CMX_ENOMEM;
     return s->cb(s->ud, s->out.data, s->out.len);
@@ -1104,7 +1271,7 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
         if (t != NULL) {
             begin_chunk(s);
             sep(s);
-            cmx_buf_puts(&s->out, "\"content\":");
+            PUTL(&s->out, "\"content\":");
             put_raw(&s->out, t);
             return end_chunk(s, NULL);
         }
@@ -1121,14 +1288,14 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
             cmx_buf_printf(&s->out,
                            "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", idx);
             put_raw(&s->out, in);
-            cmx_buf_puts(&s->out, "}}]");
+            PUTL(&s->out, "}}]");
             return end_chunk(s, NULL);
         }
         if (jsub(&delta, "reasoningContent", &sub) &&
             (t = jget(&sub, "text", CMX_JSON_STRING)) != NULL) {
             begin_chunk(s);
             sep(s);
-            cmx_buf_puts(&s->out, "\"reasoning_content\":");
+            PUTL(&s->out, "\"reasoning_content\":");
             put_raw(&s->out, t);
             return end_chunk(s, NULL);
         }
@@ -1137,7 +1304,7 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
     if (type_is(type, tl, "messageStart")) {
         begin_chunk(s);
         sep(s);
-        cmx_buf_puts(&s->out, "\"content\":\"\"");
+        PUTL(&s->out, "\"content\":\"\"");
         return end_chunk(s, NULL);
     }
     if (type_is(type, tl, "contentBlockStart")) {
@@ -1157,13 +1324,13 @@ static int on_event(struct bstream *s, const char *type, size_t tl, const struct
         if (id != NULL)
             put_raw(&s->out, id);
         else
-            cmx_buf_puts(&s->out, "\"\"");
-        cmx_buf_puts(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
+            PUTL(&s->out, "\"\"");
+        PUTL(&s->out, ",\"type\":\"function\",\"function\":{\"name\":");
         if (name != NULL)
             put_raw(&s->out, name);
         else
-            cmx_buf_puts(&s->out, "\"\"");
-        cmx_buf_puts(&s->out, ",\"arguments\":\"\"}}]");
+            PUTL(&s->out, "\"\"");
+        PUTL(&s->out, ",\"arguments\":\"\"}}]");
         return end_chunk(s, NULL);
     }
     if (type_is(type, tl, "contentBlockStop")) {
@@ -1215,13 +1382,13 @@ static int on_exception(struct bstream *s, const char *type, size_t tlen, const 
     else if (tlen >= 10 && strncasecmp(type, "validation", 10) == 0)
         etype = "invalid_request_error";
     cmx_buf_reset(&s->out);
-    cmx_buf_puts(&s->out, "{\"error\":{\"message\":\"Bedrock stream failed (");
+    PUTL(&s->out, "{\"error\":{\"message\":\"Bedrock stream failed (");
     cmx_buf_json_escape(&s->out, type, tlen);
-    cmx_buf_puts(&s->out, "): ");
+    PUTL(&s->out, "): ");
     cmx_buf_append(&s->out, msg, mlen);
     cmx_buf_printf(&s->out, "\",\"type\":\"%s\",\"code\":\"", etype);
     cmx_buf_json_escape(&s->out, type, tlen);
-    cmx_buf_puts(&s->out, "\",\"param\":null}}");
+    PUTL(&s->out, "\",\"param\":null}}");
     if (s->out.data == NULL)
         return CMX_ENOMEM;
     return s->cb(s->ud, s->out.data, s->out.len);
@@ -1280,6 +1447,7 @@ static void *stream_new(struct cmx_arena *a, const struct cmx_deployment_cfg *d)
     cmx_buf_init(&m, 4096);
     cmx_buf_json_escape(&m, d->model, strlen(d->model));
     s->model = cmx_arena_strndup(a, m.data ? m.data : "", m.len);
+    s->model_len = m.len;
     cmx_buf_free(&m);
     return s->model ? s : NULL;
 }
@@ -1306,11 +1474,11 @@ static int stream_finish(void *st, cmx_chunk_cb cb, void *ud)
         return CMX_EUPSTREAM; /* cut short: never a silently truncated answer */
     if (s->usage.len > 0) {
         cmx_buf_reset(&s->out);
-        cmx_buf_puts(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
-        cmx_buf_puts(&s->out, s->model);
-        cmx_buf_puts(&s->out, "\",\"choices\":[],\"usage\":");
+        PUTL(&s->out, "{\"object\":\"chat.completion.chunk\",\"model\":\"");
+        cmx_buf_append(&s->out, s->model, s->model_len);
+        PUTL(&s->out, "\",\"choices\":[],\"usage\":");
         cmx_buf_append(&s->out, s->usage.data, s->usage.len);
-        cmx_buf_puts(&s->out, "}");
+        PUTL(&s->out, "}");
         if ((r = cb(ud, s->out.data, s->out.len)) != 0)
             return r;
     }
@@ -1545,7 +1713,7 @@ static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_
     struct embed *e = state;
     int64_t tokens = 0;
     size_t index = 0;
-    int rc = cmx_buf_puts(out, "{\"object\":\"list\",\"data\":[");
+    int rc = PUTL(out, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < n && rc == 0; i++) {
         json_object *o = parse(a, p[i].body, p[i].len);
         if (o == NULL)
@@ -1558,7 +1726,7 @@ static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_
                            index ? "," : "", index);
             index++;
             rc = put_embedding(out, get(o, "embedding"), e->base64);
-            cmx_buf_puts(out, "}");
+            PUTL(out, "}");
             continue;
         }
         tokens += ht > 0 ? ht : 0;
@@ -1576,12 +1744,12 @@ static int assemble(const struct cmx_deployment_cfg *d, const struct cmx_client_
                            index ? "," : "", index);
             index++;
             rc = put_embedding(out, json_object_array_get_idx(embs, k), e->base64);
-            cmx_buf_puts(out, "}");
+            PUTL(out, "}");
         }
     }
     if (rc != 0)
         return rc;
-    cmx_buf_puts(out, "],\"model\":");
+    PUTL(out, "],\"model\":");
     put_str(out, d->model, strlen(d->model));
     cmx_buf_printf(out, ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}",
                    (long long)tokens, (long long)tokens);

@@ -407,12 +407,24 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
             cmx_buf_puts(b, "\"");
             sep = ",";
         }
+        /* no printf: this runs for every chunk of the translated providers' streams */
         if (!has_obj) {
-            cmx_buf_printf(b, "%s\"object\":\"%s\"", sep, object);
+            cmx_buf_puts(b, sep);
+            cmx_buf_puts(b, "\"object\":\"");
+            cmx_buf_puts(b, object);
+            cmx_buf_puts(b, "\"");
             sep = ",";
         }
-        if (!has_created)
-            cmx_buf_printf(b, "%s\"created\":%llu", sep, (unsigned long long)created);
+        if (!has_created) {
+            char t[24], *e = t + sizeof(t), *q = e;
+            uint64_t v = (uint64_t)created;
+            do
+                *--q = (char)('0' + v % 10);
+            while ((v /= 10) != 0);
+            cmx_buf_puts(b, sep);
+            cmx_buf_puts(b, "\"created\":");
+            cmx_buf_append(b, q, (size_t)(e - q));
+        }
         if (n > 0 && !(n == 1 && drop == 0))
             cmx_buf_puts(b, ",");
         r = open + 1;

@@ -194,6 +194,18 @@ static const struct table_row table[] = {
      "\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"x\\\"y\",\"content\":[{"
      "\"text\":\"\u00e9\"}]}}]}],\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":\"f\","
      "\"inputSchema\":{\"json\":{\"type\":\"object\",\"properties\":{}}}}}]}}"},
+    /* the top level is read in one pass: escaped names decode ("max\u005ftokens"), the last
+     * of a repeated name wins, null reads as absent; whitespace anywhere between tokens */
+    {"{ \"model\" : \"m\" , \"max\\u005ftokens\" : 5 , \"messages\" : [ { \"role\" : \"user\" ,"
+     " \"content\" : [ { \"type\" : \"text\" , \"text\" : \"hi\" } ] } ] ,\n\t\"temperature\" :"
+     " null , \"top_p\" : 1 , \"top_p\" : 0.5 , \"stop\" : null , \"n\" : null }",
+     "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"hi\"}]}],"
+     "\"inferenceConfig\":{\"maxTokens\":5,\"topP\":0.5}}"},
+    /* an integer past int64 is clamped, as strtoll does */
+    {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+     "\"max_completion_tokens\":99999999999999999999}",
+     "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"x\"}]}],"
+     "\"inferenceConfig\":{\"maxTokens\":9223372036854775807}}"},
 };
 
 static void test_request_table(void **state)
@@ -387,6 +399,21 @@ static void test_response_table(void **state)
          "\"stop_sequence\"}",
          "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,\"message\":{"
          "\"role\":\"assistant\",\"content\":\"x\"},\"finish_reason\":\"stop\"}]}"},
+        /* usage names escaped / repeated / null, whitespace everywhere */
+        {"{ \"output\" : { \"message\" : { \"content\" : [ { \"text\" : \"a\\\"b\" } ] } } ,"
+         " \"stopReason\" : \"end_turn\" , \"usage\" : { \"input\\u0054okens\" : 3 ,"
+         " \"outputTokens\" : 1 , \"outputTokens\" : 2 , \"cacheReadInputTokens\" : null } }",
+         "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,\"message\":{"
+         "\"role\":\"assistant\",\"content\":\"a\\\"b\"},\"finish_reason\":\"stop\"}],\"usage\":{"
+         "\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5,"
+         "\"prompt_tokens_details\":{\"cached_tokens\":0}}}"},
+        /* tool calls only: content is null; an empty text block still counts as no text */
+        {"{\"output\":{\"message\":{\"content\":[{\"text\":\"\"},{\"toolUse\":{\"toolUseId\":"
+         "\"t\",\"name\":\"f\",\"input\":{ \"a\" : [1, 2] }}}]}},\"stopReason\":\"tool_use\"}",
+         "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,\"message\":{"
+         "\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"t\",\"type\":"
+         "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":[1,2]}\"}}]},"
+         "\"finish_reason\":\"tool_calls\"}]}"},
         {"{\"output\":{\"message\":{\"content\":[{\"text\":\"x\"}]}},\"stopReason\":"
          "\"content_filtered\"}",
          "{\"object\":\"chat.completion\"," MODEL ",\"choices\":[{\"index\":0,\"message\":{"

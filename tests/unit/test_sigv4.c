@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <json-c/json.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,12 +415,83 @@ static void test_missing_creds(void **state)
     cmx_arena_reset(&a);
 }
 
+/* The signing key is cached per thread (secret, day, region, service) as HMAC states, and
+ * a secret too long to cache takes another path: every signature must still equal the one
+ * derived with OpenSSL's one-shot HMAC from the string to sign. */
+static void want_signature(const char *secret, const char *day, const char *region,
+                           const char *service, const char *sts, char out[65])
+{
+    unsigned char k[64];
+    unsigned int kl = 0;
+    char first[512];
+    snprintf(first, sizeof(first), "AWS4%s", secret);
+    HMAC(EVP_sha256(), first, (int)strlen(first), (const unsigned char *)day, 8, k, &kl);
+    HMAC(EVP_sha256(), k, 32, (const unsigned char *)region, strlen(region), k, &kl);
+    HMAC(EVP_sha256(), k, 32, (const unsigned char *)service, strlen(service), k, &kl);
+    HMAC(EVP_sha256(), k, 32, (const unsigned char *)"aws4_request", 12, k, &kl);
+    unsigned char sig[32];
+    HMAC(EVP_sha256(), k, 32, (const unsigned char *)sts, strlen(sts), sig, &kl);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", sig[i]);
+}
+
+static void test_key_cache(void **state)
+{
+    char long_secret[301];
+    memset(long_secret, 'k', 300);
+    long_secret[300] = '\0';
+    static const struct {
+        const char *secret;
+        const char *region;
+        uint64_t now_ms;
+    } rows[] = {
+        {SECRET, "us-east-1", UINT64_C(1767225600000)},         /* fills the cache */
+        {SECRET, "us-east-1", UINT64_C(1767225601000)},         /* same day: cached key */
+        {SECRET, "eu-west-1", UINT64_C(1767225602000)},         /* region changed */
+        {SECRET, "eu-west-1", UINT64_C(1767312000000)},         /* next day */
+        {"other/secret", "eu-west-1", UINT64_C(1767312000000)}, /* secret changed */
+        {NULL, "eu-west-1", UINT64_C(1767312000000)},           /* too long to cache */
+        {"other/secret", "eu-west-1", UINT64_C(1767312000000)}, /* the cache still holds */
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct cmx_sigv4_header h[] = {{"Host", 4, "example.amazonaws.com", 21},
+                                       {"X-Dup", 5, " a  b ", 6},
+                                       {"x-dup", 5, "c", 1}};
+        struct cmx_sigv4_req r = {
+            .method = "POST",
+            .path = "/x",
+            .path_len = 2,
+            .headers = h,
+            .n_headers = 3,
+            .payload = "{}",
+            .payload_len = 2,
+            .region = rows[i].region,
+            .service = "bedrock",
+            .now_ms = rows[i].now_ms,
+        };
+        const char *secret = rows[i].secret ? rows[i].secret : long_secret;
+        struct cmx_sigv4_creds c = {"AKIDEXAMPLE", secret, NULL};
+        struct cmx_arena a;
+        cmx_arena_init(&a);
+        struct cmx_sigv4_out out;
+        assert_int_equal(cmx_sigv4_sign(&r, &c, &a, &out), 0);
+        /* duplicate names joined in order, values trimmed and collapsed */
+        assert_non_null(strstr(out.canonical_request, "\nx-dup:a b,c\n"));
+        assert_non_null(strstr(out.canonical_request, "\nhost;x-amz-date;x-dup\n"));
+        char want[65];
+        want_signature(secret, out.amz_date, rows[i].region, "bedrock", out.string_to_sign, want);
+        assert_string_equal(out.signature, want);
+        assert_non_null(strstr(out.authorization, want));
+        cmx_arena_reset(&a);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crt_suite),     cmocka_unit_test(test_botocore_suite),
         cmocka_unit_test(test_bedrock_colon), cmocka_unit_test(test_uri_encode),
-        cmocka_unit_test(test_missing_creds),
+        cmocka_unit_test(test_missing_creds), cmocka_unit_test(test_key_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
