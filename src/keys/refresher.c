@@ -40,6 +40,7 @@ struct cmx_keys_refresher {
     atomic_bool cfg_changed; /* a reload since the last seeding pass */
     pthread_mutex_t mu;      /* guards cfg, cfg_changed and stop */
     pthread_cond_t cv;
+    pthread_mutex_t poll_mu; /* one poll at a time: the thread's and a caller's (tests) */
     struct cmx_config *cfg;
     bool stop;
     pthread_t thread;
@@ -165,7 +166,18 @@ static int seed_all(struct cmx_keys_refresher *r, const struct cmx_key_set *ks,
     return 0;
 }
 
+static int poll_locked(struct cmx_keys_refresher *r);
+
 int cmx_keys_refresher_poll(struct cmx_keys_refresher *r)
+{
+    /* the store connection and the published state are the poll's own: never two at once */
+    pthread_mutex_lock(&r->poll_mu);
+    int rc = poll_locked(r);
+    pthread_mutex_unlock(&r->poll_mu);
+    return rc;
+}
+
+static int poll_locked(struct cmx_keys_refresher *r)
 {
     char err[512] = "";
     if (r->store == NULL) {
@@ -297,6 +309,7 @@ int cmx_keys_refresher_start(const char *url, struct cmx_config *cfg, int interv
     r->stamp = -1;
     r->cfg = cmx_config_ref(cfg);
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->poll_mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (cmx_keys_refresher_poll(r) != 0) {
         /* no database yet: an empty snapshot, so that auth decisions are made */
@@ -349,6 +362,7 @@ void cmx_keys_refresher_stop(struct cmx_keys_refresher *r)
     cmx_tenant_set_unref(r->tenants);
     cmx_config_unref(r->cfg);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->poll_mu);
     pthread_cond_destroy(&r->cv);
     free(r->seeded);
     free(r->url);

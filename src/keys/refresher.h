@@ -33,7 +33,8 @@ void cmx_keys_refresher_kick(void);
 /* Stops and joins the thread, closes its connection. NULL is ignored. */
 void cmx_keys_refresher_stop(struct cmx_keys_refresher *r);
 
-/* One refresh pass, synchronously (the thread's body; tests). Returns 0 when the
+/* One refresh pass, synchronously (the thread's body; tests), serialized with the thread's
+ * own passes. Returns 0 when the
  * database answered. */
 int cmx_keys_refresher_poll(struct cmx_keys_refresher *r);
 
