@@ -34,8 +34,7 @@ void cmx_keys_refresher_kick(void);
 void cmx_keys_refresher_stop(struct cmx_keys_refresher *r);
 
 /* One refresh pass, synchronously (the thread's body; tests), serialized with the thread's
- * own passes. Returns 0 when the
- * database answered. */
+ * own passes. Returns 0 when the database answered. */
 int cmx_keys_refresher_poll(struct cmx_keys_refresher *r);
 
 #endif
