@@ -7,6 +7,7 @@
 # streaming latencies, and the CPU per streamed chunk of the translation (bench/bedrock/cpu.c).
 #   bench/bedrock.sh [--quick]          (REPEAT=3 for numbers you quote; the machine must be quiet)
 #   bench/bedrock.sh --cpu-only         (just the per-chunk CPU probe: no nginx, no wrk)
+#   CLOUDMUX_BENCH_LEDGER=sqlite:///tmp/l.db bench/bedrock.sh   (with the ledger on)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -67,10 +68,13 @@ $conv_maps
     }
 }
 NGINX
+# The translation is what is measured here: the ledger is off unless CLOUDMUX_BENCH_LEDGER
+# names one (e.g. sqlite://$W/ledger.db); bench/ledger.sh measures the ledger's own cost.
 cat >"$W/cloudmux.yaml" <<YAML
 listen: 127.0.0.1:$CMX_PORT
 workers: ${CLOUDMUX_BENCH_WORKERS:-1}
 server: { access_log: ${CLOUDMUX_BENCH_ACCESS_LOG:-true} }
+ledger: ${CLOUDMUX_BENCH_LEDGER:-off}
 providers:
   - name: bedrock-stub
     type: bedrock
