@@ -48,7 +48,8 @@ int cmx_api_error_json(struct cmx_buf *b, const char *message, const char *type,
     return cmx_buf_puts(b, "}}");
 }
 
-void cmx_api_log(struct cmx_api_ctx *ctx, int status)
+/* cmx_api_log with the end time already read (now_ns: uv_hrtime()). */
+static void log_at(struct cmx_api_ctx *ctx, int status, uint64_t now_ns)
 {
     if (ctx->log.time_ms != 0)
         return; /* already logged */
@@ -58,7 +59,7 @@ void cmx_api_log(struct cmx_api_ctx *ctx, int status)
     ctx->log.method = req->method_name;
     ctx->log.path = req->path;
     ctx->log.status = status;
-    ctx->log.latency_us = (uv_hrtime() - req->start_ns) / 1000;
+    ctx->log.latency_us = (now_ns - req->start_ns) / 1000;
     cmx_accesslog_write(&ctx->w->log, &ctx->log);
     atomic_fetch_sub_explicit(&ctx->w->inflight, 1, memory_order_relaxed);
     /* health checks and scrapes are not API traffic: they stay out of the metrics */
@@ -78,11 +79,18 @@ void cmx_api_log(struct cmx_api_ctx *ctx, int status)
     }
 }
 
+void cmx_api_log(struct cmx_api_ctx *ctx, int status)
+{
+    if (ctx->log.time_ms == 0)
+        log_at(ctx, status, uv_hrtime());
+}
+
 void cmx_api_json(struct cmx_api_ctx *ctx, int status, const char *body, size_t len)
 {
+    uint64_t now = uv_hrtime(); /* the first byte and the end: the answer goes out at once */
     if (ctx->log.ttfb_us < 0)
-        ctx->log.ttfb_us = (int64_t)((uv_hrtime() - ctx->req->start_ns) / 1000);
-    cmx_api_log(ctx, status);
+        ctx->log.ttfb_us = (int64_t)((now - ctx->req->start_ns) / 1000);
+    log_at(ctx, status, now);
     cmx_http_respond(ctx->req, status, "application/json", body, len);
 }
 

@@ -64,6 +64,7 @@ struct proxy {
     struct cmx_upstream_xfer *xfer;       /* in progress, NULL when none */
     void *pending;                        /* the provider's pending prepare step, or NULL */
     uint64_t attempt_start_ns;            /* when it started */
+    uint64_t attempt_end_ns;              /* when its transfer ended (mark_upstream_end) */
     bool probe;                           /* it is a half-open circuit's probe */
     bool attempt_open;                    /* started, not yet accounted for */
     int status;                           /* upstream status, 0 before headers */
@@ -255,8 +256,11 @@ static void meter(struct proxy *p, int status, uint64_t response_bytes, bool fai
 
 static void mark_upstream_end(struct proxy *p)
 {
-    if (p->attempt_start_ns != 0)
-        p->ctx->log.upstream_latency_us = (int64_t)((uv_hrtime() - p->attempt_start_ns) / 1000);
+    if (p->attempt_start_ns != 0) {
+        p->attempt_end_ns = uv_hrtime();
+        p->ctx->log.upstream_latency_us =
+            (int64_t)((p->attempt_end_ns - p->attempt_start_ns) / 1000);
+    }
 }
 
 static enum cmx_attempt_outcome outcome_of(int status, int err)
@@ -291,7 +295,8 @@ static void end_attempt(struct proxy *p, int status, int err)
     p->attempt_open = false;
     struct cmx_dep_state *s = p->dep->state;
     enum cmx_attempt_outcome o = outcome_of(status, err);
-    uint64_t now = uv_hrtime();
+    /* the transfer's end when on_done marked it (one clock read less), else now */
+    uint64_t now = p->attempt_end_ns > p->attempt_start_ns ? p->attempt_end_ns : uv_hrtime();
     bool failed = o != CMX_OUTCOME_SUCCESS && o != CMX_OUTCOME_CANCELED &&
                   (o != CMX_OUTCOME_HTTP_4XX || cmx_retry_status(status));
     if (s != NULL) {
@@ -504,7 +509,11 @@ static int on_headers(void *ud, int status, const struct cmx_http_header *h, siz
 {
     struct proxy *p = ud;
     p->status = status;
-    cmx_retry_hint_parse(h, n, cmx_time_unix_ms(), &p->hint);
+    /* retry hints only matter when the attempt fails: a success skips reading them */
+    if (status >= 200 && status < 300)
+        p->hint = (struct cmx_retry_hint){.after_ms = -1, .should = -1};
+    else
+        cmx_retry_hint_parse(h, n, cmx_time_unix_ms(), &p->hint);
     if (status < 200 || status >= 300) {
         /* kept for the provider's parse_error (Bedrock's x-amzn-ErrorType) */
         struct cmx_http_header *c = cmx_arena_alloc(&p->req->arena, (n ? n : 1) * sizeof(*c));
