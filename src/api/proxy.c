@@ -207,8 +207,15 @@ static void set_result_headers(struct proxy *p)
             cmx_http_add_header(p->req, "x-cloudmux-agreement", applied);
     }
     if (p->attempts > 0) {
-        snprintf(n, sizeof(n), "%d", p->attempts);
-        cmx_http_add_header(p->req, "x-cloudmux-attempts", n);
+        /* the decimal digits of attempts, without printf */
+        size_t i = sizeof(n) - 1;
+        unsigned v = (unsigned)p->attempts;
+        n[i] = '\0';
+        do {
+            n[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0 && i > 0);
+        cmx_http_add_header(p->req, "x-cloudmux-attempts", n + i);
     }
 }
 
