@@ -1,6 +1,7 @@
 #include "core/arena.h"
 #include "core/err.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,27 @@ struct cmx_arena_cleanup {
 static _Thread_local struct cmx_arena_chunk *chunk_cache;
 static _Thread_local unsigned chunk_cache_n;
 
+/* A thread's cache is freed when the thread exits (a pthread key destructor; set the first
+ * time the thread caches a chunk). */
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *unused)
+{
+    (void)unused;
+    while (chunk_cache != NULL) {
+        struct cmx_arena_chunk *c = chunk_cache;
+        chunk_cache = c->next;
+        free(c);
+    }
+    chunk_cache_n = 0;
+}
+
+static void cache_key_make(void)
+{
+    pthread_key_create(&cache_key, cache_free);
+}
+
 static struct cmx_arena_chunk *chunk_new(size_t size)
 {
     if (size == CHUNK_MIN && chunk_cache != NULL) {
@@ -46,6 +68,10 @@ static struct cmx_arena_chunk *chunk_new(size_t size)
 static void chunk_free(struct cmx_arena_chunk *c)
 {
     if (c->size == CHUNK_MIN && chunk_cache_n < CHUNK_CACHE) {
+        if (chunk_cache_n == 0) { /* arm the destructor (cheap after the first time) */
+            pthread_once(&cache_once, cache_key_make);
+            pthread_setspecific(cache_key, (void *)1);
+        }
         c->next = chunk_cache;
         chunk_cache = c;
         chunk_cache_n++;
