@@ -218,18 +218,26 @@ static void day_of(struct sqlite_store *s, const struct cmx_ledger_rec *r, int k
     memcpy(s->row_period[k], s->period, 8);
 }
 
+/* Binds the columns usage and accrual rows start with (record id, request id, time, period,
+ * day) to parameters at+1 .. at+5 of st, with row slot k's day and period. */
+static void bind_head(struct sqlite_store *s, sqlite3_stmt *st, int at, int k,
+                      const struct cmx_ledger_rec *r)
+{
+    day_of(s, r, k);
+    bind_text(st, at + 1, r->record_id);
+    bind_text(st, at + 2, r->request_id);
+    sqlite3_bind_int64(st, at + 3, r->ts_ms);
+    sqlite3_bind_text(st, at + 4, s->row_period[k], 7, SQLITE_STATIC);
+    sqlite3_bind_text(st, at + 5, s->row_day[k], 10, SQLITE_STATIC);
+}
+
 /* Binds r's usage row as row k of u (parameters k*USAGE_COLS+1 ...). The day and period
  * are the row's own (they change between the rows of one statement at midnight). */
 static void bind_usage(struct sqlite_store *s, sqlite3_stmt *u, int k,
                        const struct cmx_ledger_rec *r)
 {
     int at = k * USAGE_COLS;
-    day_of(s, r, k);
-    bind_text(u, at + 1, r->record_id);
-    bind_text(u, at + 2, r->request_id);
-    sqlite3_bind_int64(u, at + 3, r->ts_ms);
-    sqlite3_bind_text(u, at + 4, s->row_period[k], 7, SQLITE_STATIC);
-    sqlite3_bind_text(u, at + 5, s->row_day[k], 10, SQLITE_STATIC);
+    bind_head(s, u, at, k, r);
     bind_text(u, at + 6, r->model);
     bind_text(u, at + 7, r->product);
     bind_text(u, at + 8, r->provider);
@@ -311,12 +319,7 @@ static void bind_acc(struct sqlite_store *s, sqlite3_stmt *c, int k, const struc
     const struct cmx_ledger_rec *r = x->r;
     const struct cmx_ledger_accrual *a = x->a;
     int at = k * ACC_COLS;
-    day_of(s, r, k);
-    bind_text(c, at + 1, r->record_id);
-    bind_text(c, at + 2, r->request_id);
-    sqlite3_bind_int64(c, at + 3, r->ts_ms);
-    sqlite3_bind_text(c, at + 4, s->row_period[k], 7, SQLITE_STATIC);
-    sqlite3_bind_text(c, at + 5, s->row_day[k], 10, SQLITE_STATIC);
+    bind_head(s, c, at, k, r);
     bind_text(c, at + 6, a->agreement);
     bind_text(c, at + 7, a->payee);
     sqlite3_bind_int(c, at + 8, a->term);

@@ -131,22 +131,31 @@ void cmx_accesslog_write(struct cmx_accesslog *l, const struct cmx_access_entry 
     o = put_str(o, e->model, n_model);
     o = PUT_LIT(o, ",\"provider\":");
     o = put_str(o, e->provider, n_provider);
-    o = PUT_LIT(o, ",\"status\":");
-    o = put_int(o, e->status);
-    o = PUT_LIT(o, ",\"latency_ms\":");
-    o = put_ms(o, (int64_t)e->latency_us);
-    o = PUT_LIT(o, ",\"upstream_latency_ms\":");
-    o = put_ms(o, e->upstream_latency_us);
-    o = PUT_LIT(o, ",\"ttfb_ms\":");
-    o = put_ms(o, e->ttfb_us);
-    o = PUT_LIT(o, ",\"prompt_tokens\":");
-    o = put_int(o, e->prompt_tokens);
-    o = PUT_LIT(o, ",\"completion_tokens\":");
-    o = put_int(o, e->completion_tokens);
-    o = PUT_LIT(o, ",\"cached_tokens\":");
-    o = put_int(o, e->cached_tokens);
-    o = PUT_LIT(o, ",\"attempts\":");
-    o = put_int(o, e->attempts);
+#define NUM(key, v, ms)                                                                            \
+    {                                                                                              \
+        ",\"" key "\":", sizeof(",\"" key "\":") - 1, (v), (ms)                                    \
+    }
+    const struct {
+        const char *key; /* ,"name": */
+        size_t key_len;
+        int64_t v;
+        bool ms; /* microseconds written as milliseconds */
+    } nums[] = {
+        NUM("status", e->status, false),
+        NUM("latency_ms", (int64_t)e->latency_us, true),
+        NUM("upstream_latency_ms", e->upstream_latency_us, true),
+        NUM("ttfb_ms", e->ttfb_us, true),
+        NUM("prompt_tokens", e->prompt_tokens, false),
+        NUM("completion_tokens", e->completion_tokens, false),
+        NUM("cached_tokens", e->cached_tokens, false),
+        NUM("attempts", e->attempts, false),
+    };
+#undef NUM
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        memcpy(o, nums[i].key, nums[i].key_len);
+        o += nums[i].key_len;
+        o = nums[i].ms ? put_ms(o, nums[i].v) : put_int(o, nums[i].v);
+    }
     o = e->stream ? PUT_LIT(o, ",\"stream\":true") : PUT_LIT(o, ",\"stream\":false");
     o = PUT_LIT(o, ",\"error\":");
     o = put_str(o, e->error, n_error);

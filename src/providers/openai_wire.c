@@ -343,30 +343,30 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
     bool has_id = false, has_obj = false, has_created = false;
     for (size_t i = 0; i < n; i++) {
         const struct cmx_json_member *k = &m[i];
-        if (k->key_escaped) { /* rare: decode-compare */
-            choices = cmx_json_find(k, 1, "choices") ? k : choices;
-            error = cmx_json_find(k, 1, "error") ? k : error;
-            has_id |= cmx_json_find(k, 1, "id") != NULL;
-            has_obj |= cmx_json_find(k, 1, "object") != NULL;
-            has_created |= cmx_json_find(k, 1, "created") != NULL;
+        const char *key = k->key;
+        size_t kl = k->key_len;
+        char dec[48]; /* rare: an escaped key is compared decoded (ours are all short) */
+        if (k->key_escaped &&
+            (kl >= sizeof(dec) || cmx_json_string_decode(key, kl, dec, &kl) != 0 || kl > 7))
             continue;
-        }
-        switch (k->key_len) {
+        if (k->key_escaped)
+            key = dec;
+        switch (kl) {
         case 2:
-            has_id |= memcmp(k->key, "id", 2) == 0;
+            has_id |= memcmp(key, "id", 2) == 0;
             break;
         case 5:
-            if (memcmp(k->key, "error", 5) == 0)
+            if (memcmp(key, "error", 5) == 0)
                 error = k;
             break;
         case 6:
-            has_obj |= memcmp(k->key, "object", 6) == 0;
+            has_obj |= memcmp(key, "object", 6) == 0;
             break;
         case 7:
-            if (memcmp(k->key, "choices", 7) == 0)
+            if (memcmp(key, "choices", 7) == 0)
                 choices = k;
             else
-                has_created |= memcmp(k->key, "created", 7) == 0;
+                has_created |= memcmp(key, "created", 7) == 0;
             break;
         }
     }
