@@ -477,61 +477,110 @@ static int sq_write(struct cmx_ledger_store *base, struct cmx_ledger_rec *const 
     return write_batch(s, recs, n, true);
 }
 
+static int64_t col_opt(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
 static void like_of(const char *period, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s%%", period ? period : "");
+}
+
+/* Runs the SELECT q with text parameters params[0..n_params) and collects each result row
+ * into out (malloc'd rows of size bytes, zeroed, then filled by fill: 0, or CMX_ENOMEM).
+ * 0, or CMX_EIO with what was collected left in out for the caller to release. */
+static int select_rows(struct sqlite_store *s, const char *q, const char *const *params,
+                       int n_params, size_t size, int (*fill)(sqlite3_stmt *st, void *row),
+                       struct cmx_ledger_rows *out)
+{
+    sqlite3_stmt *st;
+    out->rows = NULL;
+    out->n = 0;
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK)
+        return CMX_EIO;
+    for (int i = 0; i < n_params; i++)
+        bind_text(st, i + 1, params[i]);
+    size_t rcap = 0;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        void *nr = cmx_ledger_rows_grow(out->rows, out->n, &rcap, size);
+        if (nr == NULL) {
+            r = SQLITE_NOMEM;
+            break;
+        }
+        out->rows = nr;
+        void *row = (char *)out->rows + out->n++ * size;
+        memset(row, 0, size);
+        if (fill(st, row) != 0) {
+            r = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? 0 : CMX_EIO;
+}
+
+/* Frees plain rows (no pointers inside) and empties out. */
+static void rows_free(struct cmx_ledger_rows *out)
+{
+    free(out->rows);
+    out->rows = NULL;
+    out->n = 0;
+}
+
+static int fill_stmt_row(sqlite3_stmt *st, void *row)
+{
+    struct cmx_ledger_stmt_row *w = row;
+    col_text(st, 0, w->agreement, sizeof(w->agreement));
+    w->term = sqlite3_column_int(st, 1);
+    w->rate_ppm = sqlite3_column_int64(st, 2);
+    col_text(st, 3, w->currency, sizeof(w->currency));
+    w->base_micros = sqlite3_column_int64(st, 4);
+    w->amount_micros = sqlite3_column_int64(st, 5);
+    w->accrued_micros = sqlite3_column_int64(st, 6);
+    w->over_cap_micros = sqlite3_column_int64(st, 7);
+    w->has_cap = sqlite3_column_type(st, 8) != SQLITE_NULL;
+    w->cap_micros = sqlite3_column_int64(st, 8);
+    w->requests = sqlite3_column_int64(st, 9);
+    w->cap_remaining_micros = sqlite3_column_int64(st, 10);
+    return 0;
 }
 
 static int sq_statement(struct cmx_ledger_store *base, const char *payee, const char *period,
                         struct cmx_ledger_rows *out, char *err, size_t cap)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    char q[768];
+    char q[768], like[32];
     cmx_ledger_statement_sql(q, sizeof(q), "?", "?");
-    sqlite3_stmt *st;
-    char like[32];
     like_of(period, like, sizeof(like));
-    out->rows = NULL;
-    out->n = 0;
-    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) {
+    const char *params[2] = {payee, like};
+    if (select_rows(s, q, params, 2, sizeof(struct cmx_ledger_stmt_row), fill_stmt_row, out) != 0) {
+        rows_free(out);
         set_err(err, cap, "statement", s->db);
         return CMX_EIO;
     }
-    bind_text(st, 1, payee);
-    bind_text(st, 2, like);
-    size_t n = 0, rcap = 0;
-    struct cmx_ledger_stmt_row *rows = NULL;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        struct cmx_ledger_stmt_row *nr = cmx_ledger_rows_grow(rows, n, &rcap, sizeof(*rows));
-        if (nr == NULL) {
-            r = SQLITE_NOMEM;
-            break;
-        }
-        rows = nr;
-        struct cmx_ledger_stmt_row *w = &rows[n++];
-        memset(w, 0, sizeof(*w));
-        snprintf(w->agreement, sizeof(w->agreement), "%s", sqlite3_column_text(st, 0));
-        w->term = sqlite3_column_int(st, 1);
-        w->rate_ppm = sqlite3_column_int64(st, 2);
-        snprintf(w->currency, sizeof(w->currency), "%s", sqlite3_column_text(st, 3));
-        w->base_micros = sqlite3_column_int64(st, 4);
-        w->amount_micros = sqlite3_column_int64(st, 5);
-        w->accrued_micros = sqlite3_column_int64(st, 6);
-        w->over_cap_micros = sqlite3_column_int64(st, 7);
-        w->has_cap = sqlite3_column_type(st, 8) != SQLITE_NULL;
-        w->cap_micros = sqlite3_column_int64(st, 8);
-        w->requests = sqlite3_column_int64(st, 9);
-        w->cap_remaining_micros = sqlite3_column_int64(st, 10);
-    }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
-        free(rows);
-        set_err(err, cap, "statement", s->db);
-        return CMX_EIO;
-    }
-    out->rows = rows;
-    out->n = n;
+    return 0;
+}
+
+static int fill_usage_row(sqlite3_stmt *st, void *row)
+{
+    struct cmx_ledger_usage_row *w = row;
+    col_text(st, 0, w->key, sizeof(w->key));
+    w->requests = sqlite3_column_int64(st, 1);
+    w->prompt_tokens = sqlite3_column_int64(st, 2);
+    w->completion_tokens = sqlite3_column_int64(st, 3);
+    w->cached_tokens = sqlite3_column_int64(st, 4);
+    w->reasoning_tokens = sqlite3_column_int64(st, 5);
+    w->estimated = sqlite3_column_int64(st, 6);
+    w->revenue_micros = sqlite3_column_int64(st, 7);
+    w->cost_micros = sqlite3_column_int64(st, 8);
     return 0;
 }
 
@@ -539,48 +588,16 @@ static int sq_usage(struct cmx_ledger_store *base, const char *period, const cha
                     struct cmx_ledger_rows *out, char *err, size_t cap)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    char q[768];
+    char q[768], like[32];
     cmx_ledger_usage_sql(q, sizeof(q), by, "?");
-    sqlite3_stmt *st;
-    char like[32];
     like_of(period, like, sizeof(like));
-    out->rows = NULL;
-    out->n = 0;
-    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) {
+    const char *params[1] = {like};
+    if (select_rows(s, q, params, 1, sizeof(struct cmx_ledger_usage_row), fill_usage_row, out) !=
+        0) {
+        rows_free(out);
         set_err(err, cap, "usage", s->db);
         return CMX_EIO;
     }
-    bind_text(st, 1, like);
-    size_t n = 0, rcap = 0;
-    struct cmx_ledger_usage_row *rows = NULL;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        struct cmx_ledger_usage_row *nr = cmx_ledger_rows_grow(rows, n, &rcap, sizeof(*rows));
-        if (nr == NULL) {
-            r = SQLITE_NOMEM;
-            break;
-        }
-        rows = nr;
-        struct cmx_ledger_usage_row *w = &rows[n++];
-        const unsigned char *k = sqlite3_column_text(st, 0);
-        snprintf(w->key, sizeof(w->key), "%s", k ? (const char *)k : "");
-        w->requests = sqlite3_column_int64(st, 1);
-        w->prompt_tokens = sqlite3_column_int64(st, 2);
-        w->completion_tokens = sqlite3_column_int64(st, 3);
-        w->cached_tokens = sqlite3_column_int64(st, 4);
-        w->reasoning_tokens = sqlite3_column_int64(st, 5);
-        w->estimated = sqlite3_column_int64(st, 6);
-        w->revenue_micros = sqlite3_column_int64(st, 7);
-        w->cost_micros = sqlite3_column_int64(st, 8);
-    }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
-        free(rows);
-        set_err(err, cap, "usage", s->db);
-        return CMX_EIO;
-    }
-    out->rows = rows;
-    out->n = n;
     return 0;
 }
 
@@ -604,17 +621,6 @@ static void bind_opt(sqlite3_stmt *st, int i, int64_t v)
         sqlite3_bind_int64(st, i, v);
     else
         sqlite3_bind_null(st, i);
-}
-
-static int64_t col_opt(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
-}
-
-static void col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
 /* Runs one write statement inside BEGIN IMMEDIATE with the change stamp bumped. *changes:
@@ -701,47 +707,31 @@ static int sq_key_revoke(struct cmx_ledger_store *base, const char *id, int64_t 
     return rc;
 }
 
+static int fill_key_row(sqlite3_stmt *st, void *row)
+{
+    struct cmx_key_rec *k = row;
+    col_text(st, 0, k->id, sizeof(k->id));
+    col_text(st, 1, k->hash, sizeof(k->hash));
+    col_text(st, 2, k->name, sizeof(k->name));
+    col_text(st, 3, k->tenant, sizeof(k->tenant));
+    k->created_ms = sqlite3_column_int64(st, 4);
+    k->expires_ms = col_opt(st, 5);
+    k->revoked_ms = col_opt(st, 6);
+    k->rpm = sqlite3_column_int(st, 7);
+    k->tpm = sqlite3_column_int(st, 8);
+    k->budget_micros = col_opt(st, 9);
+    return 0;
+}
+
 static int sq_keys_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *out)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    sqlite3_stmt *st;
-    out->rows = NULL;
-    out->n = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, hash, name, tenant, created_ms, expires_ms, revoked_ms,"
-                           " rpm, tpm, budget_micros FROM keys ORDER BY created_ms, id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return CMX_EIO;
-    size_t n = 0, rcap = 0;
-    struct cmx_key_rec *rows = NULL;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        struct cmx_key_rec *nr = cmx_ledger_rows_grow(rows, n, &rcap, sizeof(*rows));
-        if (nr == NULL) {
-            r = SQLITE_NOMEM;
-            break;
-        }
-        rows = nr;
-        struct cmx_key_rec *k = &rows[n++];
-        memset(k, 0, sizeof(*k));
-        col_text(st, 0, k->id, sizeof(k->id));
-        col_text(st, 1, k->hash, sizeof(k->hash));
-        col_text(st, 2, k->name, sizeof(k->name));
-        col_text(st, 3, k->tenant, sizeof(k->tenant));
-        k->created_ms = sqlite3_column_int64(st, 4);
-        k->expires_ms = col_opt(st, 5);
-        k->revoked_ms = col_opt(st, 6);
-        k->rpm = sqlite3_column_int(st, 7);
-        k->tpm = sqlite3_column_int(st, 8);
-        k->budget_micros = col_opt(st, 9);
-    }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
-        free(rows);
+    if (select_rows((struct sqlite_store *)base,
+                    "SELECT id, hash, name, tenant, created_ms, expires_ms, revoked_ms,"
+                    " rpm, tpm, budget_micros FROM keys ORDER BY created_ms, id",
+                    NULL, 0, sizeof(struct cmx_key_rec), fill_key_row, out) != 0) {
+        rows_free(out);
         return CMX_EIO;
     }
-    out->rows = rows;
-    out->n = n;
     return 0;
 }
 
@@ -793,40 +783,22 @@ static int sq_tenant_delete(struct cmx_ledger_store *base, const char *name, int
     return rc != 0 ? rc : ch == 0 ? CMX_ENOTFOUND : 0;
 }
 
+static int fill_tenant_row(sqlite3_stmt *st, void *row)
+{
+    struct cmx_ledger_tenant_row *t = row;
+    col_text(st, 0, t->name, sizeof(t->name));
+    const unsigned char *d = sqlite3_column_text(st, 1);
+    t->definition = strdup(d ? (const char *)d : "{}");
+    t->updated_ms = sqlite3_column_int64(st, 2);
+    return t->definition != NULL ? 0 : CMX_ENOMEM;
+}
+
 static int sq_tenants_load(struct cmx_ledger_store *base, struct cmx_ledger_rows *out)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    sqlite3_stmt *st;
-    out->rows = NULL;
-    out->n = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT name, definition, updated_ms FROM tenants"
-                           " WHERE deleted_ms IS NULL ORDER BY name",
-                           -1, &st, NULL) != SQLITE_OK)
-        return CMX_EIO;
-    size_t rcap = 0;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        void *nr =
-            cmx_ledger_rows_grow(out->rows, out->n, &rcap, sizeof(struct cmx_ledger_tenant_row));
-        if (nr == NULL) {
-            r = SQLITE_NOMEM;
-            break;
-        }
-        out->rows = nr;
-        struct cmx_ledger_tenant_row *t = (struct cmx_ledger_tenant_row *)out->rows + out->n;
-        col_text(st, 0, t->name, sizeof(t->name));
-        const unsigned char *d = sqlite3_column_text(st, 1);
-        t->definition = strdup(d ? (const char *)d : "{}");
-        t->updated_ms = sqlite3_column_int64(st, 2);
-        out->n++;
-        if (t->definition == NULL) {
-            r = SQLITE_NOMEM;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
+    if (select_rows((struct sqlite_store *)base,
+                    "SELECT name, definition, updated_ms FROM tenants"
+                    " WHERE deleted_ms IS NULL ORDER BY name",
+                    NULL, 0, sizeof(struct cmx_ledger_tenant_row), fill_tenant_row, out) != 0) {
         cmx_ledger_tenant_rows_free(out);
         return CMX_EIO;
     }
