@@ -335,42 +335,41 @@ static const char *segment(struct cmx_api_ctx *ctx, const char *prefix)
     return s;
 }
 
+/* The admin resources: a collection (POST creates or replaces, GET lists) and its items
+ * (DELETE). */
+static const struct {
+    const char *path; /* the collection */
+    const char *item; /* the prefix of an item's path */
+    void (*post)(struct cmx_api_ctx *ctx);
+    void (*list)(struct cmx_api_ctx *ctx);
+    void (*remove)(struct cmx_api_ctx *ctx, const char *name);
+} resources[] = {
+    {"/admin/v1/keys", "/admin/v1/keys/", keys_create, keys_list, keys_revoke},
+    {"/admin/v1/tenants", "/admin/v1/tenants/", tenants_put, tenants_list, tenants_delete},
+};
+
 bool cmx_admin_keys_route(struct cmx_api_ctx *ctx)
 {
     struct cmx_http_req *req = ctx->req;
     enum cmx_http_method m = req->method;
-    const char *seg;
-    if (cmx_api_path_is(req, "/admin/v1/keys")) {
-        if (m == CMX_HTTP_POST)
-            keys_create(ctx);
-        else if (m == CMX_HTTP_GET || m == CMX_HTTP_HEAD)
-            keys_list(ctx);
-        else
-            cmx_api_not_allowed(ctx, "GET, POST");
-        return true;
-    }
-    if ((seg = segment(ctx, "/admin/v1/keys/")) != NULL) {
-        if (m == CMX_HTTP_DELETE)
-            keys_revoke(ctx, seg);
-        else
-            cmx_api_not_allowed(ctx, "DELETE");
-        return true;
-    }
-    if (cmx_api_path_is(req, "/admin/v1/tenants")) {
-        if (m == CMX_HTTP_POST)
-            tenants_put(ctx);
-        else if (m == CMX_HTTP_GET || m == CMX_HTTP_HEAD)
-            tenants_list(ctx);
-        else
-            cmx_api_not_allowed(ctx, "GET, POST");
-        return true;
-    }
-    if ((seg = segment(ctx, "/admin/v1/tenants/")) != NULL) {
-        if (m == CMX_HTTP_DELETE)
-            tenants_delete(ctx, seg);
-        else
-            cmx_api_not_allowed(ctx, "DELETE");
-        return true;
+    for (size_t i = 0; i < sizeof(resources) / sizeof(resources[0]); i++) {
+        const char *seg;
+        if (cmx_api_path_is(req, resources[i].path)) {
+            if (m == CMX_HTTP_POST)
+                resources[i].post(ctx);
+            else if (m == CMX_HTTP_GET || m == CMX_HTTP_HEAD)
+                resources[i].list(ctx);
+            else
+                cmx_api_not_allowed(ctx, "GET, POST");
+            return true;
+        }
+        if ((seg = segment(ctx, resources[i].item)) != NULL) {
+            if (m == CMX_HTTP_DELETE)
+                resources[i].remove(ctx, seg);
+            else
+                cmx_api_not_allowed(ctx, "DELETE");
+            return true;
+        }
     }
     return false;
 }
