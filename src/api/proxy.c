@@ -10,6 +10,7 @@
  * file fixes them up (usage captured and, when the client did not ask for it, stripped;
  * missing id/created filled in) and writes each one out at once. */
 #include "api/api.h"
+#include "core/fmt.h"
 #include "api/admit.h"
 #include "budget/budget.h"
 #include "tenants/tenants.h"
@@ -207,15 +208,9 @@ static void set_result_headers(struct proxy *p)
             cmx_http_add_header(p->req, "x-cloudmux-agreement", applied);
     }
     if (p->attempts > 0) {
-        /* the decimal digits of attempts, without printf */
-        size_t i = sizeof(n) - 1;
-        unsigned v = (unsigned)p->attempts;
-        n[i] = '\0';
-        do {
-            n[--i] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v != 0 && i > 0);
-        cmx_http_add_header(p->req, "x-cloudmux-attempts", n + i);
+        n[sizeof(n) - 1] = '\0';
+        cmx_http_add_header(p->req, "x-cloudmux-attempts",
+                            cmx_fmt_u64(n + sizeof(n) - 1, (uint64_t)p->attempts));
     }
 }
 

@@ -1,5 +1,6 @@
 /* Path routing and the small local endpoints: models, health, readiness. */
 #include "api/api.h"
+#include "core/fmt.h"
 #include "api/admit.h"
 #include "tenants/tenants.h"
 #include "agreements/agreements.h"
@@ -40,17 +41,12 @@ static const char *request_id(struct cmx_http_req *req, struct cmx_worker *w)
             return h->value;
     }
     /* "req_" + 24 hex digits of randomness */
-    static const char hex[] = "0123456789abcdef";
     uint64_t a = cmx_worker_rand(w), b = cmx_worker_rand(w);
     char *id = cmx_arena_alloc(&req->arena, 4 + 24 + 1);
     if (id == NULL)
         return NULL;
     memcpy(id, "req_", 4);
-    for (int i = 0; i < 16; i++)
-        id[4 + i] = hex[(a >> (60 - 4 * i)) & 15];
-    for (int i = 0; i < 8; i++)
-        id[20 + i] = hex[(b >> (28 - 4 * i)) & 15];
-    id[28] = '\0';
+    *cmx_fmt_hex(cmx_fmt_hex(id + 4, a, 16), b, 8) = '\0';
     return id;
 }
 

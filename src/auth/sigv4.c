@@ -2,6 +2,7 @@
  * "Create a signed AWS API request" and the aws-c-auth test suite. */
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co.: see digest2 */
 #include "auth/sigv4.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -15,17 +16,6 @@
 #include <strings.h>
 
 #define MAX_SIGNED 48
-
-static const char hexd[] = "0123456789abcdef";
-
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexd[in[i] >> 4];
-        out[2 * i + 1] = hexd[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 /* SHA-256 through OpenSSL's low-level functions rather than EVP: a request hashes its body,
  * its canonical request and the string to sign (about 2 KiB), and EVP's provider dispatch
@@ -47,7 +37,7 @@ static void sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char d[32];
     digest2(p ? p : (const void *)"", n, NULL, 0, d);
-    hex(d, sizeof(d), out);
+    cmx_hex_encode(d, sizeof(d), out);
 }
 
 /* HMAC-SHA256 (RFC 2104) with the key's inner and outer pads absorbed: two states that
@@ -196,17 +186,6 @@ size_t cmx_sigv4_uri_encode(const char *s, size_t len, bool keep_slash, char *ds
     return need;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s into an arena string (invalid escapes are kept literally). */
 static char *pct_decode(struct cmx_arena *a, const char *s, size_t len, size_t *olen)
 {
@@ -216,8 +195,8 @@ static char *pct_decode(struct cmx_arena *a, const char *s, size_t len, size_t *
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         int h, l;
-        if (s[i] == '%' && i + 2 < len && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (l = hexval((unsigned char)s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (h = cmx_hex_val((unsigned char)s[i + 1])) >= 0 &&
+            (l = cmx_hex_val((unsigned char)s[i + 2])) >= 0) {
             d[n++] = (char)(h * 16 + l);
             i += 2;
         } else {
@@ -628,7 +607,7 @@ int cmx_sigv4_sign(const struct cmx_sigv4_req *r, const struct cmx_sigv4_creds *
     hmac_with(signing_key(c->secret_access_key, day, r->region, r->service, &tmp), sts,
               (size_t)(w - sts), sig);
     OPENSSL_cleanse(&tmp, sizeof(tmp));
-    hex(sig, 32, out->signature);
+    cmx_hex_encode(sig, 32, out->signature);
 
     size_t akl = strlen(c->access_key_id);
     char *auth = cmx_arena_alloc(a, 28 + akl + 1 + scope_len + 16 + signed_len + 12 + 64 + 1);

@@ -3,6 +3,7 @@
  * of "object or array" bits, and the bytes of strings, which make up most of a chat
  * request, are skipped 16 at a time (SSE2) or 8 at a time (SWAR fallback). */
 #include "core/json_scan.h"
+#include "core/fmt.h"
 #include "core/err.h"
 
 #include <stdint.h>
@@ -115,20 +116,10 @@ static const unsigned char *utf8_seq(const unsigned char *p, const unsigned char
     return NULL;
 }
 
-static inline int hex_val(unsigned c)
-{
-    if (c - '0' < 10u)
-        return (int)(c - '0');
-    c |= 0x20;
-    if (c - 'a' < 6u)
-        return (int)(c - 'a' + 10);
-    return -1;
-}
-
 /* Value of the four hex digits at p, or -1. */
 static long hex4(const unsigned char *p)
 {
-    int a = hex_val(p[0]), b = hex_val(p[1]), c = hex_val(p[2]), d = hex_val(p[3]);
+    int a = cmx_hex_val(p[0]), b = cmx_hex_val(p[1]), c = cmx_hex_val(p[2]), d = cmx_hex_val(p[3]);
     if ((a | b | c | d) < 0)
         return -1;
     return (long)a << 12 | (long)b << 8 | (long)c << 4 | (long)d;

@@ -1,20 +1,10 @@
 /* Query-string parameters: split on '&', compare the decoded name, decode the value. */
 #include "http/query.h"
+#include "core/fmt.h"
 
 #include <string.h>
 
 #include "core/err.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes s[0..len) into out (room for len + 1 bytes). Returns the decoded length, or -1 on
  * a bad escape or a NUL byte. */
@@ -27,7 +17,8 @@ static long decode(const char *s, size_t len, char *out)
             c = ' ';
         } else if (c == '%') {
             int hi, lo;
-            if (i + 2 >= len || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
+            if (i + 2 >= len || (hi = cmx_hex_val((unsigned char)s[i + 1])) < 0 ||
+                (lo = cmx_hex_val((unsigned char)s[i + 2])) < 0)
                 return -1;
             c = (char)(hi << 4 | lo);
             i += 2;
@@ -73,7 +64,8 @@ size_t cmx_percent_decode(char *s)
     char *w = s;
     for (char *r = s; *r; r++) {
         int h, l;
-        if (*r == '%' && (h = hexval(r[1])) >= 0 && (l = hexval(r[2])) >= 0) {
+        if (*r == '%' && (h = cmx_hex_val((unsigned char)r[1])) >= 0 &&
+            (l = cmx_hex_val((unsigned char)r[2])) >= 0) {
             *w++ = (char)(h * 16 + l);
             r += 2;
         } else {

@@ -6,6 +6,7 @@
  * request is in flight we keep reading (up to a cap) so that a client that goes away is
  * noticed at once and its upstream request can be canceled. */
 #include "http/http.h"
+#include "core/fmt.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -310,13 +311,8 @@ static int format_head(struct cmx_http_conn *c, int status, const char *content_
     if (r == 0 && content_type != NULL)
         r = put_header(buf, "content-type", 12, content_type, strlen(content_type));
     if (r == 0 && content_length >= 0) {
-        size_t i = sizeof(num);
-        unsigned long long v = (unsigned long long)content_length;
-        do {
-            num[--i] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        r = put_header(buf, "content-length", 14, num + i, sizeof(num) - i);
+        char *d = cmx_fmt_u64(num + sizeof(num), (uint64_t)content_length);
+        r = put_header(buf, "content-length", 14, d, (size_t)(num + sizeof(num) - d));
     }
     if (r == 0 && chunked)
         r = cmx_buf_puts(buf, "transfer-encoding: chunked\r\n");

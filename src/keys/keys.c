@@ -1,5 +1,6 @@
 /* Virtual key generation, hashing and presentation (see keys.h). */
 #include "keys/keys.h"
+#include "core/fmt.h"
 #include "core/err.h"
 
 #include <openssl/crypto.h>
@@ -33,21 +34,15 @@ void cmx_base62_encode(const unsigned char *bytes, size_t n, char *out, size_t w
 
 void cmx_key_hash(const char *key, size_t len, char hash_hex[CMX_KEY_HASH_HEX + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[SHA256_DIGEST_LENGTH];
 
     SHA256((const unsigned char *)key, len, md);
-    for (size_t i = 0; i < sizeof(md); i++) {
-        hash_hex[2 * i] = hex[md[i] >> 4];
-        hash_hex[2 * i + 1] = hex[md[i] & 15];
-    }
-    hash_hex[CMX_KEY_HASH_HEX] = '\0';
+    cmx_hex_encode(md, sizeof(md), hash_hex);
 }
 
 int cmx_key_generate(char text[CMX_KEY_TEXT_MAX + 1], char hash_hex[CMX_KEY_HASH_HEX + 1],
                      char id[CMX_KEY_ID_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char r[CMX_KEY_RANDOM], idr[8];
 
     if (RAND_bytes(r, sizeof(r)) != 1 || RAND_bytes(idr, sizeof(idr)) != 1)
@@ -58,11 +53,7 @@ int cmx_key_generate(char text[CMX_KEY_TEXT_MAX + 1], char hash_hex[CMX_KEY_HASH
     OPENSSL_cleanse(r, sizeof(r));
     cmx_key_hash(text, 4 + KEY_DIGITS, hash_hex);
     memcpy(id, "key_", 4);
-    for (size_t i = 0; i < sizeof(idr); i++) {
-        id[4 + 2 * i] = hex[idr[i] >> 4];
-        id[4 + 2 * i + 1] = hex[idr[i] & 15];
-    }
-    id[CMX_KEY_ID_LEN] = '\0';
+    cmx_hex_encode(idr, sizeof(idr), id + 4);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* The ledger: record arithmetic, the writer thread and its queue, the spool file. */
 #include "ledger/ledger.h"
+#include "core/fmt.h"
 #include "ledger/store.h"
 #include "agreements/agreements.h"
 #include "config/config.h"
@@ -172,14 +173,8 @@ void cmx_ledger_record_id(int64_t ts_ms, char *buf, size_t cap)
     }
     unsigned seq = atomic_fetch_add(&id_seq, 1);
     /* "%012llx%016llx%08x" without printf (one per request, on a worker) */
-    static const char hex[] = "0123456789abcdef";
     char id[37];
-    for (int i = 0; i < 12; i++)
-        id[i] = hex[((uint64_t)ts_ms >> (44 - 4 * i)) & 15];
-    for (int i = 0; i < 16; i++)
-        id[12 + i] = hex[(salt >> (60 - 4 * i)) & 15];
-    for (int i = 0; i < 8; i++)
-        id[28 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+    cmx_fmt_hex(cmx_fmt_hex(cmx_fmt_hex(id, (uint64_t)ts_ms, 12), salt, 16), seq, 8);
     if (cap == 0)
         return;
     size_t n = cap > 36 ? 36 : cap - 1;

@@ -2,6 +2,7 @@
  * only "model" and "stream_options", the pass-through SSE decoder, usage and error
  * parsing. */
 #include "providers/provider.h"
+#include "core/fmt.h"
 #include "codec/sse.h"
 #include "core/err.h"
 
@@ -416,11 +417,7 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
             sep = ",";
         }
         if (!has_created) {
-            char t[24], *e = t + sizeof(t), *q = e;
-            uint64_t v = (uint64_t)created;
-            do
-                *--q = (char)('0' + v % 10);
-            while ((v /= 10) != 0);
+            char t[CMX_FMT_U64_MAX], *e = t + sizeof(t), *q = cmx_fmt_u64(e, (uint64_t)created);
             cmx_buf_puts(b, sep);
             cmx_buf_puts(b, "\"created\":");
             cmx_buf_append(b, q, (size_t)(e - q));

@@ -17,6 +17,7 @@
  * the same transfer (cancel() detaches it and closes the connection); on_done is always the
  * last thing we do, after the connection went back to the pool or started closing. */
 #include "upstream/upstream.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -711,15 +712,9 @@ static int build_head(struct conn *c, struct xfer *x)
         rc |= cmx_buf_append(b, "\r\n", 2);
     }
     if (r->body_len > 0 || !(strcmp(r->method, "GET") == 0 || x->head_only)) {
-        char num[24];
-        int n = 0;
-        size_t v = r->body_len;
-        do {
-            num[23 - n++] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
+        char num[CMX_FMT_U64_MAX], *d = cmx_fmt_u64(num + sizeof(num), r->body_len);
         rc |= cmx_buf_append(b, "Content-Length: ", 16);
-        rc |= cmx_buf_append(b, num + 24 - n, (size_t)n);
+        rc |= cmx_buf_append(b, d, (size_t)(num + sizeof(num) - d));
         rc |= cmx_buf_append(b, "\r\n", 2);
     }
     if (own_ua) {
