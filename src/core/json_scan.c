@@ -213,26 +213,6 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
     return p;
 }
 
-static enum cmx_json_type type_of(unsigned c)
-{
-    switch (c) {
-    case '{':
-        return CMX_JSON_OBJECT;
-    case '[':
-        return CMX_JSON_ARRAY;
-    case '"':
-        return CMX_JSON_STRING;
-    case 't':
-        return CMX_JSON_TRUE;
-    case 'f':
-        return CMX_JSON_FALSE;
-    case 'n':
-        return CMX_JSON_NULL;
-    default:
-        return CMX_JSON_NUMBER;
-    }
-}
-
 /* Scans one value starting at p (not whitespace) that sits inside `depth` open
  * containers. Returns the byte after it or NULL. Iterative: one bit per open container
  * (1 = object) replaces the recursion. */
@@ -354,7 +334,7 @@ int cmx_json_scan(const char *s, size_t len, enum cmx_json_type *top,
     p = skip_ws(p, end);
     if (p == end)
         return CMX_EJSON;
-    t = type_of(*p);
+    t = cmx_json_type_of(*p);
 
     if (t != CMX_JSON_OBJECT) {
         p = scan_value(p, end, 0);
@@ -391,7 +371,7 @@ int cmx_json_scan(const char *s, size_t len, enum cmx_json_type *top,
                     m->key_escaped = key_escaped;
                     m->val = (const char *)vstart;
                     m->val_len = (size_t)(p - vstart);
-                    m->type = type_of(*vstart);
+                    m->type = cmx_json_type_of(*vstart);
                     m->start = (const char *)kstart;
                     m->end = (const char *)p;
                 }

@@ -33,6 +33,28 @@ struct cmx_json_member {
     const char *end;         /* one past the value */
 };
 
+/* The type of the JSON value whose first byte is c (valid JSON assumed: anything that is
+ * not a string, object, array, true, false or null is a number). */
+static inline enum cmx_json_type cmx_json_type_of(unsigned char c)
+{
+    switch (c) {
+    case '{':
+        return CMX_JSON_OBJECT;
+    case '[':
+        return CMX_JSON_ARRAY;
+    case '"':
+        return CMX_JSON_STRING;
+    case 't':
+        return CMX_JSON_TRUE;
+    case 'f':
+        return CMX_JSON_FALSE;
+    case 'n':
+        return CMX_JSON_NULL;
+    default:
+        return CMX_JSON_NUMBER;
+    }
+}
+
 /* Scans s[0..len). On success returns 0, sets *top to the top-level type and, when it is
  * an object, stores its members (in order) into members[0..max) and their count in *n.
  * Returns CMX_EJSON for invalid JSON, CMX_ETOOBIG when the object has more than max

@@ -337,26 +337,6 @@ static const char *skip_value(const char *p, const char *end)
     return p;
 }
 
-static enum cmx_json_type type_of(char c)
-{
-    switch (c) {
-    case '"':
-        return CMX_JSON_STRING;
-    case '{':
-        return CMX_JSON_OBJECT;
-    case '[':
-        return CMX_JSON_ARRAY;
-    case 't':
-        return CMX_JSON_TRUE;
-    case 'f':
-        return CMX_JSON_FALSE;
-    case 'n':
-        return CMX_JSON_NULL;
-    default:
-        return CMX_JSON_NUMBER;
-    }
-}
-
 static const char *skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
@@ -388,7 +368,7 @@ static bool jwalk(const char *s, size_t len, struct jobj *o)
             break;
         p = skip_value(p, end);
         m->val_len = (size_t)(p - m->val);
-        m->type = type_of(*m->val);
+        m->type = cmx_json_type_of((unsigned char)*m->val);
         m->end = p;
         o->n++;
         p = skip_ws(p, end);
@@ -432,7 +412,7 @@ static bool jarr_next(struct jarr *it, struct cmx_json_member *e)
     memset(e, 0, sizeof(*e));
     e->val = v;
     e->val_len = (size_t)(it->p - v);
-    e->type = type_of(*v);
+    e->type = cmx_json_type_of((unsigned char)*v);
     return true;
 }
 
