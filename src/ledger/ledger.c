@@ -115,18 +115,25 @@ static const char *put_copy(char **o, const char *s, size_t len)
 struct cmx_ledger_rec *cmx_ledger_rec_new(const struct cmx_ledger_rec *t,
                                           const struct cmx_ledger_accrual *acc, size_t n_acc)
 {
-    /* the cut lengths of every string, then one block for all */
-    const char *src[9] = {t->request_id, t->model,      t->product, t->provider, t->cloud,
-                          t->region,     t->agreements, t->tenant,  t->key_id};
-    const size_t max[9] = {NAME_MAX_LEN,     NAME_MAX_LEN, NAME_MAX_LEN,
-                           NAME_MAX_LEN,     NAME_MAX_LEN, NAME_MAX_LEN,
-                           2 * NAME_MAX_LEN, 63,           31};
-    size_t len[9], total = 0;
-    for (int i = 0; i < 9; i++)
+    enum { REC_STRS = 9, MAX_STRS = REC_STRS + 3 * CMX_LEDGER_MAX_SHARES };
+    if (n_acc > CMX_LEDGER_MAX_SHARES)
+        n_acc = CMX_LEDGER_MAX_SHARES;
+    /* every string (the record's, then each accrual's three) with its cut length, measured
+     * once; then one block for the struct, the accruals and the strings */
+    const char *src[MAX_STRS] = {t->request_id, t->model,      t->product, t->provider, t->cloud,
+                                 t->region,     t->agreements, t->tenant,  t->key_id};
+    size_t max[MAX_STRS] = {NAME_MAX_LEN,     NAME_MAX_LEN, NAME_MAX_LEN,
+                            NAME_MAX_LEN,     NAME_MAX_LEN, NAME_MAX_LEN,
+                            2 * NAME_MAX_LEN, 63,           31};
+    size_t ns = REC_STRS;
+    for (size_t i = 0; i < n_acc; i++) {
+        src[ns] = acc[i].agreement, max[ns++] = NAME_MAX_LEN;
+        src[ns] = acc[i].payee, max[ns++] = NAME_MAX_LEN;
+        src[ns] = acc[i].currency ? acc[i].currency : "USD", max[ns++] = 7;
+    }
+    size_t len[MAX_STRS], total = 0;
+    for (size_t i = 0; i < ns; i++)
         total += (len[i] = cut_len(src[i], max[i])) + 1;
-    for (size_t i = 0; i < n_acc; i++)
-        total += cut_len(acc[i].agreement, NAME_MAX_LEN) + cut_len(acc[i].payee, NAME_MAX_LEN) +
-                 cut_len(acc[i].currency ? acc[i].currency : "USD", 7) + 3;
     size_t head = sizeof(*t) + n_acc * sizeof(t->acc[0]);
     struct cmx_ledger_rec *r = malloc(head + total);
     if (r == NULL)
@@ -135,19 +142,19 @@ struct cmx_ledger_rec *cmx_ledger_rec_new(const struct cmx_ledger_rec *t,
     r->next = NULL;
     r->record_id[sizeof(r->record_id) - 1] = '\0';
     r->n_acc = n_acc;
-    char *o = (char *)r + head;
-    const char **dst[9] = {&r->request_id, &r->model,      &r->product, &r->provider, &r->cloud,
-                           &r->region,     &r->agreements, &r->tenant,  &r->key_id};
-    for (int i = 0; i < 9; i++)
-        *dst[i] = put_copy(&o, src[i], len[i]);
-    for (size_t i = 0; i < n_acc; i++) {
-        struct cmx_ledger_accrual *a = &r->acc[i];
-        *a = acc[i];
-        const char *cur = acc[i].currency ? acc[i].currency : "USD";
-        a->agreement = put_copy(&o, acc[i].agreement, cut_len(acc[i].agreement, NAME_MAX_LEN));
-        a->payee = put_copy(&o, acc[i].payee, cut_len(acc[i].payee, NAME_MAX_LEN));
-        a->currency = put_copy(&o, cur, cut_len(cur, 7));
+    if (n_acc > 0)
+        memcpy(r->acc, acc, n_acc * sizeof(acc[0]));
+    const char **dst[MAX_STRS] = {&r->request_id, &r->model,  &r->product,
+                                  &r->provider,   &r->cloud,  &r->region,
+                                  &r->agreements, &r->tenant, &r->key_id};
+    for (size_t i = 0, k = REC_STRS; i < n_acc; i++) {
+        dst[k++] = &r->acc[i].agreement;
+        dst[k++] = &r->acc[i].payee;
+        dst[k++] = &r->acc[i].currency;
     }
+    char *o = (char *)r + head;
+    for (size_t i = 0; i < ns; i++)
+        *dst[i] = put_copy(&o, src[i], len[i]);
     return r;
 }
 
