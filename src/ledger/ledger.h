@@ -74,9 +74,10 @@ struct cmx_ledger_rec {
 };
 
 /* Makes a record from a template: t's numbers and record_id, its strings (NULL = "") and
- * n_acc (at most CMX_LEDGER_MAX_SHARES) accruals from acc (their strings too) copied into one
- * malloc'd block (free with free()). Strings are cut to CMX_LEDGER_NAME - 1 bytes (agreements:
- * twice that; tenant 63, key id 31, currency 7). NULL on allocation failure. Thread: any. */
+ * n_acc (at most CMX_LEDGER_MAX_SHARES) accruals from acc, their strings too, copied into
+ * one malloc'd block (free with free()). Strings are cut to CMX_LEDGER_NAME - 1 bytes
+ * (agreements: twice that; tenant 63, key id 31, currency 7). NULL on allocation failure.
+ * Thread: any. */
 struct cmx_ledger_rec *cmx_ledger_rec_new(const struct cmx_ledger_rec *t,
                                           const struct cmx_ledger_accrual *acc, size_t n_acc);
 
