@@ -1,18 +1,22 @@
 /* The ledger's storage interface: one ops table per backend (store_sqlite.c, store_pg.c),
  * the same schema in both, versioned migrations applied at open.
  *
- * Schema (version 1):
+ * Schema (version 4; migrations in store.c):
  *   ledger_schema(version)                       applied migrations
- *   usage(request_id PK, ts_ms, period 'YYYY-MM', day 'YYYY-MM-DD', model, product,
- *         provider, cloud, region, agreements, prompt/completion/cached/reasoning tokens,
- *         estimated, stream, status, latency_ms, revenue_micros, cost_micros)
- *   accruals(request_id -> usage, ts_ms, period, day, agreement, payee, term, rate_ppm,
- *         currency, base_micros, amount_micros, accrued_micros, over_cap_micros,
- *         cap_micros NULL)
+ *   ledger_dims(id PK, model, product, provider, cloud, region, agreements UNIQUE together)
+ *         what repeats from one request to the next, stored once
+ *   ledger_terms(id PK, agreement 'id@effective', payee, term, rate_ppm, currency,
+ *         cap_micros (-1: uncapped), UNIQUE together)       a revenue-share term as accrued
+ *   ledger_usage(record_id PK, request_id, ts_ms, dim_id -> ledger_dims, prompt/completion/
+ *         cached/reasoning tokens, estimated, stream, status, latency_ms, revenue_micros,
+ *         cost_micros, tenant NULL, key_id NULL)           one row per request
+ *   ledger_accruals(term_id -> ledger_terms, ts_ms, record_id -> ledger_usage, base_micros,
+ *         amount_micros, accrued_micros, over_cap_micros; PK (term_id, ts_ms, record_id))
  *   caps(agreement, payee, term PK, cap_micros, accrued_micros)   running total per cap
+ *   views usage and accruals: the rows joined with their dimensions and terms, with period
+ *         'YYYY-MM' and day 'YYYY-MM-DD' (UTC) of ts_ms - the version-3 columns, for reading
  *
- * Version 2 (virtual keys and admin-defined tenants; src/keys/keystore.h):
- *   usage += tenant NULL, key_id NULL                  who the request ran as (NULL: open mode)
+ * Keys and admin-defined tenants (version 2; src/keys/keystore.h):
  *   keys(id PK, hash UNIQUE, name, tenant, created_ms, expires_ms NULL, revoked_ms NULL,
  *        rpm, tpm, budget_micros NULL, updated_ms)      only the SHA-256 of a key is stored
  *   tenants(name PK, definition JSON, updated_ms, deleted_ms NULL)   the config's shape
@@ -117,10 +121,11 @@ struct cmx_ledger_store_ops {
      * returning. Returns 0; CMX_EIO when the store is unreachable (nothing committed). */
     int (*write)(struct cmx_ledger_store *s, struct cmx_ledger_rec *const *recs, size_t n,
                  bool sync);
-    /* Statement rows of payee in period (a LIKE prefix: "2026-11%"; NULL: all). */
+    /* Statement rows of payee in period ("YYYY-MM" or "YYYY-MM-DD", UTC; NULL: all). */
     int (*statement)(struct cmx_ledger_store *s, const char *payee, const char *period,
                      struct cmx_ledger_rows *out, char *err, size_t err_cap);
-    /* Usage rows grouped by column by ("model", "cloud", "provider", "day", NULL). */
+    /* Usage rows in period grouped by by ("model", "cloud", "provider", "day", "tenant",
+     * "key_id"; NULL: totals). */
     int (*usage)(struct cmx_ledger_store *s, const char *period, const char *by,
                  struct cmx_ledger_rows *out, char *err, size_t err_cap);
     /* Number of usage rows (tests). */
@@ -164,11 +169,58 @@ extern const struct cmx_ledger_store_ops cmx_ledger_pg_ops;
  * valid, or NULL on allocation failure (rows untouched, still owned by the caller). */
 void *cmx_ledger_rows_grow(void *rows, size_t n, size_t *cap, size_t elem);
 
-/* The SQL both backends run for a statement (parameters: payee, day LIKE pattern) and for
- * usage grouped by column by (NULL: totals; parameter: day LIKE pattern), written into q
- * with the backend's placeholders p1, p2 ("?" or "$1", "$2"). */
-void cmx_ledger_statement_sql(char *q, size_t cap, const char *p1, const char *p2);
-void cmx_ledger_usage_sql(char *q, size_t cap, const char *by, const char *p1);
+/* What differs between the backends' SQL. */
+struct cmx_ledger_dialect {
+    const char *without_rowid; /* appended to CREATE TABLE of a table stored by its key */
+    const char *id;            /* column type of an integer primary key the database assigns */
+    const char *day[2];        /* the UTC day 'YYYY-MM-DD' of an expression (ms since the
+                                * epoch) is day[0] expression day[1] */
+};
+
+/* The SQL both backends run for a statement (parameters p[0..2]: payee, from_ms, to_ms) into
+ * q, with the backend's placeholders ("?" or "$1" ...). */
+void cmx_ledger_statement_sql(char *q, size_t cap, const char *const p[3]);
+
+/* The SQL of usage grouped by by ("model", "cloud", "provider", "day", "tenant", "key_id";
+ * NULL: totals) over from_ms <= ts_ms < to_ms (placeholders p[0], p[1]) into q. 0, or
+ * CMX_EINVAL for another by. */
+int cmx_ledger_usage_sql(char *q, size_t cap, const char *by, const struct cmx_ledger_dialect *d,
+                         const char *const p[2]);
+
+/* The UTC milliseconds [from, to) of period ("YYYY-MM" or "YYYY-MM-DD"; NULL: all time) as
+ * decimal strings. 0, or CMX_EINVAL for a malformed period. */
+int cmx_ledger_period_range(const char *period, char from[24], char to[24]);
+
+/* Ids of the ledger_dims and ledger_terms rows a store has read or made, by key (made
+ * once per distinct value, then found here). An id made by a transaction that rolled back
+ * is gone with it: the store clears the table whenever it rolls back. */
+struct cmx_ledger_id_ent {
+    char *key; /* malloc'd, len bytes; NULL: empty slot */
+    size_t len;
+    uint64_t hash;
+    int64_t id;
+};
+struct cmx_ledger_ids {
+    struct cmx_ledger_id_ent *e; /* open addressing, cap a power of two (0: none yet) */
+    size_t n, cap;
+    size_t last; /* slot of the last key found or added */
+};
+
+/* The key of r's dimensions (model ... agreements) / of accrual a's term (agreement, payee,
+ * currency ended by 0x1f, then term, rate and cap as bytes) into buf; returns its length.
+ * cap: at least CMX_LEDGER_KEY. */
+#define CMX_LEDGER_KEY (8 * CMX_LEDGER_NAME)
+size_t cmx_ledger_dim_key(const struct cmx_ledger_rec *r, char *buf, size_t cap);
+size_t cmx_ledger_term_key(const struct cmx_ledger_accrual *a, char *buf, size_t cap);
+
+/* The id stored for key, or -1 (remembers where it was found: the next lookup tries it first). */
+int64_t cmx_ledger_ids_find(struct cmx_ledger_ids *t, const char *key, size_t len);
+
+/* Remembers id for key (not present yet). 0 or CMX_ENOMEM. */
+int cmx_ledger_ids_add(struct cmx_ledger_ids *t, const char *key, size_t len, int64_t id);
+
+/* Forgets every id (and frees the table). */
+void cmx_ledger_ids_clear(struct cmx_ledger_ids *t);
 
 /* The backend for url ("sqlite://PATH", "postgres://...", "postgresql://..."), or NULL. */
 const struct cmx_ledger_store_ops *cmx_ledger_store_for(const char *url);
@@ -182,8 +234,8 @@ int cmx_ledger_store_open(const char *url, struct cmx_ledger_store **out, char *
 extern const char *const cmx_ledger_migrations[];
 extern const size_t cmx_ledger_n_migrations;
 
-/* Migration i as the backend runs it, "%WITHOUT_ROWID%" replaced by without_rowid
- * (malloc'd; NULL on allocation failure). */
-char *cmx_ledger_migration_sql(size_t i, const char *without_rowid);
+/* Migration i as the backend of dialect d runs it, its substitutions made (malloc'd; NULL on
+ * allocation failure). */
+char *cmx_ledger_migration_sql(size_t i, const struct cmx_ledger_dialect *d);
 
 #endif

@@ -18,40 +18,60 @@
  * VDBE setup, halt, reset - dominates a single narrow insert). */
 #define GROUP 16
 
-enum { INS_USAGE, INS_CAP, SEL_CAP, UPD_CAP, INS_ACC, INS_USAGE_N, INS_ACC_N, N_STMT };
+enum {
+    INS_USAGE,
+    INS_CAP,
+    SEL_CAP,
+    UPD_CAP,
+    INS_ACC,
+    INS_DIM,
+    SEL_DIM,
+    INS_TERM,
+    SEL_TERM,
+    INS_USAGE_N,
+    INS_ACC_N,
+    N_STMT
+};
 
-#define USAGE_COLS 23
-#define ACC_COLS   15
+#define USAGE_COLS 16
+#define ACC_COLS   7
 
 /* INS_USAGE_N and INS_ACC_N are INS_USAGE and INS_ACC with GROUP value rows (made at open). */
 static const char *const sql[INS_USAGE_N] = {
-    "INSERT INTO usage (record_id, request_id, ts_ms, period, day, model, product, provider, "
-    "cloud, region,"
-    " agreements, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, estimated,"
-    " stream, status, latency_ms, revenue_micros, cost_micros, tenant, key_id)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
+    "INSERT INTO ledger_usage (record_id, request_id, ts_ms, dim_id, prompt_tokens,"
+    " completion_tokens, cached_tokens, reasoning_tokens, estimated, stream, status, latency_ms,"
+    " revenue_micros, cost_micros, tenant, key_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES (?,?,?,?,0)"
     " ON CONFLICT (agreement, payee, term) DO NOTHING",
     "SELECT accrued_micros FROM caps WHERE agreement = ? AND payee = ? AND term = ?",
     "UPDATE caps SET accrued_micros = accrued_micros + ? WHERE agreement = ? AND payee = ?"
     " AND term = ?",
-    "INSERT INTO accruals (record_id, request_id, ts_ms, period, day, agreement, payee, term, "
-    "rate_ppm,"
-    " currency, base_micros, amount_micros, accrued_micros, over_cap_micros, cap_micros)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    "INSERT INTO ledger_accruals (term_id, ts_ms, record_id, base_micros, amount_micros,"
+    " accrued_micros, over_cap_micros) VALUES (?,?,?,?,?,?,?)",
+    "INSERT INTO ledger_dims (model, product, provider, cloud, region, agreements)"
+    " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+    "SELECT id FROM ledger_dims WHERE model = ? AND product = ? AND provider = ? AND cloud = ?"
+    " AND region = ? AND agreements = ?",
+    "INSERT INTO ledger_terms (agreement, payee, term, rate_ppm, currency, cap_micros)"
+    " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+    "SELECT id FROM ledger_terms WHERE agreement = ? AND payee = ? AND term = ? AND rate_ppm = ?"
+    " AND currency = ? AND cap_micros = ?",
+};
+
+static const struct cmx_ledger_dialect dialect = {
+    .without_rowid = " WITHOUT ROWID",
+    .id = "INTEGER PRIMARY KEY",
+    .day = {"strftime('%Y-%m-%d', (", ") / 1000, 'unixepoch')"},
 };
 
 struct sqlite_store {
     struct cmx_ledger_store base;
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
-    int sync;       /* -1 unknown, 0 NORMAL, 1 FULL */
-    int64_t day_ms; /* start of the day formatted in day/period */
-    char day[16];   /* "YYYY-MM-DD" of day_ms ("" before the first record) */
-    char period[8]; /* "YYYY-MM" */
-    /* each row of a multi-row statement binds its own copy (SQLITE_STATIC: read at step) */
-    char row_day[GROUP][11];
-    char row_period[GROUP][8];
+    int sync;                    /* -1 unknown, 0 NORMAL, 1 FULL */
+    struct cmx_ledger_ids dims;  /* ledger_dims ids seen */
+    struct cmx_ledger_ids terms; /* ledger_terms ids seen */
 };
 
 static void set_err(char *err, size_t cap, const char *what, sqlite3 *db)
@@ -65,9 +85,9 @@ static int exec(sqlite3 *db, const char *q)
 }
 
 /* Runs migration v with this backend's substitutions. */
-static int run_migration(sqlite3 *db, size_t v, const char *without_rowid)
+static int run_migration(sqlite3 *db, size_t v)
 {
-    char *q = cmx_ledger_migration_sql(v, without_rowid);
+    char *q = cmx_ledger_migration_sql(v, &dialect);
     int rc = q != NULL ? exec(db, q) : CMX_ENOMEM;
     free(q);
     return rc;
@@ -90,7 +110,7 @@ static int migrate(sqlite3 *db, char *err, size_t cap)
     for (size_t v = (size_t)have; v < cmx_ledger_n_migrations; v++) {
         char ins[96];
         snprintf(ins, sizeof(ins), "INSERT INTO ledger_schema (version) VALUES (%zu)", v + 1);
-        if (run_migration(db, v, " WITHOUT ROWID") != 0 || exec(db, ins) != 0) {
+        if (run_migration(db, v) != 0 || exec(db, ins) != 0) {
             set_err(err, cap, "migration", db);
             exec(db, "ROLLBACK");
             return CMX_EIO;
@@ -135,6 +155,8 @@ static void sq_close(struct cmx_ledger_store *base)
     for (int i = 0; i < N_STMT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    cmx_ledger_ids_clear(&s->dims);
+    cmx_ledger_ids_clear(&s->terms);
     free(s);
 }
 
@@ -204,70 +226,90 @@ static int step(sqlite3_stmt *st, int64_t *row)
 /* write_group: a record of the group was already stored (a replay): redo row by row */
 #define CMX_EDUP_GROUP 2
 
-/* r's UTC day and month (formatted once per day seen) into row slot k's strings. */
-static void day_of(struct sqlite_store *s, const struct cmx_ledger_rec *r, int k)
+/* Rolls the transaction back; ids made inside it are gone with it, so none is kept. */
+static void rollback(struct sqlite_store *s)
 {
-    int64_t dn = cmx_clock_day_start(r->ts_ms);
-    if (dn != s->day_ms || s->day[0] == '\0') {
-        cmx_clock_format_date(r->ts_ms, s->day, sizeof(s->day));
-        memcpy(s->period, s->day, 7);
-        s->period[7] = '\0';
-        s->day_ms = dn;
+    exec(s->db, "ROLLBACK");
+    cmx_ledger_ids_clear(&s->dims);
+    cmx_ledger_ids_clear(&s->terms);
+}
+
+/* The id in table ids of the row that ins / sel make / find with the n text-or-integer
+ * values v (an integer where is_int[i]), keyed by key: from memory after the first time.
+ * -1 on failure. */
+static int64_t row_id(struct sqlite_store *s, struct cmx_ledger_ids *ids, const char *key,
+                      size_t len, int ins, int sel, const char *const *v, const int64_t *iv, int n)
+{
+    int64_t id = cmx_ledger_ids_find(ids, key, len);
+    if (id >= 0)
+        return id;
+    for (int k = ins; k == ins || k == sel; k = k == ins ? sel : -1) {
+        sqlite3_stmt *st = s->st[k];
+        for (int i = 0; i < n; i++)
+            if (v[i] != NULL)
+                bind_text(st, i + 1, v[i]);
+            else
+                sqlite3_bind_int64(st, i + 1, iv[i]);
+        if (step(st, k == sel ? &id : NULL) != 0)
+            return -1;
     }
-    memcpy(s->row_day[k], s->day, 11);
-    memcpy(s->row_period[k], s->period, 8);
+    if (id < 0 || cmx_ledger_ids_add(ids, key, len, id) != 0)
+        return -1;
+    return id;
 }
 
-/* Binds the columns usage and accrual rows start with (record id, request id, time, period,
- * day) to parameters at+1 .. at+5 of st, with row slot k's day and period. */
-static void bind_head(struct sqlite_store *s, sqlite3_stmt *st, int at, int k,
-                      const struct cmx_ledger_rec *r)
+/* The ledger_dims id of r's model, product, provider, cloud, region and agreements. */
+static int64_t dim_id(struct sqlite_store *s, const struct cmx_ledger_rec *r)
 {
-    day_of(s, r, k);
-    bind_text(st, at + 1, r->record_id);
-    bind_text(st, at + 2, r->request_id);
-    sqlite3_bind_int64(st, at + 3, r->ts_ms);
-    sqlite3_bind_text(st, at + 4, s->row_period[k], 7, SQLITE_STATIC);
-    sqlite3_bind_text(st, at + 5, s->row_day[k], 10, SQLITE_STATIC);
+    char key[CMX_LEDGER_KEY];
+    size_t len = cmx_ledger_dim_key(r, key, sizeof(key));
+    const char *v[6] = {r->model, r->product, r->provider, r->cloud, r->region, r->agreements};
+    return row_id(s, &s->dims, key, len, INS_DIM, SEL_DIM, v, NULL, 6);
 }
 
-/* Binds r's usage row as row k of u (parameters k*USAGE_COLS+1 ...). The day and period
- * are the row's own (they change between the rows of one statement at midnight). */
-static void bind_usage(struct sqlite_store *s, sqlite3_stmt *u, int k,
-                       const struct cmx_ledger_rec *r)
+/* The ledger_terms id of accrual a's term (uncapped: cap -1). */
+static int64_t term_id(struct sqlite_store *s, const struct cmx_ledger_accrual *a)
+{
+    char key[CMX_LEDGER_KEY];
+    size_t len = cmx_ledger_term_key(a, key, sizeof(key));
+    const char *v[6] = {a->agreement, a->payee, NULL, NULL, a->currency, NULL};
+    const int64_t iv[6] = {0, 0, a->term, a->rate_ppm, 0, a->has_cap ? a->cap_micros : -1};
+    return row_id(s, &s->terms, key, len, INS_TERM, SEL_TERM, v, iv, 6);
+}
+
+/* Binds r's usage row (dimensions dim) as row k of u (parameters k*USAGE_COLS+1 ...). */
+static void bind_usage(sqlite3_stmt *u, int k, const struct cmx_ledger_rec *r, int64_t dim)
 {
     int at = k * USAGE_COLS;
-    bind_head(s, u, at, k, r);
-    bind_text(u, at + 6, r->model);
-    bind_text(u, at + 7, r->product);
-    bind_text(u, at + 8, r->provider);
-    bind_text(u, at + 9, r->cloud);
-    bind_text(u, at + 10, r->region);
-    bind_text(u, at + 11, r->agreements);
-    sqlite3_bind_int64(u, at + 12, r->prompt_tokens);
-    sqlite3_bind_int64(u, at + 13, r->completion_tokens);
-    sqlite3_bind_int64(u, at + 14, r->cached_tokens);
-    sqlite3_bind_int64(u, at + 15, r->reasoning_tokens);
-    sqlite3_bind_int(u, at + 16, r->estimated);
-    sqlite3_bind_int(u, at + 17, r->stream);
-    sqlite3_bind_int(u, at + 18, r->status);
-    sqlite3_bind_int64(u, at + 19, r->latency_ms);
-    sqlite3_bind_int64(u, at + 20, r->revenue_micros);
-    sqlite3_bind_int64(u, at + 21, r->cost_micros);
+    bind_text(u, at + 1, r->record_id);
+    bind_text(u, at + 2, r->request_id);
+    sqlite3_bind_int64(u, at + 3, r->ts_ms);
+    sqlite3_bind_int64(u, at + 4, dim);
+    sqlite3_bind_int64(u, at + 5, r->prompt_tokens);
+    sqlite3_bind_int64(u, at + 6, r->completion_tokens);
+    sqlite3_bind_int64(u, at + 7, r->cached_tokens);
+    sqlite3_bind_int64(u, at + 8, r->reasoning_tokens);
+    sqlite3_bind_int(u, at + 9, r->estimated);
+    sqlite3_bind_int(u, at + 10, r->stream);
+    sqlite3_bind_int(u, at + 11, r->status);
+    sqlite3_bind_int64(u, at + 12, r->latency_ms);
+    sqlite3_bind_int64(u, at + 13, r->revenue_micros);
+    sqlite3_bind_int64(u, at + 14, r->cost_micros);
     if (r->tenant[0] != '\0')
-        bind_text(u, at + 22, r->tenant);
+        bind_text(u, at + 15, r->tenant);
     else
-        sqlite3_bind_null(u, at + 22);
+        sqlite3_bind_null(u, at + 15);
     if (r->key_id[0] != '\0')
-        bind_text(u, at + 23, r->key_id);
+        bind_text(u, at + 16, r->key_id);
     else
-        sqlite3_bind_null(u, at + 23);
+        sqlite3_bind_null(u, at + 16);
 }
 
 /* One accrual row to insert: the term of a record and what it accrues after its cap. */
 struct acc_row {
     const struct cmx_ledger_rec *r;
     const struct cmx_ledger_accrual *a;
+    int64_t term_id; /* ledger_terms id of a's term */
     int64_t accrued, over;
 };
 
@@ -304,6 +346,8 @@ static int accrue(struct sqlite_store *s, struct cmx_ledger_cap_cache *caps,
     }
     out->r = r;
     out->a = a;
+    if ((out->term_id = term_id(s, a)) < 0)
+        return CMX_EIO;
     cmx_ledger_cap_split(a->amount_micros, a->has_cap, a->cap_micros, prev, &out->accrued,
                          &out->over);
     if (a->has_cap) {
@@ -314,25 +358,16 @@ static int accrue(struct sqlite_store *s, struct cmx_ledger_cap_cache *caps,
 }
 
 /* Binds an accrual row as row k of c (parameters k*ACC_COLS+1 ...). */
-static void bind_acc(struct sqlite_store *s, sqlite3_stmt *c, int k, const struct acc_row *x)
+static void bind_acc(sqlite3_stmt *c, int k, const struct acc_row *x)
 {
-    const struct cmx_ledger_rec *r = x->r;
-    const struct cmx_ledger_accrual *a = x->a;
     int at = k * ACC_COLS;
-    bind_head(s, c, at, k, r);
-    bind_text(c, at + 6, a->agreement);
-    bind_text(c, at + 7, a->payee);
-    sqlite3_bind_int(c, at + 8, a->term);
-    sqlite3_bind_int64(c, at + 9, a->rate_ppm);
-    bind_text(c, at + 10, a->currency);
-    sqlite3_bind_int64(c, at + 11, r->revenue_micros);
-    sqlite3_bind_int64(c, at + 12, a->amount_micros);
-    sqlite3_bind_int64(c, at + 13, x->accrued);
-    sqlite3_bind_int64(c, at + 14, x->over);
-    if (a->has_cap)
-        sqlite3_bind_int64(c, at + 15, a->cap_micros);
-    else
-        sqlite3_bind_null(c, at + 15);
+    sqlite3_bind_int64(c, at + 1, x->term_id);
+    sqlite3_bind_int64(c, at + 2, x->r->ts_ms);
+    bind_text(c, at + 3, x->r->record_id);
+    sqlite3_bind_int64(c, at + 4, x->r->revenue_micros);
+    sqlite3_bind_int64(c, at + 5, x->a->amount_micros);
+    sqlite3_bind_int64(c, at + 6, x->accrued);
+    sqlite3_bind_int64(c, at + 7, x->over);
 }
 
 /* Inserts n accrual rows: GROUP at a time, the rest one by one. */
@@ -341,12 +376,12 @@ static int insert_accs(struct sqlite_store *s, const struct acc_row *x, size_t n
     size_t i = 0;
     for (; n - i >= GROUP; i += GROUP) {
         for (int k = 0; k < GROUP; k++)
-            bind_acc(s, s->st[INS_ACC_N], k, &x[i + (size_t)k]);
+            bind_acc(s->st[INS_ACC_N], k, &x[i + (size_t)k]);
         if (step(s->st[INS_ACC_N], NULL) != 0)
             return CMX_EIO;
     }
     for (; i < n; i++) {
-        bind_acc(s, s->st[INS_ACC], 0, &x[i]);
+        bind_acc(s->st[INS_ACC], 0, &x[i]);
         if (step(s->st[INS_ACC], NULL) != 0)
             return CMX_EIO;
     }
@@ -361,7 +396,10 @@ static int write_one(struct sqlite_store *s, const struct cmx_ledger_rec *r,
     /* room for every cap of the record before anything of it is written */
     if (caps->n + r->n_acc > CMX_LEDGER_CAP_CACHE)
         return CMX_EAGAIN_BATCH;
-    bind_usage(s, s->st[INS_USAGE], 0, r);
+    int64_t dim = dim_id(s, r);
+    if (dim < 0)
+        return CMX_EIO;
+    bind_usage(s->st[INS_USAGE], 0, r, dim);
     if (step(s->st[INS_USAGE], NULL) != 0)
         return CMX_EIO;
     if (sqlite3_changes(s->db) == 0)
@@ -385,9 +423,13 @@ static int write_group(struct sqlite_store *s, struct cmx_ledger_rec *const *rec
         nx += recs[i]->n_acc;
     if (caps->n + nx > CMX_LEDGER_CAP_CACHE)
         return CMX_EAGAIN_BATCH;
+    int64_t dim[GROUP];
+    for (int i = 0; i < GROUP; i++)
+        if ((dim[i] = dim_id(s, recs[i])) < 0)
+            return CMX_EIO;
     sqlite3_stmt *u = s->st[INS_USAGE_N];
     for (int i = 0; i < GROUP; i++)
-        bind_usage(s, u, i, recs[i]);
+        bind_usage(u, i, recs[i], dim[i]);
     if (step(u, NULL) != 0)
         return CMX_EIO;
     if (sqlite3_changes(s->db) != GROUP)
@@ -443,7 +485,7 @@ static int write_batch(struct sqlite_store *s, struct cmx_ledger_rec *const *rec
         done++;
     }
     if (rc == CMX_EDUP_GROUP) {
-        exec(s->db, "ROLLBACK");
+        rollback(s);
         return write_batch(s, recs, n, false);
     }
     if (rc == CMX_EAGAIN_BATCH && done > 0) {
@@ -451,15 +493,15 @@ static int write_batch(struct sqlite_store *s, struct cmx_ledger_rec *const *rec
         rc = flush_caps(s, &caps);
         if (rc == 0 && exec(s->db, "COMMIT") == 0)
             return write_batch(s, recs + done, n - done, grouped);
-        exec(s->db, "ROLLBACK");
+        rollback(s);
         return CMX_EIO;
     }
     if (rc != 0 || flush_caps(s, &caps) != 0) {
-        exec(s->db, "ROLLBACK");
+        rollback(s);
         return CMX_EIO;
     }
     if (exec(s->db, "COMMIT") != 0) {
-        exec(s->db, "ROLLBACK");
+        rollback(s);
         return CMX_EIO;
     }
     return 0;
@@ -486,11 +528,6 @@ static void col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
-}
-
-static void like_of(const char *period, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "%s%%", period ? period : "");
 }
 
 /* Runs the SELECT q with text parameters params[0..n_params) and collects each result row
@@ -557,11 +594,17 @@ static int sq_statement(struct cmx_ledger_store *base, const char *payee, const 
                         struct cmx_ledger_rows *out, char *err, size_t cap)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    char q[768], like[32];
-    cmx_ledger_statement_sql(q, sizeof(q), "?", "?");
-    like_of(period, like, sizeof(like));
-    const char *params[2] = {payee, like};
-    if (select_rows(s, q, params, 2, sizeof(struct cmx_ledger_stmt_row), fill_stmt_row, out) != 0) {
+    static const char *const ph[3] = {"?", "?", "?"};
+    char q[1024], from[24], to[24];
+    out->rows = NULL;
+    out->n = 0;
+    if (cmx_ledger_period_range(period, from, to) != 0) {
+        snprintf(err, cap, "period must be YYYY-MM or YYYY-MM-DD");
+        return CMX_EINVAL;
+    }
+    cmx_ledger_statement_sql(q, sizeof(q), ph);
+    const char *params[3] = {payee, from, to};
+    if (select_rows(s, q, params, 3, sizeof(struct cmx_ledger_stmt_row), fill_stmt_row, out) != 0) {
         rows_free(out);
         set_err(err, cap, "statement", s->db);
         return CMX_EIO;
@@ -588,11 +631,17 @@ static int sq_usage(struct cmx_ledger_store *base, const char *period, const cha
                     struct cmx_ledger_rows *out, char *err, size_t cap)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    char q[768], like[32];
-    cmx_ledger_usage_sql(q, sizeof(q), by, "?");
-    like_of(period, like, sizeof(like));
-    const char *params[1] = {like};
-    if (select_rows(s, q, params, 1, sizeof(struct cmx_ledger_usage_row), fill_usage_row, out) !=
+    static const char *const ph[2] = {"?", "?"};
+    char q[1024], from[24], to[24];
+    out->rows = NULL;
+    out->n = 0;
+    if (cmx_ledger_period_range(period, from, to) != 0 ||
+        cmx_ledger_usage_sql(q, sizeof(q), by, &dialect, ph) != 0) {
+        snprintf(err, cap, "bad period or grouping");
+        return CMX_EINVAL;
+    }
+    const char *params[2] = {from, to};
+    if (select_rows(s, q, params, 2, sizeof(struct cmx_ledger_usage_row), fill_usage_row, out) !=
         0) {
         rows_free(out);
         set_err(err, cap, "usage", s->db);
@@ -606,7 +655,8 @@ static int64_t sq_count(struct cmx_ledger_store *base)
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st;
     int64_t n = -1;
-    if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM usage", -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM ledger_usage", -1, &st, NULL) ==
+            SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -810,9 +860,9 @@ static int sq_spent(struct cmx_ledger_store *base, const char *tenant, const cha
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     sqlite3_stmt *st;
-    const char *q = key_id != NULL ? "SELECT COALESCE(SUM(revenue_micros), 0) FROM usage"
+    const char *q = key_id != NULL ? "SELECT COALESCE(SUM(revenue_micros), 0) FROM ledger_usage"
                                      " WHERE key_id = ? AND ts_ms >= ? AND ts_ms < ?"
-                                   : "SELECT COALESCE(SUM(revenue_micros), 0) FROM usage"
+                                   : "SELECT COALESCE(SUM(revenue_micros), 0) FROM ledger_usage"
                                      " WHERE tenant = ? AND ts_ms >= ? AND ts_ms < ?";
     *sum = 0;
     if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK)

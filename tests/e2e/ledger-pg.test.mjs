@@ -75,7 +75,7 @@ test('two gateways, 64 concurrent clients, one capped term: the accrued total eq
     assert.deepEqual(await q('caps', "SELECT cap_micros, accrued_micros FROM caps WHERE payee = 'microsoft'"), [['4000', '4000']]);
     // both gateways wrote: the providers' requests are split across them
     assert.equal((await q('caps', 'SELECT COUNT(*) FROM usage'))[0][0], String(N));
-    assert.deepEqual(await q('caps', 'SELECT MAX(version) FROM ledger_schema'), [['3']]);
+    assert.deepEqual(await q('caps', 'SELECT MAX(version) FROM ledger_schema'), [['4']]);
   } finally {
     await gw2.kill();
     await st.close();

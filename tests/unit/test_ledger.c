@@ -544,6 +544,71 @@ static void test_sqlite_grouped_equals_single(void **state)
     }
 }
 
+/* Dimension and term rows are made once and then found by id; an id made by a transaction
+ * that rolls back is not reused (here: a group holding an already stored record is rolled back
+ * and written again row by row, after the group had made a new model's and a new cap's rows). */
+static void test_sqlite_ids_after_rollback(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    char url[256], err[256];
+    struct cmx_ledger_store *s;
+    struct cmx_ledger_rec *old = mkrec_model("old", "2026-11-09", 500, 100, true, 2000, "m-old");
+    struct cmx_ledger_rec *b[N];
+    b[0] = old;
+    for (int i = 1; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "new%02d", i);
+        b[i] = mkrec_model(id, "2026-11-10", 500, 100, true, 999, "m-new");
+    }
+    tmpdb(url, sizeof(url));
+    assert_int_equal(cmx_ledger_store_open(url, &s, err, sizeof(err)), 0);
+    assert_int_equal(s->ops->write(s, &old, 1, false), 0);
+    assert_int_equal(s->ops->write(s, b, N, false), 0);
+    assert_int_equal(s->ops->count(s), N);
+    /* every row joins its dimensions: by model, m-new's 15 and m-old's 1 */
+    struct cmx_ledger_rows rows;
+    assert_int_equal(s->ops->usage(s, NULL, "model", &rows, err, sizeof(err)), 0);
+    assert_int_equal(rows.n, 2);
+    struct cmx_ledger_usage_row *u = rows.rows;
+    assert_string_equal(u[0].key, "m-new");
+    assert_int_equal(u[0].requests, N - 1);
+    assert_string_equal(u[1].key, "m-old");
+    assert_int_equal(u[1].requests, 1);
+    free(rows.rows);
+    /* and every accrual its term: 16 requests on the statement; the term's one running total
+     * (100 under the old cap) stops at the new cap, 999 */
+    assert_int_equal(s->ops->statement(s, "ms", "2026-11", &rows, err, sizeof(err)), 0);
+    assert_int_equal(rows.n, 1);
+    struct cmx_ledger_stmt_row *w = rows.rows;
+    assert_int_equal(w->requests, N);
+    assert_int_equal(w->accrued_micros, 999);
+    assert_int_equal(w->over_cap_micros, N * 100 - 999);
+    free(rows.rows);
+    s->ops->close(s);
+    /* reopened: the same model and cap find their rows again instead of making new ones */
+    assert_int_equal(cmx_ledger_store_open(url, &s, err, sizeof(err)), 0);
+    struct cmx_ledger_rec *again = mkrec_model("again", "2026-11-11", 500, 100, true, 999, "m-new");
+    assert_int_equal(s->ops->write(s, &again, 1, false), 0);
+    assert_int_equal(s->ops->usage(s, NULL, "model", &rows, err, sizeof(err)), 0);
+    assert_int_equal(rows.n, 2);
+    assert_int_equal(((struct cmx_ledger_usage_row *)rows.rows)[0].requests, N);
+    free(rows.rows);
+    s->ops->close(s);
+    char q[400], dir[256];
+    snprintf(dir, sizeof(dir), "%s", url + 9);
+    snprintf(q, sizeof(q),
+             "test \"$(sqlite3 '%s' 'SELECT (SELECT COUNT(*) FROM ledger_dims) || \" \" ||"
+             " (SELECT COUNT(*) FROM ledger_terms)')\" = '2 2'",
+             dir);
+    assert_int_equal(system(q), 0);
+    for (int i = 0; i < N; i++)
+        free(b[i]);
+    free(again);
+    *strrchr(dir, '/') = '\0';
+    rm_rf(dir);
+}
+
 /* The store is unreachable: records are spooled, then replayed exactly once when it is
  * back (here: a SQLite file in a directory that does not exist yet). */
 static void test_spool_replay(void **state)
@@ -650,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_prepare_until_boundary),
         cmocka_unit_test(test_sqlite_caps_and_replay),
         cmocka_unit_test(test_sqlite_grouped_equals_single),
+        cmocka_unit_test(test_sqlite_ids_after_rollback),
         cmocka_unit_test(test_spool_replay),
         cmocka_unit_test(test_record_ids),
     };
