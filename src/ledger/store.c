@@ -218,7 +218,8 @@ void *cmx_ledger_rows_grow(void *rows, size_t n, size_t *cap, size_t elem)
     return nr;
 }
 
-void cmx_ledger_statement_sql(char *q, size_t cap, const char *const p[3])
+/* A statement's SQL (parameters p: payee, from_ms, to_ms) into q. */
+static void statement_sql(char *q, size_t cap, const char *const p[3])
 {
     snprintf(q, cap,
              "SELECT t.agreement, t.term, MAX(t.rate_ppm), MAX(t.currency), SUM(a.base_micros),"
@@ -232,8 +233,10 @@ void cmx_ledger_statement_sql(char *q, size_t cap, const char *const p[3])
              p[0], p[1], p[2]);
 }
 
-int cmx_ledger_usage_sql(char *q, size_t cap, const char *by, const struct cmx_ledger_dialect *d,
-                         const char *const p[2])
+/* Usage's SQL grouped by by (parameters p: from_ms, to_ms) into q; CMX_EINVAL for another
+ * by. */
+static int usage_sql(char *q, size_t cap, const char *by, const struct cmx_ledger_dialect *d,
+                     const char *const p[2])
 {
     char day[160];
     const char *col = NULL;
@@ -284,6 +287,32 @@ int cmx_ledger_period_range(const char *period, char from[24], char to[24])
     }
     snprintf(from, 24, "%lld", (long long)a);
     snprintf(to, 24, "%lld", (long long)b);
+    return 0;
+}
+
+int cmx_ledger_statement_query(const char *period, const char *const ph[3], char *q, size_t q_cap,
+                               char from[24], char to[24], char *err, size_t err_cap)
+{
+    if (cmx_ledger_period_range(period, from, to) != 0) {
+        snprintf(err, err_cap, "period must be YYYY-MM or YYYY-MM-DD");
+        return CMX_EINVAL;
+    }
+    statement_sql(q, q_cap, ph);
+    return 0;
+}
+
+int cmx_ledger_usage_query(const char *period, const char *by, const struct cmx_ledger_dialect *d,
+                           const char *const ph[2], char *q, size_t q_cap, char from[24],
+                           char to[24], char *err, size_t err_cap)
+{
+    if (cmx_ledger_period_range(period, from, to) != 0) {
+        snprintf(err, err_cap, "period must be YYYY-MM or YYYY-MM-DD");
+        return CMX_EINVAL;
+    }
+    if (usage_sql(q, q_cap, by, d, ph) != 0) {
+        snprintf(err, err_cap, "by must be model, cloud, provider, day, tenant or key");
+        return CMX_EINVAL;
+    }
     return 0;
 }
 

@@ -177,15 +177,20 @@ struct cmx_ledger_dialect {
                                 * epoch) is day[0] expression day[1] */
 };
 
-/* The SQL both backends run for a statement (parameters p[0..2]: payee, from_ms, to_ms) into
- * q, with the backend's placeholders ("?" or "$1" ...). */
-void cmx_ledger_statement_sql(char *q, size_t cap, const char *const p[3]);
+/* The statement query both backends run, for payee's rows in period ("YYYY-MM",
+ * "YYYY-MM-DD", NULL: all time): its SQL into q with the backend's placeholders ph ("?" or
+ * "$1" ...; parameters: payee, from, to) and the period's bounds into from and to. 0, or
+ * CMX_EINVAL with a message in err for a malformed period. */
+int cmx_ledger_statement_query(const char *period, const char *const ph[3], char *q, size_t q_cap,
+                               char from[24], char to[24], char *err, size_t err_cap);
 
-/* The SQL of usage grouped by by ("model", "cloud", "provider", "day", "tenant", "key_id";
- * NULL: totals) over from_ms <= ts_ms < to_ms (placeholders p[0], p[1]) into q. 0, or
- * CMX_EINVAL for another by. */
-int cmx_ledger_usage_sql(char *q, size_t cap, const char *by, const struct cmx_ledger_dialect *d,
-                         const char *const p[2]);
+/* The usage query both backends run: rows in period grouped by by ("model", "cloud",
+ * "provider", "day", "tenant", "key_id"; NULL: totals), with dialect d and placeholders ph
+ * (parameters: from, to). 0, or CMX_EINVAL with a message in err for a malformed period or
+ * another by. */
+int cmx_ledger_usage_query(const char *period, const char *by, const struct cmx_ledger_dialect *d,
+                           const char *const ph[2], char *q, size_t q_cap, char from[24],
+                           char to[24], char *err, size_t err_cap);
 
 /* The UTC milliseconds [from, to) of period ("YYYY-MM" or "YYYY-MM-DD"; NULL: all time) as
  * decimal strings. 0, or CMX_EINVAL for a malformed period. */

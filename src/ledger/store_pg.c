@@ -409,11 +409,8 @@ static int pg_statement(struct cmx_ledger_store *base, const char *payee, const 
     char q[1024], from[24], to[24];
     out->rows = NULL;
     out->n = 0;
-    if (cmx_ledger_period_range(period, from, to) != 0) {
-        snprintf(err, cap, "period must be YYYY-MM or YYYY-MM-DD");
+    if (cmx_ledger_statement_query(period, ph, q, sizeof(q), from, to, err, cap) != 0)
         return CMX_EINVAL;
-    }
-    cmx_ledger_statement_sql(q, sizeof(q), ph);
     const char *v[3] = {payee, from, to};
     PGresult *r = PQexecParams(s->c, q, 3, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -457,11 +454,8 @@ static int pg_usage(struct cmx_ledger_store *base, const char *period, const cha
     char q[1024], from[24], to[24];
     out->rows = NULL;
     out->n = 0;
-    if (cmx_ledger_period_range(period, from, to) != 0 ||
-        cmx_ledger_usage_sql(q, sizeof(q), by, &dialect, ph) != 0) {
-        snprintf(err, cap, "bad period or grouping");
+    if (cmx_ledger_usage_query(period, by, &dialect, ph, q, sizeof(q), from, to, err, cap) != 0)
         return CMX_EINVAL;
-    }
     const char *v[2] = {from, to};
     PGresult *r = PQexecParams(s->c, q, 2, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {

@@ -598,11 +598,8 @@ static int sq_statement(struct cmx_ledger_store *base, const char *payee, const 
     char q[1024], from[24], to[24];
     out->rows = NULL;
     out->n = 0;
-    if (cmx_ledger_period_range(period, from, to) != 0) {
-        snprintf(err, cap, "period must be YYYY-MM or YYYY-MM-DD");
+    if (cmx_ledger_statement_query(period, ph, q, sizeof(q), from, to, err, cap) != 0)
         return CMX_EINVAL;
-    }
-    cmx_ledger_statement_sql(q, sizeof(q), ph);
     const char *params[3] = {payee, from, to};
     if (select_rows(s, q, params, 3, sizeof(struct cmx_ledger_stmt_row), fill_stmt_row, out) != 0) {
         rows_free(out);
@@ -635,11 +632,8 @@ static int sq_usage(struct cmx_ledger_store *base, const char *period, const cha
     char q[1024], from[24], to[24];
     out->rows = NULL;
     out->n = 0;
-    if (cmx_ledger_period_range(period, from, to) != 0 ||
-        cmx_ledger_usage_sql(q, sizeof(q), by, &dialect, ph) != 0) {
-        snprintf(err, cap, "bad period or grouping");
+    if (cmx_ledger_usage_query(period, by, &dialect, ph, q, sizeof(q), from, to, err, cap) != 0)
         return CMX_EINVAL;
-    }
     const char *params[2] = {from, to};
     if (select_rows(s, q, params, 2, sizeof(struct cmx_ledger_usage_row), fill_usage_row, out) !=
         0) {
