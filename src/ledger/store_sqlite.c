@@ -177,10 +177,11 @@ static int sq_open(const char *url, struct cmx_ledger_store **out, char *err, si
         return CMX_EIO;
     }
     sqlite3_busy_timeout(s->db, 30000);
-    /* WAL: readers (reports) never block the writer; a bigger cache and rarer checkpoints
-     * keep batches cheap */
+    /* WAL: readers (reports) never block the writer; rarer checkpoints keep batches cheap.
+     * Appends touch only the b-trees' right edges: a 2 MiB page cache writes as fast as
+     * 32 MiB did (measured) and keeps the gateway's RSS ~30 MiB lower */
     if (exec(s->db, "PRAGMA journal_mode=WAL") != 0 ||
-        exec(s->db, "PRAGMA cache_size=-32768") != 0 ||
+        exec(s->db, "PRAGMA cache_size=-2048") != 0 ||
         exec(s->db, "PRAGMA wal_autocheckpoint=4000") != 0 || migrate(s->db, err, cap) != 0) {
         if (err[0] == '\0')
             set_err(err, cap, "open", s->db);
