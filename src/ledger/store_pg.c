@@ -4,7 +4,6 @@
  * past the cap. A deadlock or serialization failure retries the whole batch. */
 #include "ledger/store.h"
 #include "keys/registry.h"
-#include "core/clock.h"
 #include "core/err.h"
 
 #include <libpq-fe.h>

@@ -2,7 +2,6 @@
  * with BEGIN IMMEDIATE, so that gateways sharing one file serialize their cap arithmetic. */
 #include "ledger/store.h"
 #include "keys/registry.h"
-#include "core/clock.h"
 #include "core/err.h"
 
 #include <sqlite3.h>
