@@ -1,6 +1,7 @@
 /* Budget periods, worst-case estimates and the reservation book (see budget.h). */
 #include "budget/budget.h"
 #include "core/err.h"
+#include "core/hash.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -124,11 +125,8 @@ static struct spent_entry *spent_entry(const char *who, const char *name, int64_
                                        int64_t end_ms, bool ask)
 {
     char id[160];
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
     snprintf(id, sizeof(id), "%s:%s", who, name);
-    for (const char *p = id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h = cmx_fnv1a(CMX_FNV1A_INIT, id, strlen(id));
     h ^= (uint64_t)start_ms;
     struct spent_entry *e = spent_cache[h % SPENT_SLOTS];
     while (e != NULL && (e->start_ms != start_ms || strcmp(e->name, id) != 0))

@@ -2,6 +2,7 @@
 #include "ledger/store.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/hash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,12 +270,16 @@ static int usage_sql(char *q, size_t cap, const char *by, const struct cmx_ledge
     return 0;
 }
 
-int cmx_ledger_period_range(const char *period, char from[24], char to[24])
+/* The UTC milliseconds [from, to) of period ("YYYY-MM" or "YYYY-MM-DD"; NULL: all time) as
+ * decimal strings. 0, or CMX_EINVAL with a message in err for a malformed period. */
+static int period_range(const char *period, char from[24], char to[24], char *err, size_t err_cap)
 {
     int64_t a = 0, b = INT64_MAX;
     if (period != NULL) {
-        if (!cmx_ledger_period_ok(period))
+        if (!cmx_ledger_period_ok(period)) {
+            snprintf(err, err_cap, "period must be YYYY-MM or YYYY-MM-DD");
             return CMX_EINVAL;
+        }
         size_t n = strlen(period);
         int64_t y = atoi(period);
         unsigned m = (unsigned)atoi(period + 5), d = n == 10 ? (unsigned)atoi(period + 8) : 1;
@@ -293,10 +298,8 @@ int cmx_ledger_period_range(const char *period, char from[24], char to[24])
 int cmx_ledger_statement_query(const char *period, const char *const ph[3], char *q, size_t q_cap,
                                char from[24], char to[24], char *err, size_t err_cap)
 {
-    if (cmx_ledger_period_range(period, from, to) != 0) {
-        snprintf(err, err_cap, "period must be YYYY-MM or YYYY-MM-DD");
+    if (period_range(period, from, to, err, err_cap) != 0)
         return CMX_EINVAL;
-    }
     statement_sql(q, q_cap, ph);
     return 0;
 }
@@ -305,10 +308,8 @@ int cmx_ledger_usage_query(const char *period, const char *by, const struct cmx_
                            const char *const ph[2], char *q, size_t q_cap, char from[24],
                            char to[24], char *err, size_t err_cap)
 {
-    if (cmx_ledger_period_range(period, from, to) != 0) {
-        snprintf(err, err_cap, "period must be YYYY-MM or YYYY-MM-DD");
+    if (period_range(period, from, to, err, err_cap) != 0)
         return CMX_EINVAL;
-    }
     if (usage_sql(q, q_cap, by, d, ph) != 0) {
         snprintf(err, err_cap, "by must be model, cloud, provider, day, tenant or key");
         return CMX_EINVAL;
@@ -317,15 +318,6 @@ int cmx_ledger_usage_query(const char *period, const char *by, const struct cmx_
 }
 
 /* ---- ids of dimension and term rows -------------------------------------------------- */
-
-/* FNV-1a. */
-static uint64_t hash_of(const char *k, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
-    return h;
-}
 
 static void put_field(char **w, const char *end, const char *v)
 {
@@ -370,7 +362,7 @@ int64_t cmx_ledger_ids_find(struct cmx_ledger_ids *t, const char *key, size_t le
     const struct cmx_ledger_id_ent *e = &t->e[t->last];
     if (e->key != NULL && e->len == len && memcmp(e->key, key, len) == 0)
         return e->id;
-    uint64_t h = hash_of(key, len);
+    uint64_t h = cmx_fnv1a(CMX_FNV1A_INIT, key, len);
     for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         e = &t->e[i];
         if (e->key == NULL)
@@ -405,7 +397,7 @@ int cmx_ledger_ids_add(struct cmx_ledger_ids *t, const char *key, size_t len, in
     if (k == NULL)
         return CMX_ENOMEM;
     memcpy(k, key, len);
-    uint64_t h = hash_of(key, len);
+    uint64_t h = cmx_fnv1a(CMX_FNV1A_INIT, key, len);
     size_t i = h & (t->cap - 1);
     while (t->e[i].key != NULL)
         i = (i + 1) & (t->cap - 1);

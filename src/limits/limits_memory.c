@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/err.h"
+#include "core/hash.h"
 #include "limits/limits.h"
 
 #define STRIPES     64
@@ -57,11 +58,7 @@ static int64_t mono_us(void *ud)
 
 static uint64_t hash_bucket(const char *key, size_t len, int64_t limit, int64_t period)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ull;
-    }
+    uint64_t h = cmx_fnv1a(CMX_FNV1A_INIT, key, len);
     h ^= (uint64_t)limit * 0x9e3779b97f4a7c15ull;
     h ^= (uint64_t)period * 0xc2b2ae3d27d4eb4full;
     h ^= h >> 29;

@@ -12,6 +12,7 @@
 #include "auth/jws.h"
 #include "codec/sse.h"
 #include "core/err.h"
+#include "core/hash.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -493,9 +494,8 @@ static void read_usage(json_object *um, struct cmx_usage *u)
  * the same answer always yields the same ids. */
 static void call_id(char *out, size_t cap, const char *response_id, int cand, int n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const char *c = response_id ? response_id : ""; *c; c++)
-        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    const char *rid = response_id ? response_id : "";
+    uint64_t h = cmx_fnv1a(CMX_FNV1A_INIT, rid, strlen(rid));
     h = (h ^ (uint64_t)cand) * 1099511628211ull;
     h = (h ^ (uint64_t)n) * 1099511628211ull;
     snprintf(out, cap, "call_%016llx", (unsigned long long)h);
