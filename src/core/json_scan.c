@@ -132,10 +132,9 @@ static inline int is_simple_escape(unsigned c)
 }
 
 /* p is just past an opening quote. Returns the byte after the closing quote, or NULL if
- * the string is invalid or unterminated. Lone surrogates in \u escapes are accepted here
- * (as most parsers do); cmx_json_string_decode replaces them. */
-/* Scans a string's body after its opening quote; returns one past the closing quote, or NULL
- * when it is invalid. *escaped is set when it holds a backslash escape. */
+ * the string is invalid or unterminated; *escaped is set when it holds a backslash escape.
+ * Lone surrogates in \u escapes are accepted here (as most parsers do);
+ * cmx_json_string_decode replaces them. */
 static inline const unsigned char *scan_string_esc(const unsigned char *p, const unsigned char *end,
                                                    bool *escaped)
 {
@@ -173,14 +172,15 @@ static inline const unsigned char *scan_string_esc(const unsigned char *p, const
     }
 }
 
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? of any length; p is at '-' or a digit.
- * What follows is checked by the caller's grammar, so "01" fails there. */
+/* scan_string_esc when whether the string held an escape does not matter. */
 static const unsigned char *scan_string(const unsigned char *p, const unsigned char *end)
 {
     bool escaped;
     return scan_string_esc(p, end, &escaped);
 }
 
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? of any length; p is at '-' or a digit.
+ * What follows is checked by the caller's grammar, so "01" fails there. */
 static const unsigned char *scan_number(const unsigned char *p, const unsigned char *end)
 {
     if (*p == '-' && ++p == end)

@@ -192,10 +192,6 @@ int cmx_ledger_usage_query(const char *period, const char *by, const struct cmx_
                            const char *const ph[2], char *q, size_t q_cap, char from[24],
                            char to[24], char *err, size_t err_cap);
 
-/* The UTC milliseconds [from, to) of period ("YYYY-MM" or "YYYY-MM-DD"; NULL: all time) as
- * decimal strings. 0, or CMX_EINVAL for a malformed period. */
-int cmx_ledger_period_range(const char *period, char from[24], char to[24]);
-
 /* Ids of the ledger_dims and ledger_terms rows a store has read or made, by key (made
  * once per distinct value, then found here). An id made by a transaction that rolled back
  * is gone with it: the store clears the table whenever it rolls back. */

@@ -234,8 +234,8 @@ static void rollback(struct sqlite_store *s)
     cmx_ledger_ids_clear(&s->terms);
 }
 
-/* The id in table ids of the row that ins / sel make / find with the n text-or-integer
- * values v (an integer where is_int[i]), keyed by key: from memory after the first time.
+/* The id in table ids of the row that statements ins / sel make / find with n values (v[i],
+ * or the integer iv[i] where v[i] is NULL), keyed by key: from memory after the first time.
  * -1 on failure. */
 static int64_t row_id(struct sqlite_store *s, struct cmx_ledger_ids *ids, const char *key,
                       size_t len, int ins, int sel, const char *const *v, const int64_t *iv, int n)
@@ -243,14 +243,14 @@ static int64_t row_id(struct sqlite_store *s, struct cmx_ledger_ids *ids, const 
     int64_t id = cmx_ledger_ids_find(ids, key, len);
     if (id >= 0)
         return id;
-    for (int k = ins; k == ins || k == sel; k = k == ins ? sel : -1) {
-        sqlite3_stmt *st = s->st[k];
+    sqlite3_stmt *st[2] = {s->st[ins], s->st[sel]};
+    for (int k = 0; k < 2; k++) {
         for (int i = 0; i < n; i++)
             if (v[i] != NULL)
-                bind_text(st, i + 1, v[i]);
+                bind_text(st[k], i + 1, v[i]);
             else
-                sqlite3_bind_int64(st, i + 1, iv[i]);
-        if (step(st, k == sel ? &id : NULL) != 0)
+                sqlite3_bind_int64(st[k], i + 1, iv[i]);
+        if (step(st[k], k == 1 ? &id : NULL) != 0)
             return -1;
     }
     if (id < 0 || cmx_ledger_ids_add(ids, key, len, id) != 0)
