@@ -527,9 +527,9 @@ int cmx_json_string_decode(const char *raw, size_t len, char *out, size_t *out_l
     return 0;
 }
 
-/* Compares a raw (escaped) key with name[0..nlen) after decoding, without a buffer. */
-/* Whether member m's key decodes to name (nlen bytes). */
-static bool key_eq(const struct cmx_json_member *m, const char *name, size_t nlen)
+/* Whether member m's escaped key decodes to name[0..nlen) (compared as it decodes, without
+ * a buffer). */
+static bool key_eq_escaped(const struct cmx_json_member *m, const char *name, size_t nlen)
 {
     const char *raw = m->key;
     size_t len = m->key_len;
@@ -537,8 +537,6 @@ static bool key_eq(const struct cmx_json_member *m, const char *name, size_t nle
     const unsigned char *nm = (const unsigned char *)name;
     size_t j = 0;
 
-    if (!m->key_escaped)
-        return len == nlen && memcmp(raw, name, len) == 0;
     /* escapes only make the raw text longer than what it decodes to */
     if (len <= nlen)
         return false;
@@ -557,6 +555,16 @@ static bool key_eq(const struct cmx_json_member *m, const char *name, size_t nle
         }
     }
     return j == nlen;
+}
+
+/* Whether m's key decodes to name (nlen bytes). Inline: a lookup compares every member, and
+ * most differ in length or first byte. */
+static inline bool key_eq(const struct cmx_json_member *m, const char *name, size_t nlen)
+{
+    if (m->key_escaped)
+        return key_eq_escaped(m, name, nlen);
+    return m->key_len == nlen && (nlen == 0 || m->key[0] == name[0]) &&
+           memcmp(m->key, name, nlen) == 0;
 }
 
 const struct cmx_json_member *cmx_json_find(const struct cmx_json_member *members, size_t n,
