@@ -518,6 +518,18 @@ static void test_caps_from_request(void **state)
     assert_int_equal(caps_of(0, "{\"audio\":{\"voice\":\"alloy\",\"format\":\"wav\"}}"),
                      CMX_CAP_CHAT | CMX_CAP_AUDIO);
     assert_int_equal(caps_of(0, "{\"audio\":null}"), CMX_CAP_CHAT);
+    /* spelt with \\u escapes (json-c decodes them): still vision / audio */
+    assert_int_equal(caps_of(0, "{\"messages\":[{\"content\":[{\"type\":\"image\\u005furl\"}]}]}"),
+                     CMX_CAP_CHAT | CMX_CAP_VISION);
+    assert_int_equal(
+        caps_of(0, "{\"messages\":[{\"content\":[{\"type\":\"\\u0069nput_audio\"}]}]}"),
+        CMX_CAP_CHAT | CMX_CAP_AUDIO);
+    assert_int_equal(caps_of(0, "{\"modalities\":[\"\\u0061udio\"]}"),
+                     CMX_CAP_CHAT | CMX_CAP_AUDIO);
+    /* an escaped backslash before u is no escape; underscores in text are no media */
+    assert_int_equal(caps_of(0, "{\"messages\":[{\"content\":\"a\\\\u0069 _ image-url\\\\\"}]}"),
+                     CMX_CAP_CHAT);
+    assert_int_equal(caps_of(0, "{\"messages\":[{\"content\":\"_image_url_\"}]}"), CMX_CAP_CHAT);
     assert_int_equal(caps_of(0, "{\"tools\":[{}],\"messages\":[{\"content\":[{\"type\":"
                                 "\"image_url\"},{\"type\":\"input_audio\"}]}]}"),
                      CMX_CAP_CHAT | CMX_CAP_TOOLS | CMX_CAP_VISION | CMX_CAP_AUDIO);
