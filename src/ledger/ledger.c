@@ -155,6 +155,8 @@ struct cmx_ledger_rec *cmx_ledger_rec_new(const struct cmx_ledger_rec *t,
     char *o = (char *)r + head;
     for (size_t i = 0; i < ns; i++)
         *dst[i] = put_copy(&o, src[i], len[i]);
+    /* dst[1..6] were copied in order: the dimensions are one span (the store's id key) */
+    r->dims_len = (size_t)(r->agreements + len[6] + 1 - r->model);
     return r;
 }
 

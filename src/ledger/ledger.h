@@ -69,6 +69,8 @@ struct cmx_ledger_rec {
     int64_t cost_micros;             /* from the deployment's cost (0 without one) */
     const char *tenant;              /* the caller's tenant, "" in open mode (NULL in the store) */
     const char *key_id;              /* the caller's virtual key id, "" in open mode */
+    size_t dims_len;                 /* model ... agreements laid out back to back, each
+                                      * NUL-ended, from model on (set by cmx_ledger_rec_new) */
     size_t n_acc;                    /* entries of acc */
     struct cmx_ledger_accrual acc[]; /* the terms in force over this revenue */
 };

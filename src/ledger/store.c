@@ -331,15 +331,6 @@ static void put_field(char **w, const char *end, const char *v)
     *(*w)++ = '\x1f'; /* unit separator: no field of a config holds it */
 }
 
-size_t cmx_ledger_dim_key(const struct cmx_ledger_rec *r, char *buf, size_t cap)
-{
-    char *w = buf, *end = buf + cap;
-    const char *f[6] = {r->model, r->product, r->provider, r->cloud, r->region, r->agreements};
-    for (int i = 0; i < 6; i++)
-        put_field(&w, end, f[i]);
-    return (size_t)(w - buf);
-}
-
 size_t cmx_ledger_term_key(const struct cmx_ledger_accrual *a, char *buf, size_t cap)
 {
     char *w = buf, *end = buf + cap;

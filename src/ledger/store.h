@@ -207,11 +207,17 @@ struct cmx_ledger_ids {
     size_t last; /* slot of the last key found or added */
 };
 
-/* The key of r's dimensions (model ... agreements) / of accrual a's term (agreement, payee,
- * currency ended by 0x1f, then term, rate and cap as bytes) into buf; returns its length.
- * cap: at least CMX_LEDGER_KEY. */
-#define CMX_LEDGER_KEY (8 * CMX_LEDGER_NAME)
-size_t cmx_ledger_dim_key(const struct cmx_ledger_rec *r, char *buf, size_t cap);
+/* The key of r's dimensions (model ... agreements, each NUL-ended): the record's own bytes
+ * (r made by cmx_ledger_rec_new), *len set to their length; nothing is copied. */
+static inline const char *cmx_ledger_dim_key(const struct cmx_ledger_rec *r, size_t *len)
+{
+    *len = r->dims_len;
+    return r->model;
+}
+
+/* The key of accrual a's term (agreement, payee, currency ended by 0x1f, then term, rate and
+ * cap as bytes) into buf; returns its length. cap: at least CMX_LEDGER_KEY. */
+#define CMX_LEDGER_KEY (4 * CMX_LEDGER_NAME)
 size_t cmx_ledger_term_key(const struct cmx_ledger_accrual *a, char *buf, size_t cap);
 
 /* The id stored for key, or -1 (remembers where it was found: the next lookup tries it first). */

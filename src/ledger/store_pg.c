@@ -223,8 +223,8 @@ static int64_t row_id(struct pg_store *s, struct cmx_ledger_ids *ids, const char
 /* The ledger_dims id of r's model, product, provider, cloud, region and agreements. */
 static int64_t dim_id(struct pg_store *s, const struct cmx_ledger_rec *r, char state[6])
 {
-    char key[CMX_LEDGER_KEY];
-    size_t len = cmx_ledger_dim_key(r, key, sizeof(key));
+    size_t len;
+    const char *key = cmx_ledger_dim_key(r, &len);
     struct params p = {.n = 0};
     p_str(&p, r->model);
     p_str(&p, r->product);

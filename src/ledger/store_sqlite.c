@@ -261,8 +261,8 @@ static int64_t row_id(struct sqlite_store *s, struct cmx_ledger_ids *ids, const 
 /* The ledger_dims id of r's model, product, provider, cloud, region and agreements. */
 static int64_t dim_id(struct sqlite_store *s, const struct cmx_ledger_rec *r)
 {
-    char key[CMX_LEDGER_KEY];
-    size_t len = cmx_ledger_dim_key(r, key, sizeof(key));
+    size_t len;
+    const char *key = cmx_ledger_dim_key(r, &len);
     const char *v[6] = {r->model, r->product, r->provider, r->cloud, r->region, r->agreements};
     return row_id(s, &s->dims, key, len, INS_DIM, SEL_DIM, v, NULL, 6);
 }
