@@ -544,6 +544,46 @@ static void test_sqlite_grouped_equals_single(void **state)
     }
 }
 
+/* A record's dimensions are its id key as laid out: NUL-ended strings back to back, so
+ * values that only move the boundary between two fields ("ab"+"c" vs "a"+"bc") differ, and
+ * equal dimensions give equal keys whatever else the records hold. */
+static void test_dim_key_span(void **state)
+{
+    (void)state;
+    struct cmx_ledger_rec t = {.request_id = "r1",
+                               .model = "ab",
+                               .product = "c",
+                               .provider = "p",
+                               .cloud = "azure",
+                               .region = "",
+                               .agreements = "ms@2026-01-01",
+                               .tenant = "t",
+                               .key_id = "k"};
+    struct cmx_ledger_rec *a = cmx_ledger_rec_new(&t, NULL, 0);
+    t.model = "a", t.product = "bc";
+    struct cmx_ledger_rec *b = cmx_ledger_rec_new(&t, NULL, 0);
+    t.request_id = "another request", t.tenant = NULL, t.key_id = "other";
+    struct cmx_ledger_accrual acc = {
+        .agreement = "ms@2026-01-01", .payee = "ms", .currency = "USD"};
+    struct cmx_ledger_rec *c = cmx_ledger_rec_new(&t, &acc, 1);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    size_t la, lb, lc;
+    const char *ka = cmx_ledger_dim_key(a, &la), *kb = cmx_ledger_dim_key(b, &lb),
+               *kc = cmx_ledger_dim_key(c, &lc);
+    static const char want[] = "ab\0c\0p\0azure\0\0ms@2026-01-01";
+    assert_int_equal(la, sizeof(want));
+    assert_memory_equal(ka, want, sizeof(want));
+    assert_int_equal(la, lb);
+    assert_memory_not_equal(ka, kb, la);
+    assert_int_equal(lb, lc);
+    assert_memory_equal(kb, kc, lb);
+    free(a);
+    free(b);
+    free(c);
+}
+
 /* Dimension and term rows are made once and then found by id; an id made by a transaction
  * that rolls back is not reused (here: a group holding an already stored record is rolled back
  * and written again row by row, after the group had made a new model's and a new cap's rows). */
@@ -715,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_prepare_until_boundary),
         cmocka_unit_test(test_sqlite_caps_and_replay),
         cmocka_unit_test(test_sqlite_grouped_equals_single),
+        cmocka_unit_test(test_dim_key_span),
         cmocka_unit_test(test_sqlite_ids_after_rollback),
         cmocka_unit_test(test_spool_replay),
         cmocka_unit_test(test_record_ids),
