@@ -1,6 +1,7 @@
-/* libFuzzer: the OpenAI chunk filter and the request rewrite on arbitrary bytes. The
- * first byte picks options; the rest is the chunk / body. Whatever the filter emits for
- * valid JSON input must still be valid JSON. */
+/* libFuzzer: the OpenAI chunk filter, the generated-text count and the request rewrite on
+ * arbitrary bytes. The first byte picks options; the rest is the chunk / body. Whatever the
+ * filter emits for valid JSON input must still be valid JSON; the choices span it reports
+ * lies inside the input; the text count never exceeds what it reads (valid or not). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         valid && !res.drop && !res.done) {
         if (cmx_json_scan(res.data, res.len, &top, NULL, 0, NULL) != 0)
             __builtin_trap();
+        if (res.choices != NULL) {
+            if (res.choices < json || res.choices + res.choices_len > json + len ||
+                cmx_openai_text_bytes(res.choices, res.choices_len) > res.choices_len)
+                __builtin_trap();
+        }
     }
     cmx_buf_free(&b);
+    if (cmx_openai_text_bytes(json, len) > len)
+        __builtin_trap();
 
     /* the request rewrite, for object bodies */
     struct cmx_json_member m[CMX_MAX_MEMBERS];

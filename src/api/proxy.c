@@ -89,6 +89,7 @@ struct proxy {
     struct cmx_buf fixed;   /* rewritten chunk scratch */
     uint64_t created;       /* unix seconds for chunks that lack "created" */
     struct cmx_usage usage; /* what the upstream reported */
+    uint64_t text_bytes;    /* generated text relayed to the client (estimates without usage) */
     /* the last failure, for the final error */
     int last_status;                     /* upstream status, or 0 for a transport failure */
     int last_err;                        /* transport error (CMX_E*) */
@@ -230,7 +231,7 @@ static void fill_log(struct proxy *p)
 
 /* Hands the request to the ledger (src/ledger/): one usage record per request that reached
  * an upstream. failed: no tokens were produced (nothing is estimated then). */
-static void meter(struct proxy *p, int status, uint64_t response_bytes, bool failed)
+static void meter(struct proxy *p, int status, bool failed)
 {
     if (p->dep == NULL || p->attempts == 0)
         return;
@@ -245,7 +246,7 @@ static void meter(struct proxy *p, int status, uint64_t response_bytes, bool fai
         .latency_us = (uv_hrtime() - p->req->start_ns) / 1000,
         .stream = p->cr.stream,
         .request_bytes = p->cr.body_len,
-        .response_bytes = response_bytes,
+        .output_text_bytes = p->text_bytes,
         .agreements = p->agreements ? cmx_agreements_applied(p->agreements, p->dep) : NULL,
         .at_ms = (int64_t)cmx_clock_now_ms(),
         /* who it ran as (keys: src/keys/keystore.c) */
@@ -382,7 +383,7 @@ static void fail_final(struct proxy *p)
                             redact(p, e->code), redact(p, e->param));
         p->ctx->log.error = e->code ? redact(p, e->code) : type;
         status = p->last_status;
-        meter(p, status, 0, true);
+        meter(p, status, true);
         if (p->hint.after_ms >= 0 && (status == 429 || status == 503)) {
             char v[32];
             snprintf(v, sizeof(v), "%lld", (long long)((p->hint.after_ms + 999) / 1000));
@@ -461,6 +462,8 @@ static int on_chunk(void *ud, const char *json, size_t len)
     }
     if (res.drop)
         return 0;
+    if (res.choices != NULL)
+        p->text_bytes += cmx_openai_text_bytes(res.choices, res.choices_len);
     if (res.error) {
         /* an upstream's in-band error may quote a credential, like its HTTP errors */
         p->inband_error = true;
@@ -499,7 +502,7 @@ static void finish_stream(struct proxy *p, int err)
     }
     fill_log(p);
     cmx_api_log(p->ctx, 200);
-    meter(p, 200, p->req->bytes_sent, false);
+    meter(p, 200, false);
     struct cmx_http_req *req = p->req;
     release_attempt(p);
     cmx_http_stream_end(req);
@@ -581,10 +584,12 @@ static void relay_body(struct proxy *p)
         p->cr.ep == CMX_EP_CHAT) {
         body = res.data;
         len = res.len;
+        if (!p->usage.reported && res.choices != NULL)
+            p->text_bytes = cmx_openai_text_bytes(res.choices, res.choices_len);
     }
     fill_log(p);
     set_result_headers(p);
-    meter(p, 200, len, false);
+    meter(p, 200, false);
     /* copy: the attempt's buffers go before the answer is written */
     struct cmx_http_req *req = p->req;
     char *copy = cmx_arena_alloc(&req->arena, len + 1);
@@ -931,7 +936,7 @@ static void on_abort(struct cmx_http_req *req)
     if (ctx->log.error == NULL)
         ctx->log.error = "client_closed_request";
     cmx_api_log(ctx, 499);
-    meter(p, 499, req->bytes_sent, !p->client_started);
+    meter(p, 499, !p->client_started);
 }
 
 /* ---- request parsing ------------------------------------------------------------------------ */

@@ -232,10 +232,11 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
         r->cached_tokens = u->cached_tokens;
         r->reasoning_tokens = u->reasoning_tokens;
     } else {
-        /* no usage from the upstream: about 4 bytes a token, flagged */
+        /* no usage from the upstream: about 4 bytes a token, flagged; the completion from
+         * the generated text alone (a stream's framing or an embedding is no output) */
         r->estimated = true;
         r->prompt_tokens = (int64_t)((in->request_bytes + 3) / 4);
-        r->completion_tokens = (int64_t)((in->response_bytes + 3) / 4);
+        r->completion_tokens = (int64_t)((in->output_text_bytes + 3) / 4);
     }
     r->stream = in->stream;
     r->status = in->status;

@@ -125,7 +125,7 @@ struct cmx_ledger_input {
     uint64_t latency_us;                  /* request start to end */
     bool stream;                          /* streamed */
     size_t request_bytes;                 /* body sent by the client (estimates) */
-    uint64_t response_bytes;              /* body bytes sent to the client (estimates) */
+    uint64_t output_text_bytes;           /* generated text relayed (estimates) */
     const char *agreements;               /* cmx_agreements_applied(), NULL when none */
     int64_t at_ms;                        /* completion time */
     const char *tenant;                   /* the caller's tenant, NULL in open mode */
@@ -134,7 +134,8 @@ struct cmx_ledger_input {
 
 /* Builds the record of in (malloc'd; free with free()), with revenue, cost and the
  * revenue-share terms in force at in->at_ms over its cloud and product. Without reported
- * usage the tokens are estimated (4 bytes a token) and flagged. NULL on allocation failure.
+ * usage the tokens are estimated (4 bytes a token: the request body for the prompt, the
+ * generated text relayed for the completion) and flagged. NULL on allocation failure.
  * Thread: any; no I/O. */
 struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in);
 

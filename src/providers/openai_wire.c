@@ -311,6 +311,68 @@ void cmx_openai_parse_error(int status, const struct cmx_http_header *h, size_t 
 
 /* ---- chunk filter -------------------------------------------------------------------------- */
 
+/* s starts inside a string (after its opening quote): returns its closing quote, or end
+ * when the string is not closed before end. */
+static const char *string_end(const char *s, const char *end)
+{
+    while (s < end && *s != '"') {
+        if (*s == '\\' && ++s == end)
+            break;
+        s++;
+    }
+    return s;
+}
+
+static const char *skip_ws(const char *s, const char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+        s++;
+    return s;
+}
+
+static bool is_text_key(const char *k, size_t n)
+{
+    switch (n) {
+    case 7:
+        return memcmp(k, "content", 7) == 0 || memcmp(k, "refusal", 7) == 0;
+    case 9:
+        return memcmp(k, "arguments", 9) == 0 || memcmp(k, "reasoning", 9) == 0;
+    case 17:
+        return memcmp(k, "reasoning_content", 17) == 0;
+    default:
+        return false;
+    }
+}
+
+size_t cmx_openai_text_bytes(const char *s, size_t len)
+{
+    /* valid JSON: the first quote after a value or a structural byte opens a string, and
+     * whole strings are skipped, so no byte inside one is ever taken for structure */
+    const char *end = s + len;
+    size_t total = 0;
+    while (s < end) {
+        const char *q = memchr(s, '"', (size_t)(end - s));
+        if (q == NULL)
+            break;
+        const char *k = q + 1;
+        const char *ke = string_end(k, end);
+        if (ke == end)
+            break;
+        const char *c = skip_ws(ke + 1, end);
+        s = ke + 1;
+        if (c >= end || *c != ':')
+            continue; /* a string value */
+        c = skip_ws(c + 1, end);
+        s = c;
+        if (c < end && *c == '"' && is_text_key(k, (size_t)(ke - k))) {
+            const char *ve = string_end(c + 1, end);
+            total += (size_t)(ve - (c + 1));
+            s = ve == end ? end : ve + 1;
+        }
+    }
+    return total;
+}
+
 #define MAX_CHUNK_MEMBERS 64
 
 static bool is_empty_array(const struct cmx_json_member *m)
@@ -370,6 +432,10 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
                 has_created |= memcmp(key, "created", 7) == 0;
             break;
         }
+    }
+    if (choices != NULL) {
+        res->choices = choices->val;
+        res->choices_len = choices->val_len;
     }
     if (error != NULL && choices == NULL) {
         res->error = true;

@@ -189,9 +189,11 @@ int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u);
 struct cmx_chunk_result {
     const char *data; /* text to send: the input itself or the scratch buffer */
     size_t len;
-    bool drop;  /* send nothing (the usage-only chunk the client did not ask for) */
-    bool done;  /* it was the [DONE] sentinel (not to be sent: the caller ends) */
-    bool error; /* it was an in-band error event */
+    bool drop;           /* send nothing (the usage-only chunk the client did not ask for) */
+    bool done;           /* it was the [DONE] sentinel (not to be sent: the caller ends) */
+    bool error;          /* it was an in-band error event */
+    const char *choices; /* raw "choices" value (points into the input), NULL when absent */
+    size_t choices_len;
 };
 
 /* Inspects one OpenAI chat.completion.chunk (or a whole chat.completion when object is
@@ -202,6 +204,13 @@ struct cmx_chunk_result {
 int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const char *object,
                             const char *fallback_id, uint64_t created, struct cmx_usage *u,
                             struct cmx_buf *scratch, struct cmx_chunk_result *res);
+
+/* Bytes of generated text in the raw JSON text s[0..len) of an OpenAI "choices" array (or
+ * any valid JSON value): the string values of "content", "reasoning_content", "reasoning",
+ * "refusal" and "arguments" members at any depth, as written (escapes undecoded). A stream's deltas
+ * or a whole answer's messages; estimates tokens when an upstream reports no usage (a stream that
+ * ended early, a server that never counts). s must be valid JSON. Thread: any. */
+size_t cmx_openai_text_bytes(const char *s, size_t len);
 
 /* Joins base and path with exactly one '/' into an arena string. */
 char *cmx_url_join(struct cmx_arena *a, const char *base, const char *path);

@@ -225,7 +225,7 @@ static struct cmx_ledger_rec *prep(const struct cmx_config *cfg, const char *mod
         .status = 200,
         .latency_us = 12345,
         .request_bytes = 100,
-        .response_bytes = 41,
+        .output_text_bytes = 41,
         .at_ms = T(at),
     };
     struct cmx_ledger_rec *r = cmx_ledger_prepare(&in);

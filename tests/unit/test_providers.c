@@ -221,6 +221,50 @@ static const char *filter(const char *in, bool keep, struct cmx_usage *u,
     return out;
 }
 
+static size_t text_bytes(const char *json)
+{
+    return cmx_openai_text_bytes(json, strlen(json));
+}
+
+/* The generated text of a choices array (what a stream that ended early is estimated from). */
+static void test_text_bytes(void **state)
+{
+    (void)state;
+    assert_int_equal(text_bytes("[{\"index\":0,\"delta\":{\"content\":\"Hello\"},"
+                                "\"finish_reason\":null}]"),
+                     5);
+    assert_int_equal(
+        text_bytes("[{\"message\":{\"role\":\"assistant\",\"content\":\"Hi there\"}}]"), 8);
+    /* escapes counted as written; a quote inside is not the end */
+    assert_int_equal(text_bytes("[{\"delta\":{\"content\":\"a\\\"b\\\\\"}}]"), 6);
+    /* tool-call arguments (a JSON text inside a string), reasoning and refusals */
+    assert_int_equal(
+        text_bytes("[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+                   "{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":1}\"}}]}}]"),
+        12);
+    assert_int_equal(text_bytes("[{\"delta\":{\"reasoning_content\":\"abc\",\"refusal\":\"no\","
+                                "\"reasoning\":\"d\"}}]"),
+                     6);
+    /* whitespace around the colon; several choices */
+    assert_int_equal(
+        text_bytes("[ {\"delta\" : {\"content\" :\t\"ab\"}} , {\"delta\":{\"content\":\"c\"}} ]"),
+        3);
+    /* not text: null content, the word as a value, a "content" that is an array (logprobs),
+     * other keys, a key that merely ends in "content" */
+    assert_int_equal(text_bytes("[{\"delta\":{\"role\":\"assistant\",\"content\":null}}]"), 0);
+    assert_int_equal(text_bytes("[{\"delta\":{\"role\":\"content\",\"x\":\"content\"}}]"), 0);
+    assert_int_equal(text_bytes("[{\"logprobs\":{\"content\":[{\"token\":\"content\","
+                                "\"bytes\":[1]}]},\"delta\":{}}]"),
+                     0);
+    assert_int_equal(text_bytes("[{\"delta\":{\"xcontent\":\"abcd\",\"contents\":\"e\"}}]"), 0);
+    assert_int_equal(text_bytes("[]"), 0);
+    assert_int_equal(text_bytes(""), 0);
+    /* an unterminated string (not valid JSON) stays inside its bounds */
+    assert_int_equal(text_bytes("{\"content\":\"abc"), 3);
+    assert_int_equal(text_bytes("{\"content\":\"ab\\"), 3);
+    assert_int_equal(text_bytes("{\"cont"), 0);
+}
+
 static void test_chunk_filter(void **state)
 {
     struct cmx_buf b;
@@ -233,6 +277,9 @@ static void test_chunk_filter(void **state)
                         "\"choices\":[{\"delta\":{\"content\":\"x\"}}]}";
     assert_string_equal(filter(plain, false, &u, &res, &b), plain);
     assert_ptr_equal(res.data, plain); /* untouched chunks are not copied */
+    /* the choices span, for the text estimate */
+    assert_ptr_equal(res.choices, strstr(plain, "[{"));
+    assert_int_equal(res.choices_len, strlen("[{\"delta\":{\"content\":\"x\"}}]"));
 
     /* "usage": null removed when the client did not ask, kept when it did */
     const char *withnull = "{\"id\":\"a\",\"object\":\"chat.completion.chunk\",\"created\":1,"
@@ -356,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_url_azure_classic),
         cmocka_unit_test(test_url_azure_v1),
         cmocka_unit_test(test_chunk_filter),
+        cmocka_unit_test(test_text_bytes),
         cmocka_unit_test(test_usage_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
