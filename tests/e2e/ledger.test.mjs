@@ -175,6 +175,105 @@ test('statement and usage equal an independent computation (stream and not, cach
   }
 });
 
+/** Bytes of generated text in chunks / messages as written on the wire (escapes undecoded). */
+function textBytes(choices) {
+  const raw = (v) => (typeof v === 'string' ? JSON.stringify(v).length - 2 : 0);
+  let n = 0;
+  for (const ch of choices) {
+    const d = ch.delta ?? ch.message ?? {};
+    n += raw(d.content) + raw(d.reasoning_content) + raw(d.refusal);
+    for (const tc of d.tool_calls ?? []) n += raw(tc.function?.arguments);
+  }
+  return n;
+}
+
+test('streams that end early, failures after tokens, error answers, no usage: each metered once, estimated from the text relayed', T, async () => {
+  const st = await startStack({
+    sims: SIMS,
+    models: ledgerModels(),
+    routing: { max_attempts: 1 },
+    args: ['--now', NOW],
+    configPatch: ledgerPatch({ cap: '1000' }),
+  });
+  try {
+    const want = {};
+    const text = 'alpha beta gamma delta epsilon zeta eta theta iota kappa';
+    const sent = (sim) => st.sims[sim].requests.at(-1).events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e));
+
+    // 1. the client goes away after 3 chunks while the upstream holds the stream open: 499
+    st.sims.oa.enqueue({ hangAfterChunks: 3 });
+    const s = await st.client.chat.completions.create(
+      { model: 'gpt-5-direct', messages: [{ role: 'user', content: text }], stream: true },
+      { headers: { 'x-request-id': 'cut-by-client' } },
+    );
+    const got = [];
+    for await (const ch of s) {
+      got.push(ch);
+      if (got.length === 3) break; // the SDK aborts the request
+    }
+    assert.deepEqual(got.map((c) => c.choices), sent('oa').map((c) => c.choices), 'the client saw what the upstream sent');
+    const cut = textBytes(got.flatMap((c) => c.choices));
+    assert.ok(cut > 0);
+    want['cut-by-client'] = { status: '499', stream: '1', estimated: '1', completion: Math.ceil(cut / 4) };
+    // the gateway gives the upstream stream up when its client has gone
+    await waitUntil(() => st.sims.oa.closedEarly.length === 1, 5000, 'the upstream stream closed');
+
+    // 2. the upstream connection is reset after 4 chunks: an in-band error after the 200
+    st.sims.az.enqueue({ resetAfterChunks: 4 });
+    const s2 = await st.client.chat.completions.create(
+      { model: 'gpt-5', messages: [{ role: 'user', content: text }], stream: true },
+      { headers: { 'x-request-id': 'reset-mid-stream' } },
+    );
+    const got2 = [];
+    await assert.rejects(async () => {
+      for await (const ch of s2) got2.push(ch);
+    }, /failed mid-stream/);
+    const reset = textBytes(sent('az').flatMap((c) => c.choices ?? []));
+    assert.equal(textBytes(got2.flatMap((c) => c.choices)), reset);
+    assert.ok(reset > 0);
+    want['reset-mid-stream'] = { status: '200', stream: '1', estimated: '1', completion: Math.ceil(reset / 4) };
+
+    // 3. an upstream error answer: recorded, with zero tokens (nothing was produced)
+    st.sims.oa.enqueue({ status: 500 });
+    await assert.rejects(chat(st.client, 'gpt-5-direct', { id: 'upstream-500', text }), (e) => e.status === 500);
+    want['upstream-500'] = { status: '500', stream: '0', estimated: '0', completion: 0, prompt: 0 };
+
+    // 4. a server that reports no usage: the completion from the answer's text, not its JSON
+    st.sims.local.enqueue({ noUsage: true });
+    const r4 = await st.client.chat.completions.create(
+      { model: 'llama', messages: [{ role: 'user', content: text }] },
+      { headers: { 'x-request-id': 'no-usage-chat' } },
+    );
+    assert.equal(r4.usage, undefined);
+    want['no-usage-chat'] = { status: '200', stream: '0', estimated: '1', completion: Math.ceil(textBytes(r4.choices) / 4) };
+    assert.ok(want['no-usage-chat'].completion > 0);
+
+    // 5. embeddings without usage: no completion tokens at all (a vector is not output text)
+    st.sims.local.enqueue({ noUsage: true });
+    const e5 = await st.client.embeddings.create({ model: 'llama', input: text }, { headers: { 'x-request-id': 'no-usage-embed' } });
+    assert.equal(e5.data.length, 1);
+    want['no-usage-embed'] = { status: '200', stream: '0', estimated: '1', completion: 0 };
+    assert.deepEqual(st.violations(), []);
+
+    // SIGTERM drains what is queued
+    assert.equal(await st.gw.stop('SIGTERM'), 0);
+    const db = join(dirname(st.gw.configFile), 'cloudmux.db');
+    const rows = await sqlite(db, 'SELECT request_id, status, stream, estimated, prompt_tokens, completion_tokens, revenue_micros, provider FROM usage ORDER BY ts_ms');
+    assert.deepEqual(rows.map((r) => r[0]).sort(), Object.keys(want).sort(), 'one record each');
+    for (const [id, status, stream, estimated, prompt, completion, revenue, provider] of rows) {
+      const w = want[id];
+      assert.deepEqual({ status, stream, estimated, completion: Number(completion) }, { status: w.status, stream: w.stream, estimated: w.estimated, completion: w.completion }, id);
+      if (w.prompt !== undefined) assert.equal(Number(prompt), w.prompt, id);
+      else assert.ok(Number(prompt) > 0, `${id}: the prompt is estimated from the request`);
+      // estimated tokens are billed at the deployment's price like reported ones
+      const usage = { prompt_tokens: Number(prompt), completion_tokens: Number(completion) };
+      assert.equal(BigInt(revenue), revenueOf(usage, PRICES[provider]), id);
+    }
+  } finally {
+    await st.close();
+  }
+});
+
 test('64 concurrent clients against a capped term: the accrued total equals the cap exactly', T, async () => {
   const CAP = '0.004';
   const st = await startStack({

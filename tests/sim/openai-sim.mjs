@@ -653,7 +653,7 @@ class Simulator extends EventEmitter {
     const usage = { prompt_tokens: promptTokens, total_tokens: promptTokens };
     rec.answer = { kind: 'embeddings', count: items.length, dimensions: dims, usage };
     const model = this.flavor === 'azure' ? (rec.deployment ? 'text-embedding-3-small' : body.model) : body.model;
-    this.sendJson(rec, res, 200, { object: 'list', data, model, usage }, b.headers || {});
+    this.sendJson(rec, res, 200, { object: 'list', data, model, usage: b.noUsage ? undefined : usage }, b.headers || {});
   }
 
   // Decides what the assistant says: a tool call, or text.
