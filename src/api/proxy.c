@@ -90,6 +90,7 @@ struct proxy {
     uint64_t created;       /* unix seconds for chunks that lack "created" */
     struct cmx_usage usage; /* what the upstream reported */
     uint64_t text_bytes;    /* generated text relayed to the client (estimates without usage) */
+    bool produced;          /* metered as having produced tokens (meter(): not failed) */
     /* the last failure, for the final error */
     int last_status;                     /* upstream status, or 0 for a transport failure */
     int last_err;                        /* transport error (CMX_E*) */
@@ -150,6 +151,15 @@ static void proxy_cleanup(void *arg)
     /* rate limits and budget: corrected to what was metered */
     const struct cmx_usage *u = &p->usage;
     int64_t tokens = -1, cost = 0;
+    struct cmx_usage est = {0};
+    if (!u->reported && p->produced) {
+        /* no usage from the upstream: the ledger's estimate, so that a budget counts what
+         * the ledger bills (and a client cannot escape it by leaving before the usage) */
+        cmx_ledger_estimate(p->cr.body_len, p->text_bytes, &est.prompt_tokens,
+                            &est.completion_tokens);
+        est.reported = true;
+        u = &est;
+    }
     if (u->reported) {
         tokens = (u->prompt_tokens > 0 ? u->prompt_tokens : 0) +
                  (u->completion_tokens > 0 ? u->completion_tokens : 0);
@@ -235,6 +245,7 @@ static void meter(struct proxy *p, int status, bool failed)
 {
     if (p->dep == NULL || p->attempts == 0)
         return;
+    p->produced = !failed;
     struct cmx_usage none = {0};
     struct cmx_ledger_input in = {
         .cfg = p->ctx->cfg,

@@ -232,11 +232,11 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
         r->cached_tokens = u->cached_tokens;
         r->reasoning_tokens = u->reasoning_tokens;
     } else {
-        /* no usage from the upstream: about 4 bytes a token, flagged; the completion from
-         * the generated text alone (a stream's framing or an embedding is no output) */
+        /* no usage from the upstream: estimated, flagged (the completion from the generated
+         * text alone: a stream's framing or an embedding is no output) */
         r->estimated = true;
-        r->prompt_tokens = (int64_t)((in->request_bytes + 3) / 4);
-        r->completion_tokens = (int64_t)((in->output_text_bytes + 3) / 4);
+        cmx_ledger_estimate(in->request_bytes, in->output_text_bytes, &r->prompt_tokens,
+                            &r->completion_tokens);
     }
     r->stream = in->stream;
     r->status = in->status;

@@ -132,10 +132,20 @@ struct cmx_ledger_input {
     const char *key_id;                   /* the caller's key id, NULL in open mode */
 };
 
+/* The tokens of a request whose upstream reported no usage: about 4 bytes a token, the
+ * prompt from the request body, the completion from the generated text relayed to the
+ * client. The ledger records them flagged `estimated`; budgets and TPM buckets settle to
+ * the same numbers. Thread: any. */
+static inline void cmx_ledger_estimate(uint64_t request_bytes, uint64_t output_text_bytes,
+                                       int64_t *prompt_tokens, int64_t *completion_tokens)
+{
+    *prompt_tokens = (int64_t)((request_bytes + 3) / 4);
+    *completion_tokens = (int64_t)((output_text_bytes + 3) / 4);
+}
+
 /* Builds the record of in (malloc'd; free with free()), with revenue, cost and the
  * revenue-share terms in force at in->at_ms over its cloud and product. Without reported
- * usage the tokens are estimated (4 bytes a token: the request body for the prompt, the
- * generated text relayed for the completion) and flagged. NULL on allocation failure.
+ * usage the tokens are estimated (cmx_ledger_estimate()) and flagged. NULL on allocation failure.
  * Thread: any; no I/O. */
 struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in);
 

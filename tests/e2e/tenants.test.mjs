@@ -200,6 +200,51 @@ test('one gateway: keys, tenant preference, failover within allowed clouds and r
   assert.ok(revenue > 0);
 });
 
+test('a budget counts what the ledger estimates when the upstream reports no usage', T, async () => {
+  const config = configWith({
+    ledger: `sqlite://${join(dir, 'nousage.db')}`,
+    tenants: [{ name: 'thrifty', models: ['gpt-*'], budget: { amount: '0.000500', currency: 'USD', period: 'month' } }],
+  });
+  const { file } = await writeConfig(config, 'nousage.yaml');
+  const th = await createKey(file, 'thrifty');
+  const gw = await startGateway({ config });
+  let ok = 0;
+  let refused;
+  try {
+    reset();
+    // a server that never counts, and a client that leaves streams before their usage chunk:
+    // both are billed what the ledger estimates, so the budget runs out as it does with usage
+    sims.azure.enqueue({ noUsage: true, times: 80 });
+    const t = client(gw, th.key);
+    for (let i = 0; i < 80 && !refused; i++) {
+      try {
+        if (i % 2) {
+          await ask(t);
+        } else {
+          const s = await t.chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 20, stream: true });
+          for await (const ch of s) if (ch.choices[0]?.finish_reason) break;
+        }
+        ok++;
+      } catch (e) {
+        refused = e;
+      }
+    }
+    assert.ok(refused, `the budget ran out (${ok} requests)`);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.code, 'insufficient_quota');
+    assert.ok(ok > 3, `${ok} requests fit in the budget`);
+  } finally {
+    await gw.stop('SIGTERM');
+  }
+  const u = await runCloudmux(['ledger', 'usage', '--config', file, '--by', 'tenant', '--format', 'json']);
+  assert.equal(u.code, 0, u.stderr);
+  const row = JSON.parse(u.stdout).rows.find((x) => x.key === 'thrifty');
+  assert.equal(row.requests, ok);
+  assert.equal(row.estimated, ok, 'every record estimated');
+  const revenue = Math.round(Number(row.revenue) * 1e6);
+  assert.ok(revenue <= 500 && revenue > 0, `thrifty was charged ${revenue} micro-units of a 500 budget`);
+});
+
 test('two gateways sharing Redis and PostgreSQL: 600 rpm across both, a budget under 64 clients', { timeout: 120_000 }, async () => {
   const redis = await startRedis();
   const pg = await startPostgres();
