@@ -227,10 +227,11 @@ struct cmx_ledger_rec *cmx_ledger_prepare(const struct cmx_ledger_input *in)
     }
     const struct cmx_usage *u = in->usage;
     if (u != NULL && u->reported) {
-        r->prompt_tokens = u->prompt_tokens;
-        r->completion_tokens = u->completion_tokens;
-        r->cached_tokens = u->cached_tokens;
-        r->reasoning_tokens = u->reasoning_tokens;
+        /* a count the upstream left out is 0 */
+        r->prompt_tokens = u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+        r->completion_tokens = u->completion_tokens > 0 ? u->completion_tokens : 0;
+        r->cached_tokens = u->cached_tokens > 0 ? u->cached_tokens : 0;
+        r->reasoning_tokens = u->reasoning_tokens > 0 ? u->reasoning_tokens : 0;
     } else {
         /* no usage from the upstream: estimated, flagged (the completion from the generated
          * text alone: a stream's framing or an embedding is no output) */

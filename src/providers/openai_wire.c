@@ -190,18 +190,15 @@ void cmx_openai_stream_free(void *p)
 
 /* ---- usage and errors -------------------------------------------------------------------- */
 
-/* The integer value of member name, or -1 when absent or not an integer (JSON number text
- * without fraction or exponent that fits in 18 digits). */
+/* The integer value of member name, or -1 when absent, negative or not an integer (JSON
+ * number text without sign, fraction or exponent that fits in 18 digits). */
 static int64_t member_int(const struct cmx_json_member *m, size_t n, const char *name)
 {
     const struct cmx_json_member *v = cmx_json_find(m, n, name);
     if (v == NULL || v->type != CMX_JSON_NUMBER || v->val_len == 0)
         return -1;
     const char *p = v->val, *e = v->val + v->val_len;
-    bool neg = *p == '-';
-    if (neg)
-        p++;
-    if (p == e || e - p > 18)
+    if (e - p > 18) /* a negative count is no count either */
         return -1;
     int64_t x = 0;
     for (; p < e; p++) {
@@ -209,7 +206,7 @@ static int64_t member_int(const struct cmx_json_member *m, size_t n, const char 
             return -1;
         x = x * 10 + (*p - '0');
     }
-    return neg ? -x : x;
+    return x;
 }
 
 /* member_int() of name inside the object member obj, or -1. */
@@ -243,6 +240,11 @@ int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u)
     u->cached_tokens = nested_int(m, n, "prompt_tokens_details", "cached_tokens");
     u->reasoning_tokens = nested_int(m, n, "completion_tokens_details", "reasoning_tokens");
     u->reported = u->prompt_tokens >= 0 || u->completion_tokens >= 0;
+    /* a count no request can reach is a corrupt report, not a bill: the request is then
+     * estimated (and flagged) like one without usage */
+    if (u->prompt_tokens > CMX_USAGE_MAX_TOKENS || u->completion_tokens > CMX_USAGE_MAX_TOKENS ||
+        u->cached_tokens > CMX_USAGE_MAX_TOKENS || u->reasoning_tokens > CMX_USAGE_MAX_TOKENS)
+        u->reported = false;
     return 0;
 }
 

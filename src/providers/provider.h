@@ -182,7 +182,12 @@ void cmx_openai_parse_error(int status, const struct cmx_http_header *h, size_t 
                             const char *body, size_t len, struct cmx_arena *a,
                             struct cmx_upstream_error *out);
 
-/* Parses an OpenAI "usage" object's text into u. 0 or CMX_EJSON. */
+/* More tokens than any one request can use: a usage report above it is corrupt. */
+#define CMX_USAGE_MAX_TOKENS 1000000000
+
+/* Parses an OpenAI "usage" object's text into u (absent or negative counts are -1; u->reported
+ * is false when neither prompt nor completion tokens are given, or when a count exceeds
+ * CMX_USAGE_MAX_TOKENS). 0 or CMX_EJSON. */
 int cmx_usage_parse(const char *json, size_t len, struct cmx_usage *u);
 
 /* What cmx_openai_chunk_filter() decided for one chunk. */

@@ -367,10 +367,26 @@ static void test_usage_parse(void **state)
     assert_int_equal(u.reasoning_tokens, -1);
     assert_true(u.reported);
 
-    /* 64-bit counts; a non-integer or absurd count is "not reported" (-1) */
-    u = usage_of("{\"prompt_tokens\":123456789012,\"completion_tokens\":1.5}", 0);
-    assert_int_equal(u.prompt_tokens, 123456789012LL);
+    /* counts up to CMX_USAGE_MAX_TOKENS; a non-integer or negative count is absent (-1) */
+    u = usage_of("{\"prompt_tokens\":1000000000,\"completion_tokens\":1.5}", 0);
+    assert_int_equal(u.prompt_tokens, CMX_USAGE_MAX_TOKENS);
     assert_int_equal(u.completion_tokens, -1);
+    assert_true(u.reported);
+    u = usage_of("{\"prompt_tokens\":-5,\"completion_tokens\":3}", 0);
+    assert_int_equal(u.prompt_tokens, -1);
+    assert_int_equal(u.completion_tokens, 3);
+    assert_true(u.reported);
+    u = usage_of("{\"prompt_tokens\":-5,\"completion_tokens\":-3}", 0);
+    assert_false(u.reported);
+    /* a count above it is a corrupt report: the whole usage is not taken (the request is
+     * estimated and flagged instead of billed ~10^15 tokens) */
+    u = usage_of("{\"prompt_tokens\":123456789012,\"completion_tokens\":7}", 0);
+    assert_int_equal(u.prompt_tokens, 123456789012LL);
+    assert_false(u.reported);
+    u = usage_of("{\"prompt_tokens\":5,\"completion_tokens\":7,"
+                 "\"completion_tokens_details\":{\"reasoning_tokens\":1000000001}}",
+                 0);
+    assert_false(u.reported);
     u = usage_of("{\"prompt_tokens\":1e3,\"completion_tokens\":\"5\","
                  "\"prompt_tokens_details\":{\"cached_tokens\":99999999999999999999}}",
                  0);
