@@ -321,9 +321,14 @@ static void admin_ledger(struct cmx_api_ctx *ctx, bool statement)
         statement
             ? cmx_ledger_statement(url, payee, period, CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err))
             : cmx_ledger_usage(url, period, by, CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err));
-    if (r == CMX_EINVAL)
-        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_query", NULL, "%s", err);
-    else if (r != 0)
+    if (r == CMX_EINVAL) {
+        /* the one parameter at fault: payee and period are checked first, by last */
+        const char *param = statement && (payee == NULL || *payee == '\0')    ? "payee"
+                            : period != NULL && !cmx_ledger_period_ok(period) ? "period"
+                            : statement                                       ? NULL
+                                                                              : "by";
+        cmx_api_error(ctx, 400, "invalid_request_error", "invalid_query", param, "%s", err);
+    } else if (r != 0)
         cmx_api_error(ctx, 503, "server_error", "ledger_unavailable", NULL,
                       "The ledger cannot be read right now.");
     else

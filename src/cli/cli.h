@@ -42,7 +42,8 @@ int cmx_cli_keys(int argc, char **argv);
 extern const char cmx_cli_keys_usage[]; /* its usage text */
 
 /* Reads "--name VALUE" / "--name=VALUE" at argv[*i] into *out (advancing *i past a separate
- * value): 1 when matched, 0 when argv[*i] is another argument, -1 when the value is missing. */
+ * value): 1 when matched, 0 when argv[*i] is another argument, -1 when the value is missing
+ * (nothing follows, or the next argument is an option: "--name=--x" passes such a value). */
 int cmx_cli_opt(int argc, char **argv, int *i, const char *name, const char **out);
 
 /* Usage text of the whole binary, and of one command (NULL when unknown). */

@@ -8,7 +8,8 @@ int cmx_cli_opt(int argc, char **argv, int *i, const char *name, const char **ou
     size_t n = strlen(name);
     const char *a = argv[*i];
     if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc)
+        /* "--period --config F": the value is missing, not "--config" */
+        if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0)
             return -1;
         *out = argv[++*i];
         return 1;

@@ -219,18 +219,22 @@ void *cmx_ledger_rows_grow(void *rows, size_t n, size_t *cap, size_t elem)
     return nr;
 }
 
-/* A statement's SQL (parameters p: payee, from_ms, to_ms) into q. */
+/* A statement's SQL (parameters p: payee, from_ms, to_ms) into q: a line per agreement
+ * version, term, rate and currency (a rate edited in place is a line of its own), with the
+ * term's cap as the config last stated it and everything accrued against it so far. */
+#define CAP_ROW                                                                                    \
+    " FROM caps c WHERE c.agreement = t.agreement AND c.payee = t.payee AND c.term = t.term"
 static void statement_sql(char *q, size_t cap, const char *const p[3])
 {
     snprintf(q, cap,
-             "SELECT t.agreement, t.term, MAX(t.rate_ppm), MAX(t.currency), SUM(a.base_micros),"
+             "SELECT t.agreement, t.term, t.rate_ppm, t.currency, SUM(a.base_micros),"
              " SUM(a.amount_micros), SUM(a.accrued_micros), SUM(a.over_cap_micros),"
-             " MAX(NULLIF(t.cap_micros, -1)), COUNT(*), (SELECT c.cap_micros - c.accrued_micros"
-             " FROM caps c WHERE c.agreement = t.agreement AND c.payee = t.payee"
-             " AND c.term = t.term)"
+             " CASE WHEN MAX(t.cap_micros) >= 0 THEN (SELECT c.cap_micros" CAP_ROW ") END,"
+             " COUNT(*), (SELECT c.accrued_micros" CAP_ROW ")"
              " FROM ledger_terms t JOIN ledger_accruals a ON a.term_id = t.id"
              " WHERE t.payee = %s AND a.ts_ms >= %s AND a.ts_ms < %s"
-             " GROUP BY t.agreement, t.payee, t.term ORDER BY t.agreement, t.term",
+             " GROUP BY t.agreement, t.payee, t.term, t.rate_ppm, t.currency"
+             " ORDER BY t.agreement, t.term, MIN(a.ts_ms)",
              p[0], p[1], p[2]);
 }
 

@@ -47,10 +47,17 @@ struct cmx_ledger_stmt_row {
     int64_t accrued_micros;          /* sum accrued */
     int64_t over_cap_micros;         /* sum over the cap */
     bool has_cap;                    /* capped term */
-    int64_t cap_micros;              /* the cap */
-    int64_t cap_remaining_micros;    /* cap - everything accrued so far (all periods) */
+    int64_t cap_micros;              /* the cap (as the config last stated it) */
+    int64_t cap_remaining_micros;    /* cap - everything accrued so far (all periods), >= 0 */
     int64_t requests;                /* accrual rows */
 };
+
+/* What a cap leaves once accrued has been accrued against it: never negative (a cap lowered
+ * in place below what was already accrued leaves nothing). */
+static inline int64_t cmx_ledger_cap_left(int64_t cap, int64_t accrued)
+{
+    return cap > accrued ? cap - accrued : 0;
+}
 
 /* One usage row: a group (or the total). */
 struct cmx_ledger_usage_row {

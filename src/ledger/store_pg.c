@@ -35,7 +35,8 @@ static const char *const sql[N_STMT] = {
     " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
     " ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES ($1,$2,$3,$4,0)"
-    " ON CONFLICT (agreement, payee, term) DO NOTHING",
+    " ON CONFLICT (agreement, payee, term) DO UPDATE SET cap_micros = excluded.cap_micros"
+    " WHERE caps.cap_micros <> excluded.cap_micros",
     "SELECT accrued_micros FROM caps WHERE agreement = $1 AND payee = $2 AND term = $3"
     " FOR UPDATE",
     "UPDATE caps SET accrued_micros = accrued_micros + $1 WHERE agreement = $2 AND payee = $3"
@@ -437,7 +438,7 @@ static int pg_statement(struct cmx_ledger_store *base, const char *payee, const 
         w->has_cap = !PQgetisnull(r, k, 8);
         w->cap_micros = num(r, k, 8);
         w->requests = num(r, k, 9);
-        w->cap_remaining_micros = num(r, k, 10);
+        w->cap_remaining_micros = cmx_ledger_cap_left(w->cap_micros, num(r, k, 10));
     }
     PQclear(r);
     out->rows = rows;

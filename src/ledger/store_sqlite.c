@@ -42,7 +42,8 @@ static const char *const sql[INS_USAGE_N] = {
     " revenue_micros, cost_micros, tenant, key_id)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id) DO NOTHING",
     "INSERT INTO caps (agreement, payee, term, cap_micros, accrued_micros) VALUES (?,?,?,?,0)"
-    " ON CONFLICT (agreement, payee, term) DO NOTHING",
+    " ON CONFLICT (agreement, payee, term) DO UPDATE SET cap_micros = excluded.cap_micros"
+    " WHERE caps.cap_micros <> excluded.cap_micros",
     "SELECT accrued_micros FROM caps WHERE agreement = ? AND payee = ? AND term = ?",
     "UPDATE caps SET accrued_micros = accrued_micros + ? WHERE agreement = ? AND payee = ?"
     " AND term = ?",
@@ -586,7 +587,7 @@ static int fill_stmt_row(sqlite3_stmt *st, void *row)
     w->has_cap = sqlite3_column_type(st, 8) != SQLITE_NULL;
     w->cap_micros = sqlite3_column_int64(st, 8);
     w->requests = sqlite3_column_int64(st, 9);
-    w->cap_remaining_micros = sqlite3_column_int64(st, 10);
+    w->cap_remaining_micros = cmx_ledger_cap_left(w->cap_micros, sqlite3_column_int64(st, 10));
     return 0;
 }
 

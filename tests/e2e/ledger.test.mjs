@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { startStack } from './lib/stack.mjs';
 import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { runCloudmux, toYAML } from './lib/gateway.mjs';
 import { waitUntil } from '../sim/openai-sim.mjs';
 import {
@@ -107,7 +108,20 @@ test('statement and usage equal an independent computation (stream and not, cach
     assert.equal(adm.status, 200);
     const admStmt = await adm.json();
     const admUsage = await (await fetch(`${st.url}/admin/v1/usage?period=${PERIOD}&by=cloud`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
-    assert.equal((await fetch(`${st.url}/admin/v1/statements?payee=microsoft&period=2026-13`, { headers: { authorization: `Bearer ${ADMIN}` } })).status, 400);
+    // a bad query names its parameter (OpenAI's error shape)
+    const bad = async (path) => {
+      const r = await fetch(`${st.url}${path}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      assert.equal(r.status, 400, path);
+      const { error } = await r.json();
+      assert.equal(error.code, 'invalid_query', path);
+      assert.equal(error.type, 'invalid_request_error', path);
+      return error.param;
+    };
+    assert.equal(await bad('/admin/v1/statements?payee=microsoft&period=2026-13'), 'period');
+    assert.equal(await bad('/admin/v1/statements?payee=microsoft&period=2026-02-30'), 'period');
+    assert.equal(await bad('/admin/v1/statements?period=2026-11'), 'payee');
+    assert.equal(await bad('/admin/v1/statements?payee=&period=2026-11'), 'payee');
+    assert.equal(await bad('/admin/v1/usage?period=2026-11&by=hash'), 'by');
     assert.equal((await fetch(`${st.url}/admin/v1/statements?payee=microsoft`)).status, 401);
 
     assert.equal(await st.gw.stop('SIGTERM'), 0);
@@ -395,6 +409,17 @@ test('ledger: off meters nothing; bad arguments are usage errors', T, async () =
     const bad = await runCloudmux(['ledger', 'statement', '--config', st.gw.configFile], { env: st.env });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--payee/);
+    // an option without its value does not take the next option as one
+    const noValue = await runCloudmux(['ledger', 'usage', '--period', '--config', st.gw.configFile], { env: st.env });
+    assert.equal(noValue.code, 2);
+    assert.match(noValue.stderr, /--period needs a value/);
+    // a report never creates a ledger: a wrong path is an error, not "no usage"
+    const elsewhere = join(dirname(st.gw.configFile), 'other.yaml');
+    await writeFile(elsewhere, toYAML({ ...st.config, ledger: 'sqlite://nowhere.db' }));
+    const missing = await runCloudmux(['ledger', 'usage', '--config', elsewhere], { env: st.env });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no ledger at .*nowhere\.db/);
+    assert.equal(existsSync(join(dirname(st.gw.configFile), 'nowhere.db')), false);
   } finally {
     await st.close();
   }

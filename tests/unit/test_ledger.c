@@ -344,6 +344,19 @@ static void test_prepare_until_boundary(void **state)
     r = prep(cfg, "gpt-5", 0, "2025-12-31T23:59:59.999Z", &u);
     assert_int_equal(r->n_acc, 0);
     free(r);
+    /* usage without details (cached / reasoning absent: -1) records them as 0, not -1 */
+    struct cmx_usage bare = {.prompt_tokens = 10,
+                             .completion_tokens = 5,
+                             .cached_tokens = -1,
+                             .reasoning_tokens = -1,
+                             .reported = true};
+    r = prep(cfg, "gpt-5", 0, "2026-11-05T00:00:00Z", &bare);
+    assert_false(r->estimated);
+    assert_int_equal(r->prompt_tokens, 10);
+    assert_int_equal(r->completion_tokens, 5);
+    assert_int_equal(r->cached_tokens, 0);
+    assert_int_equal(r->reasoning_tokens, 0);
+    free(r);
     /* no usage reported: estimated from bytes (4 a token), flagged */
     struct cmx_usage none = {0};
     r = prep(cfg, "gpt-5", 0, "2026-11-05T00:00:00Z", &none);
@@ -472,6 +485,79 @@ static void test_sqlite_caps_and_replay(void **state)
     snprintf(dir, sizeof(dir), "%s", url + 9);
     *strrchr(dir, '/') = '\0';
     rm_rf(dir);
+}
+
+/* A cap edited in place (the same agreement version and term) applies from the next request;
+ * the statement shows it as the config last stated it, and what it leaves is never negative
+ * (lowered below what was already accrued: 0). A rate edited in place is a line of its own. */
+static void test_sqlite_cap_edited(void **state)
+{
+    (void)state;
+    char url[256], err[256];
+    struct cmx_ledger_store *s;
+    tmpdb(url, sizeof(url));
+    assert_int_equal(cmx_ledger_store_open(url, &s, err, sizeof(err)), 0);
+    struct cmx_ledger_rows rows;
+    struct {
+        int64_t cap, rate_ppm, accrued, over, shown_cap, left;
+    } steps[] = {
+        {1000, 200000, 400, 0, 1000, 600},  /* 400 of 1000 */
+        {600, 200000, 200, 200, 600, 0},    /* lowered to 600: 200 fit, 200 over */
+        {2000, 200000, 400, 0, 2000, 1000}, /* raised: 1000 accrued of 2000 */
+        {500, 200000, 0, 400, 500, 0},      /* below what was accrued: all over, 0 left */
+    };
+    int64_t acc = 0, over = 0;
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "c%d", i);
+        struct cmx_ledger_rec *r = mkrec(id, "2026-11-03", 2000, 400, true, steps[i].cap);
+        r->ts_ms += i;
+        assert_int_equal(s->ops->write(s, &r, 1, false), 0);
+        free(r);
+        acc += steps[i].accrued;
+        over += steps[i].over;
+        assert_int_equal(s->ops->statement(s, "ms", "2026-11", &rows, err, sizeof(err)), 0);
+        assert_int_equal(rows.n, 1);
+        struct cmx_ledger_stmt_row *w = rows.rows;
+        assert_int_equal(w->accrued_micros, acc);
+        assert_int_equal(w->over_cap_micros, over);
+        assert_true(w->has_cap);
+        assert_int_equal(w->cap_micros, steps[i].shown_cap);
+        assert_int_equal(w->cap_remaining_micros, steps[i].left);
+        free(rows.rows);
+    }
+    /* the rate edited in place (0.2 -> 0.3, same cap): a second line, same cap */
+    struct cmx_ledger_rec *r = mkrec("c4", "2026-11-04", 2000, 600, true, 500);
+    r->acc[0].rate_ppm = 300000;
+    assert_int_equal(s->ops->write(s, &r, 1, false), 0);
+    free(r);
+    assert_int_equal(s->ops->statement(s, "ms", "2026-11", &rows, err, sizeof(err)), 0);
+    assert_int_equal(rows.n, 2);
+    struct cmx_ledger_stmt_row *w = rows.rows;
+    assert_int_equal(w[0].rate_ppm, 200000);
+    assert_int_equal(w[0].requests, 4);
+    assert_int_equal(w[1].rate_ppm, 300000);
+    assert_int_equal(w[1].requests, 1);
+    assert_int_equal(w[1].amount_micros, 600);
+    assert_int_equal(w[1].over_cap_micros, 600);
+    assert_int_equal(w[1].cap_remaining_micros, 0);
+    free(rows.rows);
+    s->ops->close(s);
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", url + 9);
+    *strrchr(dir, '/') = '\0';
+    rm_rf(dir);
+    /* a report on a ledger that is not there is an error, and creates nothing */
+    struct cmx_buf b;
+    cmx_buf_init(&b, 1 << 20);
+    assert_int_equal(
+        cmx_ledger_usage(url, NULL, NULL, CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err)), CMX_EIO);
+    assert_non_null(strstr(err, "no ledger at"));
+    assert_int_equal(
+        cmx_ledger_statement(url, "ms", NULL, CMX_LEDGER_FORMAT_JSON, &b, err, sizeof(err)),
+        CMX_EIO);
+    assert_int_not_equal(access(dir, F_OK), 0);
+    cmx_buf_free(&b);
 }
 
 /* Grouped (multi-row) inserts give the same rows as one record per INSERT: a cap crossed in
@@ -754,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_prepare_base_matching),
         cmocka_unit_test(test_prepare_until_boundary),
         cmocka_unit_test(test_sqlite_caps_and_replay),
+        cmocka_unit_test(test_sqlite_cap_edited),
         cmocka_unit_test(test_sqlite_grouped_equals_single),
         cmocka_unit_test(test_dim_key_span),
         cmocka_unit_test(test_sqlite_ids_after_rollback),
