@@ -1,7 +1,8 @@
 /* libFuzzer: the OpenAI chunk filter, the generated-text count and the request rewrite on
  * arbitrary bytes. The first byte picks options; the rest is the chunk / body. Whatever the
  * filter emits for valid JSON input must still be valid JSON; the choices span it reports
- * lies inside the input; the text count never exceeds what it reads (valid or not). */
+ * lies inside the input; the text count never exceeds what it reads (valid or not); any bytes
+ * JSON-escaped make a valid JSON string. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
         }
     }
+    /* any bytes escaped and quoted are a valid JSON string */
+    cmx_buf_init(&b, 1u << 24);
+    if (cmx_buf_puts(&b, "\"") == 0 && cmx_buf_json_escape(&b, json, len) == 0 &&
+        cmx_buf_puts(&b, "\"") == 0 &&
+        (cmx_json_scan(b.data, b.len, &top, NULL, 0, NULL) != 0 || top != CMX_JSON_STRING))
+        __builtin_trap();
     cmx_buf_free(&b);
     if (cmx_openai_text_bytes(json, len) > len)
         __builtin_trap();

@@ -1,5 +1,6 @@
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/json_scan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,14 @@ int cmx_buf_json_escape(struct cmx_buf *b, const char *s, size_t n)
             if (c < 0x20) {
                 u[0] = '\\', u[1] = 'u', u[2] = '0', u[3] = '0', u[4] = hex[c >> 4];
                 u[5] = hex[c & 15];
+            } else if (c >= 0x80) {
+                const unsigned char *q = (const unsigned char *)s + i;
+                const unsigned char *next = cmx_utf8_seq(q, (const unsigned char *)s + n);
+                if (next != NULL) {
+                    i += (size_t)(next - q) - 1; /* a whole valid sequence, as is */
+                    continue;
+                }
+                esc = "\\ufffd"; /* a byte that is not UTF-8: JSON text must be */
             }
         }
         if (esc == NULL && c >= 0x20)

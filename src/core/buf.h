@@ -41,7 +41,8 @@ int cmx_buf_printf(struct cmx_buf *b, const char *fmt, ...) __attribute__((forma
 int cmx_buf_vprintf(struct cmx_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
-/* Appends s as the body of a JSON string (escaped, without the quotes). */
+/* Appends s as the body of a JSON string (escaped, without the quotes). A byte that is not
+ * part of a valid UTF-8 sequence becomes \ufffd, so the result is always valid JSON text. */
 int cmx_buf_json_escape(struct cmx_buf *b, const char *s, size_t n);
 
 /* Makes room for at least n more bytes; returns a pointer to them or NULL (too big / no

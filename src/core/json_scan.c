@@ -80,9 +80,7 @@ static inline const unsigned char *skip_plain(const unsigned char *p, const unsi
     return p;
 }
 
-/* Checks one UTF-8 sequence starting at p (*p >= 0x80) per RFC 3629: no overlongs, no
- * UTF-16 surrogates, nothing above U+10FFFF. Returns the byte after it or NULL. */
-static const unsigned char *utf8_seq(const unsigned char *p, const unsigned char *end)
+const unsigned char *cmx_utf8_seq(const unsigned char *p, const unsigned char *end)
 {
     unsigned c = p[0];
     size_t left = (size_t)(end - p);
@@ -162,7 +160,7 @@ static inline const unsigned char *scan_string_esc(const unsigned char *p, const
         } else if (c >= 0x80) {
             /* Non-Latin text is mostly multi-byte runs: stay here for the whole run. */
             do {
-                p = utf8_seq(p, end);
+                p = cmx_utf8_seq(p, end);
                 if (p == NULL)
                     return NULL;
             } while (p < end && *p >= 0x80);
@@ -512,7 +510,7 @@ int cmx_json_string_decode(const char *raw, size_t len, char *out, size_t *out_l
                 return CMX_EJSON;
             o += k;
         } else if (*p >= 0x80) {
-            q = utf8_seq(p, end);
+            q = cmx_utf8_seq(p, end);
             if (q == NULL)
                 return CMX_EJSON;
             memcpy(o, p, (size_t)(q - p));

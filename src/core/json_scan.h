@@ -74,6 +74,11 @@ const struct cmx_json_member *cmx_json_find(const struct cmx_json_member *member
 /* Counts members whose decoded key equals name (to reject duplicates of keys we rewrite). */
 size_t cmx_json_count(const struct cmx_json_member *members, size_t n, const char *name);
 
+/* Checks one UTF-8 sequence starting at p (*p >= 0x80, p < end) per RFC 3629: no overlongs,
+ * no UTF-16 surrogates, nothing above U+10FFFF. Returns the byte after it, or NULL when it is
+ * not valid UTF-8. Thread: any. */
+const unsigned char *cmx_utf8_seq(const unsigned char *p, const unsigned char *end);
+
 /* Decodes the raw text of a JSON string (without quotes, as in cmx_json_member.key or the
  * inside of a string value) into UTF-8. out must have room for len+1 bytes; the result is
  * NUL-terminated; *out_len gets its length. Returns 0 or CMX_EJSON. A lone or mismatched

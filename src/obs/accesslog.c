@@ -1,4 +1,5 @@
 #include "obs/accesslog.h"
+#include "core/json_scan.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -27,7 +28,8 @@ static size_t str_room(const char *v, size_t *len)
 
 #define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) + sizeof(lit) - 1)
 
-/* Writes v (len bytes) as a JSON string, or null. */
+/* Writes v (len bytes) as a JSON string, or null; a byte that is not UTF-8 (a raw byte in a
+ * client's URL) becomes \ufffd, so that every line stays valid JSON. */
 static char *put_str(char *o, const char *v, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -36,6 +38,18 @@ static char *put_str(char *o, const char *v, size_t len)
     *o++ = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
+        if (c >= 0x80) {
+            const unsigned char *q = (const unsigned char *)v + i;
+            const unsigned char *next = cmx_utf8_seq(q, (const unsigned char *)v + len);
+            if (next == NULL) {
+                o = PUT_LIT(o, "\\ufffd");
+                continue;
+            }
+            memcpy(o, q, (size_t)(next - q));
+            o += next - q;
+            i += (size_t)(next - q) - 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\') {
             *o++ = (char)c;
             continue;

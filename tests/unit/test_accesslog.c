@@ -83,6 +83,14 @@ static void test_lines(void **state)
     assert_non_null(strstr(t, ",\"error\":\"client_closed\",\"tenant\":\"acme\","
                               "\"key_id\":\"key_0123456789abcdef\"}\n"));
 
+    /* a client's raw bytes in the path: valid UTF-8 kept as is, anything else U+FFFD, so the
+     * line stays valid JSON (a cut sequence, a stray continuation byte, an overlong, 0xff) */
+    e.tenant = e.key_id = NULL;
+    e.path = "/v1/models/caf\xc3\xa9-\xe2\x82\xac|\xc3|\x80|\xc0\xaf|\xff\xfe|\xf0\x9f\x98\x80";
+    t = line_of(&l, f, &e);
+    assert_non_null(strstr(t, "\"path\":\"/v1/models/caf\xc3\xa9-\xe2\x82\xac|\\ufffd|\\ufffd|"
+                              "\\ufffd\\ufffd|\\ufffd\\ufffd|\xf0\x9f\x98\x80\","));
+
     /* disabled: nothing */
     cmx_accesslog_free(&l);
     cmx_accesslog_init(&l, fileno(f), false);

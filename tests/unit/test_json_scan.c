@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/json_scan.h"
 
@@ -636,6 +637,42 @@ static void test_recorded_documents(void **state)
     assert_true(docs > 100);
 }
 
+/* cmx_buf_json_escape: whatever the bytes, the result quoted is a valid JSON string, valid
+ * UTF-8 kept as is, every byte outside a valid sequence decoded back as U+FFFD. */
+static void test_escape_any_bytes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *decoded;
+    } cases[] = {
+        {"plain \"q\" \\ \n\t\x01", "plain \"q\" \\ \n\t\x01"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"\xff", "\xef\xbf\xbd"},                                 /* never UTF-8 */
+        {"a\xc3", "a\xef\xbf\xbd"},                               /* cut at the end */
+        {"\xc3(", "\xef\xbf\xbd("},                               /* bad continuation */
+        {"\x80\xbf", "\xef\xbf\xbd\xef\xbf\xbd"},                 /* stray continuations */
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong '/' */
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a UTF-16 surrogate */
+        {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cmx_buf b;
+        cmx_buf_init(&b, 1 << 16);
+        assert_int_equal(cmx_buf_puts(&b, "\""), 0);
+        assert_int_equal(cmx_buf_json_escape(&b, cases[i].in, strlen(cases[i].in)), 0);
+        assert_int_equal(cmx_buf_puts(&b, "\""), 0);
+        enum cmx_json_type top;
+        assert_int_equal(cmx_json_scan(b.data, b.len, &top, NULL, 0, NULL), 0);
+        assert_int_equal(top, CMX_JSON_STRING);
+        char out[256];
+        size_t n;
+        assert_int_equal(cmx_json_string_decode(b.data + 1, b.len - 2, out, &n), 0);
+        assert_int_equal(n, strlen(cases[i].decoded));
+        assert_memory_equal(out, cases[i].decoded, n);
+        cmx_buf_free(&b);
+    }
+}
+
 static void test_scan_str_helper(void **state)
 {
     (void)state;
@@ -647,6 +684,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_table),
+        cmocka_unit_test(test_escape_any_bytes),
         cmocka_unit_test(test_invalid_table),
         cmocka_unit_test(test_exact_length_and_prefixes),
         cmocka_unit_test(test_top_types),
