@@ -500,6 +500,7 @@ static void send_inband_error(struct proxy *p, int err)
                        err == CMX_ETIMEOUT ? "upstream_timeout" : "upstream_stream_error", NULL);
     write_event(p, b.data, b.len);
     cmx_buf_free(&b);
+    p->inband_error = true; /* no [DONE] after it: the stream did not complete */
     p->ctx->log.error = err == CMX_ETIMEOUT ? "upstream_timeout" : "upstream_stream_error";
 }
 

@@ -323,8 +323,9 @@ test('a bad CRC or a dropped connection mid-stream is an upstream error in-band'
     br.enqueue(b);
     const r = await postJSON(gw.url, '/v1/chat/completions', { model: 'claude', stream: true, messages: [{ role: 'user', content: 'one two three four' }] });
     const text = await r.text();
-    // the gateway's own mid-stream error event (then [DONE], as for every provider)
-    const events = text.split('\n\n').filter((e) => e && e !== 'data: [DONE]');
+    // the gateway's own mid-stream error event ends the stream (no [DONE], as for every provider)
+    assert.ok(!text.includes('[DONE]'), text);
+    const events = text.split('\n\n').filter(Boolean);
     const last = JSON.parse(events[events.length - 1].slice(6));
     assert.equal(last.error.type, 'server_error', `${JSON.stringify(b)}: ${text}`);
     assert.equal(last.error.code, 'upstream_stream_error');
