@@ -572,33 +572,40 @@ static int on_data(void *ud, const char *data, size_t len)
 /* A complete, successful non-streamed answer. */
 static void relay_body(struct proxy *p)
 {
-    end_attempt(p, p->status, 0);
     const char *body = p->body.data ? p->body.data : "";
     size_t len = p->body.len;
     struct cmx_buf translated;
     cmx_buf_init(&translated, MAX_RESPONSE_BODY);
+    bool bad = false;
     if (p->ops->translate != NULL && !p->fanned) {
-        if (p->ops->translate(p->dep, &p->cr, body, len, &p->req->arena, &translated) != 0) {
-            cmx_buf_free(&translated);
-            p->last_status = 0;
-            p->last_err = CMX_EUPSTREAM;
-            release_attempt(p);
-            fail_final(p);
-            return;
-        }
+        bad = p->ops->translate(p->dep, &p->cr, body, len, &p->req->arena, &translated) != 0;
         body = translated.data;
         len = translated.len;
     }
     struct cmx_chunk_result res;
-    if (cmx_openai_chunk_filter(body, len, true,
-                                p->cr.ep == CMX_EP_CHAT ? "chat.completion" : "list",
-                                p->ctx->request_id, p->created, &p->usage, &p->fixed, &res) == 0 &&
-        p->cr.ep == CMX_EP_CHAT) {
-        body = res.data;
-        len = res.len;
-        if (!p->usage.reported && res.choices != NULL)
-            p->text_bytes = cmx_openai_text_bytes(res.choices, res.choices_len);
+    if (!bad && cmx_openai_chunk_filter(
+                    body, len, true, p->cr.ep == CMX_EP_CHAT ? "chat.completion" : "list",
+                    p->ctx->request_id, p->created, &p->usage, &p->fixed, &res) == 0) {
+        bad = res.invalid;
+        if (!bad && p->cr.ep == CMX_EP_CHAT) {
+            body = res.data;
+            len = res.len;
+            if (!p->usage.reported && res.choices != NULL)
+                p->text_bytes = cmx_openai_text_bytes(res.choices, res.choices_len);
+        }
     }
+    if (bad) {
+        /* a 2xx whose body is no answer (not JSON, empty, untranslatable): the attempt
+         * failed, and another deployment may take it */
+        cmx_log(CMX_LOG_WARN, "request %s: provider %s answered %d with no valid body",
+                p->ctx->request_id, p->dep->provider->name, p->status);
+        cmx_buf_free(&translated);
+        p->last_status = 0;
+        p->last_err = CMX_EUPSTREAM;
+        attempt_failed(p);
+        return;
+    }
+    end_attempt(p, p->status, 0);
     fill_log(p);
     set_result_headers(p);
     meter(p, 200, false);
@@ -668,6 +675,17 @@ static void on_done(void *ud, int err, bool first_byte)
 /* An error answer from the upstream (status and body in p). */
 static void upstream_error_answer(struct proxy *p)
 {
+    if (p->status < 400) {
+        /* a redirect (or another answer that is neither a result nor an error): an API
+         * endpoint never answers so, and it is not relayed (its Location is not the client's
+         * business): a failed attempt, which another deployment may take */
+        cmx_log(CMX_LOG_WARN, "request %s: provider %s answered %d: check its base_url",
+                p->ctx->request_id, p->dep->provider->name, p->status);
+        p->last_status = 0;
+        p->last_err = CMX_EREDIRECT;
+        attempt_failed(p);
+        return;
+    }
     p->last_status = p->status;
     p->last_err = 0;
     p->ops->parse_error(p->status, p->resp_h, p->resp_nh, p->body.data ? p->body.data : "",

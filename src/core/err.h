@@ -16,6 +16,7 @@
     XX(TLS, "TLS handshake with upstream failed")                                                  \
     XX(TIMEOUT, "upstream timed out")                                                              \
     XX(UPSTREAM, "upstream protocol error")                                                        \
+    XX(REDIRECT, "upstream answered with a redirect (check its base_url)")                         \
     XX(RESET, "upstream connection reset")                                                         \
     XX(CANCELED, "canceled")                                                                       \
     XX(AUTH, "could not obtain an access token for the upstream")                                  \

@@ -136,6 +136,8 @@ const char *cmx_http_reason(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
     case 422:
         return "Unprocessable Entity";
     case 424:
@@ -159,7 +161,10 @@ const char *cmx_http_reason(int status)
     case 529:
         return "Site Overloaded";
     default:
-        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirection"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }
 

@@ -401,8 +401,11 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
     struct cmx_json_member m[MAX_CHUNK_MEMBERS];
     size_t n = 0;
     enum cmx_json_type top;
-    if (cmx_json_scan(json, len, &top, m, MAX_CHUNK_MEMBERS, &n) != 0 || top != CMX_JSON_OBJECT)
-        return 0; /* not ours to judge: relay as is */
+    int rc = cmx_json_scan(json, len, &top, m, MAX_CHUNK_MEMBERS, &n);
+    if (rc != 0 || top != CMX_JSON_OBJECT) {
+        res->invalid = rc == CMX_EJSON || top != CMX_JSON_OBJECT;
+        return 0; /* the caller judges: a stream relays it as is */
+    }
     /* the members that matter, in one pass (the last of duplicates, as cmx_json_find) */
     const struct cmx_json_member *choices = NULL, *error = NULL;
     bool has_id = false, has_obj = false, has_created = false;

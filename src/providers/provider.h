@@ -197,6 +197,7 @@ struct cmx_chunk_result {
     bool drop;           /* send nothing (the usage-only chunk the client did not ask for) */
     bool done;           /* it was the [DONE] sentinel (not to be sent: the caller ends) */
     bool error;          /* it was an in-band error event */
+    bool invalid;        /* not a JSON object (invalid JSON or another value): passed untouched */
     const char *choices; /* raw "choices" value (points into the input), NULL when absent */
     size_t choices_len;
 };
@@ -205,7 +206,7 @@ struct cmx_chunk_result {
  * "chat.completion"): records usage into *u when present, removes "usage" when keep_usage
  * is false (dropping a chunk that only carries usage), and fills in a missing id
  * ("chatcmpl-" + fallback_id), object and created. Text that is not a JSON object passes
- * untouched. scratch receives rewritten text. 0 or CMX_ENOMEM. */
+ * untouched (res->invalid). scratch receives rewritten text. 0 or CMX_ENOMEM. */
 int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const char *object,
                             const char *fallback_id, uint64_t created, struct cmx_usage *u,
                             struct cmx_buf *scratch, struct cmx_chunk_result *res);

@@ -175,6 +175,18 @@ describe('single attempt (routing.max_attempts: 1)', () => {
     assert.ok(performance.now() - t0 < 3000);
   });
 
+  test('an upstream redirect -> 502 that says so, never the 3xx or its Location', T, async () => {
+    st.sims.oa.enqueue({ status: 302, headers: { location: 'https://elsewhere.example/' } });
+    const r = await postJSON(st.url, '/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(r.status, 502);
+    assert.equal(r.headers.get('location'), null);
+    const j = await r.json();
+    assertErrorShape(j, { type: 'server_error' });
+    assert.match(j.error.message, /redirect \(check its base_url\)/);
+    const metrics = await (await fetch(`${st.url}/metrics`)).text();
+    assert.match(metrics, /cloudmux_upstream_attempts_total\{[^}]*provider="oa"[^}]*outcome="error"\} [1-9]/);
+  });
+
   test('slow upstream, first_byte_timeout_ms 300 -> 504 upstream_timeout within ~1 s', T, async () => {
     st.sims.oa.enqueue({ delayMs: 5000 });
     const t0 = performance.now();
@@ -329,6 +341,24 @@ describe('failover (routing.max_attempts: 3)', () => {
       assert.equal(st.sims.secondary.requests.length, 1);
       assert.equal(st.sims.secondary.lastRequest.json.model, 'gpt-4o');
       assert.equal(st.sims.secondary.lastRequest.headers.authorization, 'Bearer sk-secondary-SECRET-1234');
+    });
+  }
+
+  // answers that are neither a result nor an error: failed attempts (an API endpoint never
+  // redirects, and a 2xx must carry a JSON answer), never relayed as they are
+  for (const [what, b] of [
+    ['a 307 redirect', { status: 307, headers: { location: 'https://elsewhere.example/v1/chat/completions' } }],
+    ['a 301 redirect', { status: 301, headers: { location: 'https://elsewhere.example/' }, body: '' }],
+    ['a 200 whose body is not JSON', { status: 200, body: 'not json at all' }],
+    ['a 200 with an empty body', { status: 200, body: '' }],
+  ]) {
+    test(`${what} on the first deployment -> served by the second, attempts 2`, T, async () => {
+      st.sims.primary.enqueue(b);
+      const { data, response } = await ask();
+      assert.equal(data.choices[0].message.content, 'echo: fail over');
+      assert.equal(response.headers.get('x-cloudmux-provider'), 'secondary');
+      assert.equal(response.headers.get('x-cloudmux-attempts'), '2');
+      assert.equal(response.headers.get('location'), null);
     });
   }
 
