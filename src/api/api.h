@@ -20,6 +20,11 @@ struct cmx_admit_quota;
 /* The HTTP handler of every worker (ud is the struct cmx_worker). */
 void cmx_api_handle(struct cmx_http_req *req, void *ud);
 
+/* The worker's answer to a request its HTTP server refused (cmx_http_reject_cb): the same
+ * OpenAI-shaped error, with an x-request-id, an access-log line and the request metrics. */
+void cmx_api_reject(struct cmx_http_req *req, int status, const char *code, const char *message,
+                    void *ud);
+
 /* Who a request runs as. */
 struct cmx_api_caller {
     struct cmx_key_set *keys;            /* key snapshot used (a reference), or NULL */

@@ -359,14 +359,13 @@ static bool admin_allowed(struct cmx_api_ctx *ctx)
     return false;
 }
 
-void cmx_api_handle(struct cmx_http_req *req, void *ud)
+/* The request's context in its arena: config snapshot, request id (and its header), log
+ * defaults; counted in flight until it is logged. NULL when out of memory. */
+static struct cmx_api_ctx *ctx_new(struct cmx_http_req *req, struct cmx_worker *w)
 {
-    struct cmx_worker *w = ud;
     struct cmx_api_ctx *ctx = cmx_arena_calloc(&req->arena, sizeof(*ctx));
-    if (ctx == NULL) {
-        cmx_http_respond(req, 500, NULL, NULL, 0);
-        return;
-    }
+    if (ctx == NULL)
+        return NULL;
     ctx->req = req;
     ctx->w = w;
     ctx->cfg = cmx_config_ref(w->cfg);
@@ -378,6 +377,28 @@ void cmx_api_handle(struct cmx_http_req *req, void *ud)
     cmx_http_add_header(req, "x-request-id", ctx->request_id);
     req->data = ctx;
     atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
+    return ctx;
+}
+
+void cmx_api_reject(struct cmx_http_req *req, int status, const char *code, const char *message,
+                    void *ud)
+{
+    struct cmx_api_ctx *ctx = ctx_new(req, ud);
+    if (ctx == NULL) {
+        cmx_http_respond(req, status, NULL, NULL, 0);
+        return;
+    }
+    cmx_api_error(ctx, status, "invalid_request_error", code, NULL, "%s", message);
+}
+
+void cmx_api_handle(struct cmx_http_req *req, void *ud)
+{
+    struct cmx_worker *w = ud;
+    struct cmx_api_ctx *ctx = ctx_new(req, w);
+    if (ctx == NULL) {
+        cmx_http_respond(req, 500, NULL, NULL, 0);
+        return;
+    }
 
     enum cmx_http_method m = req->method;
     bool get = m == CMX_HTTP_GET || m == CMX_HTTP_HEAD;

@@ -42,6 +42,13 @@ struct cmx_http_req;
  * with cmx_http_respond() or cmx_http_stream_start()/..._end(), now or later. */
 typedef void (*cmx_http_handler_cb)(struct cmx_http_req *req, void *ud);
 
+/* Called instead of the handler for a request the server itself refuses (413, 431, 417, 408,
+ * 400 invalid_http: code and message say why; the request's method, path and headers hold
+ * what was read). It must answer with cmx_http_respond() at once; the connection closes
+ * after it. */
+typedef void (*cmx_http_reject_cb)(struct cmx_http_req *req, int status, const char *code,
+                                   const char *message, void *ud);
+
 /* Called when the client went away (or the server is forced down) before the answer was
  * finished. After it returns the request is gone: the handler must drop every reference to
  * it and cancel what it started for it. */
@@ -90,6 +97,10 @@ struct cmx_http_limits {
 int cmx_http_server_start(uv_loop_t *loop, const char *host, int port,
                           const struct cmx_http_limits *limits, cmx_http_handler_cb handler,
                           void *ud, struct cmx_http_server **out);
+
+/* Routes the server's own refusals to reject (with the server's ud) instead of its built-in
+ * OpenAI-shaped answer, so that they are logged and counted like every other request. */
+void cmx_http_server_on_reject(struct cmx_http_server *s, cmx_http_reject_cb reject);
 
 /* Starts a graceful stop: closes the listener, closes idle connections, and lets every
  * in-flight request finish (their connections close after the answer). done_cb runs once

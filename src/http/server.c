@@ -70,6 +70,7 @@ struct cmx_http_server {
     uv_tcp_t listener;
     struct cmx_http_limits limits;
     cmx_http_handler_cb handler;
+    cmx_http_reject_cb reject; /* the server's own refusals, or NULL */
     void *ud;
     struct cmx_http_conn *conns; /* every open connection */
     size_t n_conns;
@@ -493,6 +494,11 @@ static void server_error(struct cmx_http_conn *c, int status, const char *code, 
     if (!c->req_active) {
         c->req_active = true;
         c->srv->inflight++;
+    }
+    c->req.keep_alive = false;
+    if (c->srv->reject != NULL) {
+        c->srv->reject(&c->req, status, code, msg, c->srv->ud);
+        return;
     }
     char body[512];
     int n = snprintf(body, sizeof(body),
@@ -1028,6 +1034,11 @@ static void close_listener(struct cmx_http_server *s)
 {
     if (s->listening && !uv_is_closing((uv_handle_t *)&s->listener))
         uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
+}
+
+void cmx_http_server_on_reject(struct cmx_http_server *s, cmx_http_reject_cb reject)
+{
+    s->reject = reject;
 }
 
 void cmx_http_server_drain(struct cmx_http_server *s, void (*done_cb)(void *), void *arg)

@@ -144,6 +144,8 @@ int cmx_worker_start(struct cmx_worker *w, struct cmx_runtime *rt, int id, struc
         };
         r = cmx_http_server_start(&w->loop, rt->listen_host, rt->listen_port, &lim, cmx_api_handle,
                                   w, &w->http);
+        if (r == 0)
+            cmx_http_server_on_reject(w->http, cmx_api_reject);
     }
     if (r != 0) {
         w->http = NULL;

@@ -75,9 +75,16 @@ describe('single attempt (routing.max_attempts: 1)', () => {
 
   test('body over server.max_body_bytes -> 413 request_too_large', T, async () => {
     const big = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x'.repeat(8000) }] });
-    const r = await postJSON(st.url, '/v1/chat/completions', big);
+    const r = await postJSON(st.url, '/v1/chat/completions', big, { 'x-request-id': 'too-big-1' });
     assert.equal(r.status, 413);
     assertErrorShape(await r.json(), { code: 'request_too_large' });
+    // refused by the HTTP server itself, yet a request like any other: its id, an access-log
+    // line, the request metrics
+    assert.equal(r.headers.get('x-request-id'), 'too-big-1');
+    const line = await st.gw.waitForLog((l) => l.request_id === 'too-big-1');
+    assert.deepEqual([line.status, line.method, line.path, line.error], [413, 'POST', '/v1/chat/completions', 'request_too_large']);
+    const metrics = await (await fetch(`${st.url}/metrics`)).text();
+    assert.match(metrics, /cloudmux_requests_total\{[^}]*code="413"\} [1-9]/);
     // the same without Content-Length (chunked upload)
     const stream = new ReadableStream({
       start(c) {

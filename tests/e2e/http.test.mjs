@@ -139,6 +139,34 @@ test('a garbage request line -> 400 and close', T, async () => {
   const r = await c.readResponse({ timeoutMs: 3000 });
   assert.equal(r.status, 400);
   assert.ok(await c.waitClosed(2000), 'connection closed after the 400');
+  // OpenAI's error shape, a request id, and a line in the access log like any request
+  assert.equal(JSON.parse(r.text).error.code, 'invalid_http');
+  const id = r.headers['x-request-id'];
+  assert.match(id, /^req_[0-9a-f]{24}$/);
+  const line = await st.gw.waitForLog((l) => l.request_id === id);
+  assert.deepEqual([line.status, line.error], [400, 'invalid_http']);
+});
+
+test('headers over server.max_header_bytes -> 431, logged with its id', T, async () => {
+  const c = await open();
+  await c.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nx-request-id: big-head-1\r\nx-big: ${'a'.repeat(80_000)}\r\n\r\n`);
+  const r = await c.readResponse({ timeoutMs: 3000 });
+  assert.equal(r.status, 431);
+  assert.equal(JSON.parse(r.text).error.code, 'request_header_fields_too_large');
+  assert.ok(r.headers['x-request-id']);
+  const line = await st.gw.waitForLog((l) => l.request_id === r.headers['x-request-id']);
+  assert.equal(line.status, 431);
+});
+
+test('raw bytes that are not UTF-8 in a URL: the error and the access log stay valid JSON', T, async () => {
+  const c = await open();
+  await c.write(Buffer.concat([Buffer.from('GET /v1/models/caf'), Buffer.from([0xc3, 0xa9, 0xff, 0xc0, 0xaf]), Buffer.from(' HTTP/1.1\r\nHost: x\r\nx-request-id: raw-bytes-1\r\n\r\n')]));
+  const r = await c.readResponse({ timeoutMs: 3000 });
+  assert.equal(r.status, 404);
+  const text = new TextDecoder('utf-8', { fatal: true }).decode(r.body); // throws on invalid UTF-8
+  assert.equal(JSON.parse(text).error.code, 'model_not_found');
+  const line = await st.gw.waitForLog((l) => l.request_id === 'raw-bytes-1');
+  assert.equal(line.path, '/v1/models/caf\u00e9\ufffd\ufffd\ufffd');
 });
 
 test('a streamed response is chunked and the connection is reusable afterwards', T, async () => {
