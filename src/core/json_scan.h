@@ -74,6 +74,14 @@ const struct cmx_json_member *cmx_json_find(const struct cmx_json_member *member
 /* Counts members whose decoded key equals name (to reject duplicates of keys we rewrite). */
 size_t cmx_json_count(const struct cmx_json_member *members, size_t n, const char *name);
 
+/* The first byte at or after p that is not JSON whitespace (space, tab, LF, CR), or end. */
+static inline const char *cmx_json_skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
 /* Checks one UTF-8 sequence starting at p (*p >= 0x80, p < end) per RFC 3629: no overlongs,
  * no UTF-16 surrogates, nothing above U+10FFFF. Returns the byte after it, or NULL when it is
  * not valid UTF-8. Thread: any. */

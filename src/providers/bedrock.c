@@ -337,33 +337,26 @@ static const char *skip_value(const char *p, const char *end)
     return p;
 }
 
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
-
 /* jscan for text already known to be valid JSON (a part of a body that was scanned whole):
  * splits the object's members with memchr-speed skips instead of validating it again. Like
  * jscan, keeps the first EV_MEMBERS members. */
 static bool jwalk(const char *s, size_t len, struct jobj *o)
 {
-    const char *end = s + len, *p = skip_ws(s, end);
+    const char *end = s + len, *p = cmx_json_skip_ws(s, end);
     o->n = 0;
     if (p >= end || *p != '{')
         return false;
-    for (p = skip_ws(p + 1, end); p < end && *p == '"' && o->n < EV_MEMBERS;) {
+    for (p = cmx_json_skip_ws(p + 1, end); p < end && *p == '"' && o->n < EV_MEMBERS;) {
         struct cmx_json_member *m = &o->m[o->n];
         m->start = p;
         m->key = p + 1;
         p = skip_value(p, end);
         m->key_len = (size_t)(p - 1 - m->key);
         m->key_escaped = memchr(m->key, '\\', m->key_len) != NULL;
-        p = skip_ws(p, end);
+        p = cmx_json_skip_ws(p, end);
         if (p >= end || *p != ':')
             break; /* cannot happen in valid JSON; never read past end */
-        m->val = p = skip_ws(p + 1, end);
+        m->val = p = cmx_json_skip_ws(p + 1, end);
         if (p >= end)
             break;
         p = skip_value(p, end);
@@ -371,9 +364,9 @@ static bool jwalk(const char *s, size_t len, struct jobj *o)
         m->type = cmx_json_type_of((unsigned char)*m->val);
         m->end = p;
         o->n++;
-        p = skip_ws(p, end);
+        p = cmx_json_skip_ws(p, end);
         if (p < end && *p == ',')
-            p = skip_ws(p + 1, end);
+            p = cmx_json_skip_ws(p + 1, end);
     }
     return true;
 }

@@ -325,13 +325,6 @@ static const char *string_end(const char *s, const char *end)
     return s;
 }
 
-static const char *skip_ws(const char *s, const char *end)
-{
-    while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
-        s++;
-    return s;
-}
-
 static bool is_text_key(const char *k, size_t n)
 {
     switch (n) {
@@ -360,11 +353,11 @@ size_t cmx_openai_text_bytes(const char *s, size_t len)
         const char *ke = string_end(k, end);
         if (ke == end)
             break;
-        const char *c = skip_ws(ke + 1, end);
+        const char *c = cmx_json_skip_ws(ke + 1, end);
         s = ke + 1;
         if (c >= end || *c != ':')
             continue; /* a string value */
-        c = skip_ws(c + 1, end);
+        c = cmx_json_skip_ws(c + 1, end);
         s = c;
         if (c < end && *c == '"' && is_text_key(k, (size_t)(ke - k))) {
             const char *ve = string_end(c + 1, end);
