@@ -40,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
         }
     }
+    cmx_buf_free(&b);
     /* any bytes escaped and quoted are a valid JSON string */
     cmx_buf_init(&b, 1u << 24);
     if (cmx_buf_puts(&b, "\"") == 0 && cmx_buf_json_escape(&b, json, len) == 0 &&
