@@ -481,6 +481,7 @@ struct anth_stream {
     char id[128];            /* message id */
     char model[128];         /* model */
     int tool_of[MAX_BLOCKS]; /* content block index -> tool call index, -1 for others */
+    bool has_args[MAX_BLOCKS]; /* a tool block sent argument text */
     int n_tools;             /* tool calls seen */
     struct cmx_usage usage;  /* accumulated */
     int64_t in_t, cw, crd;   /* Anthropic's input counts */
@@ -567,6 +568,7 @@ static int on_event(void *ud, const struct cmx_sse_event *ev)
                    idx < MAX_BLOCKS && st->tool_of[idx] >= 0) {
             const char *pj = cmx_tr_str(d, "partial_json");
             if (pj != NULL && pj[0] != '\0') {
+                st->has_args[idx] = true;
                 json_object *tcs = json_object_new_array();
                 json_object_array_add(tcs, tool_call(st->tool_of[idx], NULL, NULL, pj, strlen(pj)));
                 json_object *delta = json_object_new_object();
@@ -580,6 +582,18 @@ static int on_event(void *ud, const struct cmx_sse_event *ev)
                 json_object_object_add(delta, "reasoning_content", json_object_new_string(t));
                 r = emit_delta(st, delta, NULL);
             }
+        }
+    } else if (strcmp(type, "content_block_stop") == 0) {
+        /* a tool called with no arguments streams only an empty partial_json: its
+         * arguments are "{}" (as unstreamed, and as Bedrock's), never "" (not JSON) */
+        int64_t idx = int_of(e, "index");
+        if (idx >= 0 && idx < MAX_BLOCKS && st->tool_of[idx] >= 0 && !st->has_args[idx]) {
+            st->has_args[idx] = true;
+            json_object *tcs = json_object_new_array();
+            json_object_array_add(tcs, tool_call(st->tool_of[idx], NULL, NULL, "{}", 2));
+            json_object *delta = json_object_new_object();
+            json_object_object_add(delta, "tool_calls", tcs);
+            r = emit_delta(st, delta, NULL);
         }
     } else if (strcmp(type, "message_delta") == 0) {
         json_object *us = cmx_tr_get(e, "usage");
