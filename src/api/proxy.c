@@ -690,6 +690,8 @@ static void upstream_error_answer(struct proxy *p)
     p->last_err = 0;
     p->ops->parse_error(p->status, p->resp_h, p->resp_nh, p->body.data ? p->body.data : "",
                         p->body.len, &p->req->arena, &p->last_uerr);
+    if (p->last_uerr.status >= 400 && p->last_uerr.status <= 599)
+        p->last_status = p->last_uerr.status; /* what the error means (see parse_error) */
     /* issue 7: retry hints some upstreams put in the body (google.rpc.RetryInfo, Anthropic's
      * spend limit); a header hint wins */
     if (p->last_uerr.retry_after_ms > 0 && p->hint.after_ms < 0)

@@ -89,7 +89,11 @@ static int add_content(json_object *msgs, const char *role, json_object *content
         return CMX_EINVAL;
     }
     for (size_t i = 0; i < json_object_array_length(content); i++) {
-        json_object *b = part_block(json_object_array_get_idx(content, i), a, why);
+        json_object *part = json_object_array_get_idx(content, i);
+        const char *type = cmx_tr_str(part, "type"), *t = cmx_tr_str(part, "text");
+        if (type != NULL && strcmp(type, "text") == 0 && t != NULL && t[0] == '\0')
+            continue; /* Anthropic refuses empty text blocks; dropped like an empty content */
+        json_object *b = part_block(part, a, why);
         if (b == NULL)
             return CMX_EINVAL;
         push_block(msgs, role, b);
@@ -143,6 +147,18 @@ static int translate_request(const struct cmx_deployment_cfg *d, const struct cm
     json_object *n = cmx_tr_get(in, "n");
     if (n != NULL && json_object_is_type(n, json_type_int) && json_object_get_int64(n) > 1) {
         *why = "This provider does not support n > 1.";
+        return CMX_EINVAL;
+    }
+    /* what the Messages API cannot do: rejected, never silently answered otherwise */
+    json_object *lp = cmx_tr_get(in, "logprobs");
+    if (lp != NULL && json_object_is_type(lp, json_type_boolean) && json_object_get_boolean(lp)) {
+        *why = "Anthropic does not return log probabilities: 'logprobs' is not supported.";
+        return CMX_EINVAL;
+    }
+    const char *rft = cmx_tr_str(cmx_tr_get(in, "response_format"), "type");
+    if (rft != NULL && strcmp(rft, "text") != 0) {
+        *why = "Anthropic's Messages API has no 'response_format' (json_object / json_schema); "
+               "use a tool with the schema instead.";
         return CMX_EINVAL;
     }
     json_object *mt = cmx_tr_get(in, "max_completion_tokens");
@@ -478,16 +494,16 @@ struct anth_stream {
     struct cmx_sse_parser sse;
     cmx_chunk_cb cb;
     void *ud;
-    char id[128];            /* message id */
-    char model[128];         /* model */
-    int tool_of[MAX_BLOCKS]; /* content block index -> tool call index, -1 for others */
+    char id[128];              /* message id */
+    char model[128];           /* model */
+    int tool_of[MAX_BLOCKS];   /* content block index -> tool call index, -1 for others */
     bool has_args[MAX_BLOCKS]; /* a tool block sent argument text */
-    int n_tools;             /* tool calls seen */
-    struct cmx_usage usage;  /* accumulated */
-    int64_t in_t, cw, crd;   /* Anthropic's input counts */
-    const char *finish;      /* finish_reason once message_delta said it */
-    bool started;            /* message_start seen */
-    bool stopped;            /* message_stop seen (or an error event) */
+    int n_tools;               /* tool calls seen */
+    struct cmx_usage usage;    /* accumulated */
+    int64_t in_t, cw, crd;     /* Anthropic's input counts */
+    const char *finish;        /* finish_reason once message_delta said it */
+    bool started;              /* message_start seen */
+    bool stopped;              /* message_stop seen (or an error event) */
 };
 
 static json_object *chunk(struct anth_stream *st)

@@ -1496,8 +1496,15 @@ static void parse_error(int status, const struct cmx_http_header *h, size_t nh, 
         if (out->code != NULL) {
             if (strncmp(out->code, "Throttling", 10) == 0 ||
                 strncmp(out->code, "ServiceQuotaExceeded", 20) == 0 ||
-                strncmp(out->code, "ModelNotReady", 13) == 0)
+                strncmp(out->code, "ModelNotReady", 13) == 0) {
                 out->type = "rate_limit_error";
+                /* a quota is a rate limit whatever status carried it (ServiceQuotaExceeded
+                 * comes as 400): 429, so another deployment (region, account) may serve */
+                out->status = 429;
+            } else if (strncmp(out->code, "ModelError", 10) == 0 ||
+                       strncmp(out->code, "ModelTimeout", 12) == 0 ||
+                       strncmp(out->code, "ModelStreamError", 16) == 0)
+                out->type = "server_error"; /* the model failed, not the request (424, 408) */
             else if (strncmp(out->code, "Validation", 10) == 0)
                 out->type = "invalid_request_error";
             else if (strncmp(out->code, "AccessDenied", 12) == 0 ||

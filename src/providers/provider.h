@@ -69,6 +69,8 @@ struct cmx_upstream_error {
     /* issue 7: retry hints carried in the body (the memset to 0 means "none") */
     int64_t retry_after_ms; /* > 0: the body asked for this delay (google.rpc.RetryInfo) */
     bool no_retry;          /* the body says retrying cannot help (spend limit reached) */
+    int status;             /* > 0: the status this error means, when the upstream's own
+                             * disagrees (Bedrock's quota errors come as 400: 429) */
 };
 
 /* One part's successful answer (fan-out). */

@@ -96,7 +96,9 @@ static int add_content(json_object *contents, const char *role, json_object *con
         json_object *part = json_object_array_get_idx(content, i);
         const char *type = cmx_tr_str(part, "type");
         if (type != NULL && strcmp(type, "text") == 0 && cmx_tr_str(part, "text") != NULL) {
-            push_part(contents, role, text_part(cmx_tr_str(part, "text")));
+            /* an empty text part is dropped, like an empty string content */
+            if (cmx_tr_str(part, "text")[0] != '\0')
+                push_part(contents, role, text_part(cmx_tr_str(part, "text")));
         } else if (type != NULL && strcmp(type, "image_url") == 0) {
             json_object *iu = cmx_tr_get(part, "image_url");
             const char *url = iu && json_object_is_type(iu, json_type_string)
@@ -283,13 +285,25 @@ static int chat_request(const struct cmx_deployment_cfg *d, const struct cmx_cli
         json_object_object_add(out, "toolConfig", tcfg);
     }
 
+    json_object *lp = cmx_tr_get(in, "logprobs");
+    if (lp != NULL && json_object_is_type(lp, json_type_boolean) && json_object_get_boolean(lp)) {
+        *why = "This gateway does not translate Gemini's log probabilities: 'logprobs' is not "
+               "supported on Vertex deployments.";
+        return CMX_EINVAL;
+    }
     json_object *gc = json_object_new_object();
     copy_member(in, "temperature", gc, "temperature");
     copy_member(in, "top_p", gc, "topP");
     copy_member(in, "n", gc, "candidateCount");
     copy_member(in, "presence_penalty", gc, "presencePenalty");
     copy_member(in, "frequency_penalty", gc, "frequencyPenalty");
-    copy_member(in, "seed", gc, "seed");
+    json_object *seed = cmx_tr_get(in, "seed");
+    if (seed != NULL && json_object_is_type(seed, json_type_int)) {
+        /* OpenAI's seed is 64-bit, Gemini's int32: the low 32 bits, so that equal seeds
+         * stay equal (and a seed that fits is sent as is) */
+        int64_t sv = json_object_get_int64(seed);
+        json_object_object_add(gc, "seed", json_object_new_int((int32_t)(uint32_t)(uint64_t)sv));
+    }
     json_object *mt = cmx_tr_get(in, "max_completion_tokens");
     copy_member(in,
                 mt != NULL && !json_object_is_type(mt, json_type_null) ? "max_completion_tokens"

@@ -805,7 +805,19 @@ static void test_parse_error(void **state)
     body = "{\"__type\":\"com.amazon.coral#ServiceUnavailableException\",\"message\":\"busy\"}";
     B->parse_error(503, NULL, 0, body, strlen(body), &a, &e);
     assert_string_equal(e.code, "ServiceUnavailableException");
-    assert_null(e.type); /* derived from 503 by the proxy */
+    assert_null(e.type);           /* derived from 503 by the proxy */
+    assert_int_equal(e.status, 0); /* the upstream's status stands */
+    /* a quota error comes as 400 but is a rate limit: 429 (fails over), typed so */
+    struct cmx_http_header q[] = {{"x-amzn-errortype", 16, "ServiceQuotaExceededException", 29}};
+    body = "{\"message\":\"Your request exceeds the service quota for your account.\"}";
+    B->parse_error(400, q, 1, body, strlen(body), &a, &e);
+    assert_string_equal(e.type, "rate_limit_error");
+    assert_int_equal(e.status, 429);
+    /* the model failed (424), not the request: a server error */
+    struct cmx_http_header m[] = {{"x-amzn-errortype", 16, "ModelErrorException", 19}};
+    B->parse_error(424, m, 1, "{\"message\":\"model error\"}", 25, &a, &e);
+    assert_string_equal(e.type, "server_error");
+    assert_int_equal(e.status, 0);
     B->parse_error(500, NULL, 0, "<html>", 6, &a, &e);
     assert_non_null(e.message);
     cmx_arena_reset(&a);

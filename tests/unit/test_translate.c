@@ -325,6 +325,34 @@ static void test_anthropic_request(void **state)
                            "{\"model\":\"c\",\"input\":\"x\"}", &why),
                      CMX_EINVAL);
     req_free(&r);
+    /* what the Messages API cannot do is refused, never silently dropped */
+    static const char *const refused[] = {
+        "\"logprobs\":true",
+        "\"response_format\":{\"type\":\"json_object\"}",
+        "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s}",
+                 refused[i]);
+        why = NULL;
+        assert_int_equal(build(&r, &cmx_provider_anthropic, &dep_anth, CMX_EP_CHAT, body, &why),
+                         CMX_EINVAL);
+        assert_non_null(why);
+        req_free(&r);
+    }
+    /* text response_format and logprobs false pass; an empty text part is dropped (the
+     * Messages API refuses empty text blocks), the other parts kept */
+    assert_int_equal(build(&r, &cmx_provider_anthropic, &dep_anth, CMX_EP_CHAT,
+                           "{\"model\":\"c\",\"logprobs\":false,\"response_format\":{\"type\":"
+                           "\"text\"},\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                           "\"text\",\"text\":\"\"},{\"type\":\"text\",\"text\":\"hi\"}]}]}",
+                           &why),
+                     0);
+    assert_string_equal(at(r.body, "messages.0.content.0.text"), "hi");
+    assert_string_equal(at(r.body, "messages.0.content.1"), "");
+    req_free(&r);
 }
 
 static void translate_file(const struct cmx_provider_ops *ops, const struct cmx_deployment_cfg *d,
@@ -597,6 +625,31 @@ static void test_vertex_request(void **state)
         assert_true(strstr(r.out.url, ":generateContent") != NULL);
         req_free(&r);
     }
+    /* a 64-bit seed is folded into Gemini's int32 (its low 32 bits); one that fits stays;
+     * an empty text part is dropped; logprobs is refused (not translated) */
+    assert_int_equal(build(&r, &cmx_provider_vertex, &dep_vx, CMX_EP_CHAT,
+                           "{\"model\":\"g\",\"seed\":12345678901,\"messages\":[{\"role\":"
+                           "\"user\",\"content\":[{\"type\":\"text\",\"text\":\"\"},{\"type\":"
+                           "\"text\",\"text\":\"hi\"}]}]}",
+                           &why),
+                     0);
+    assert_string_equal(at(r.body, "generationConfig.seed"), "-539222987");
+    assert_string_equal(at(r.body, "contents.0.parts.0.text"), "hi");
+    assert_string_equal(at(r.body, "contents.0.parts.1"), "");
+    req_free(&r);
+    assert_int_equal(build(&r, &cmx_provider_vertex, &dep_vx, CMX_EP_CHAT,
+                           "{\"model\":\"g\",\"seed\":42,\"messages\":[{\"role\":\"user\","
+                           "\"content\":\"x\"}]}",
+                           &why),
+                     0);
+    assert_string_equal(at(r.body, "generationConfig.seed"), "42");
+    req_free(&r);
+    assert_int_equal(build(&r, &cmx_provider_vertex, &dep_vx, CMX_EP_CHAT,
+                           "{\"model\":\"g\",\"logprobs\":true,\"messages\":[{\"role\":\"user\","
+                           "\"content\":\"x\"}]}",
+                           &why),
+                     CMX_EINVAL);
+    req_free(&r);
     /* a tool result for an unknown call -> 400 */
     assert_int_equal(build(&r, &cmx_provider_vertex, &dep_vx, CMX_EP_CHAT,
                            "{\"model\":\"g\",\"messages\":[{\"role\":\"tool\",\"tool_call_id\":"
