@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Between a tool call's id and the thoughtSignature it carries (tool_call_of). */
+#define THOUGHT_SEP "__thought__"
+
 #define MAX_STREAM_EVENT (8u << 20)
 
 /* ---- auth ------------------------------------------------------------------------------ */
@@ -206,6 +209,12 @@ static int chat_request(const struct cmx_deployment_cfg *d, const struct cmx_cli
                 json_object_object_add(fc, "name", json_object_new_string(name));
                 json_object_object_add(fc, "args", argo);
                 json_object_object_add(p, "functionCall", fc);
+                /* the signature Gemini gave this call, carried in its id (tool_call_of) */
+                const char *tid = cmx_tr_str(json_object_array_get_idx(tcs, k), "id");
+                const char *sig = tid != NULL ? strstr(tid, THOUGHT_SEP) : NULL;
+                if (sig != NULL && sig[sizeof(THOUGHT_SEP) - 1] != '\0')
+                    json_object_object_add(p, "thoughtSignature",
+                                           json_object_new_string(sig + sizeof(THOUGHT_SEP) - 1));
                 push_part(contents, "model", p);
             }
         } else if (strcmp(role, "tool") == 0) {
@@ -515,12 +524,29 @@ static void call_id(char *out, size_t cap, const char *response_id, int cand, in
     snprintf(out, cap, "call_%016llx", (unsigned long long)h);
 }
 
-static json_object *tool_call_of(json_object *fc, int index, const char *id)
+/* The tool call of a functionCall part: its id is id, plus THOUGHT_SEP and the part's
+ * thoughtSignature when it has one (Gemini 3 wants the signature back on that call in the
+ * next turn's history; an OpenAI client keeps only the id, so the id carries it). */
+static json_object *tool_call_of(json_object *part, int index, const char *id)
 {
+    json_object *fc = cmx_tr_get(part, "functionCall");
     json_object *tc = json_object_new_object();
     if (index >= 0)
         json_object_object_add(tc, "index", json_object_new_int(index));
-    json_object_object_add(tc, "id", json_object_new_string(id));
+    const char *sig = cmx_tr_str(part, "thoughtSignature");
+    json_object *idv = NULL;
+    if (sig != NULL && sig[0] != '\0') {
+        size_t il = strlen(id), sl = strlen(sig);
+        char *full = malloc(il + sizeof(THOUGHT_SEP) - 1 + sl + 1);
+        if (full != NULL) {
+            memcpy(full, id, il);
+            memcpy(full + il, THOUGHT_SEP, sizeof(THOUGHT_SEP) - 1);
+            memcpy(full + il + sizeof(THOUGHT_SEP) - 1, sig, sl + 1);
+            idv = json_object_new_string(full);
+            free(full);
+        }
+    }
+    json_object_object_add(tc, "id", idv != NULL ? idv : json_object_new_string(id));
     json_object_object_add(tc, "type", json_object_new_string("function"));
     json_object *fn = json_object_new_object();
     const char *name = cmx_tr_str(fc, "name");
@@ -566,7 +592,7 @@ static int translate_chat(const struct cmx_deployment_cfg *d, json_object *in, s
             if (fc != NULL) {
                 char id[32];
                 call_id(id, sizeof(id), rid, (int)i, (int)json_object_array_length(tcs));
-                json_object_array_add(tcs, tool_call_of(fc, -1, id));
+                json_object_array_add(tcs, tool_call_of(p, -1, id));
             } else if (t != NULL && th != NULL && json_object_get_boolean(th)) {
                 cmx_buf_puts(&thought, t);
             } else if (t != NULL) {
@@ -797,7 +823,7 @@ static int vx_event(void *ud, const struct cmx_sse_event *ev)
                 call_id(id, sizeof(id), st->id, (int)ci, st->n_calls[ci]);
                 if (tcs == NULL)
                     tcs = json_object_new_array();
-                json_object_array_add(tcs, tool_call_of(fc, st->n_calls[ci]++, id));
+                json_object_array_add(tcs, tool_call_of(p, st->n_calls[ci]++, id));
             } else if (t != NULL && th != NULL && json_object_get_boolean(th)) {
                 cmx_buf_puts(&thought, t);
             } else if (t != NULL) {

@@ -685,8 +685,12 @@ static void test_vertex_answers(void **state)
     assert_string_equal(at(o, "choices.0.message.tool_calls.0.function.arguments"),
                         "{\"location\":\"San Francisco\"}");
     assert_true(strncmp(at(o, "choices.0.message.tool_calls.0.id"), "call_", 5) == 0);
-    char id1[64];
+    char id1[4096];
     snprintf(id1, sizeof(id1), "%s", at(o, "choices.0.message.tool_calls.0.id"));
+    /* the call's thoughtSignature rides in its id (Gemini 3 wants it back next turn) */
+    const char *sig = strstr(id1, "__thought__");
+    assert_non_null(sig);
+    assert_int_equal(strncmp(sig + 11, "EskgCsYgAb4+9vtF7/499YQS2bjZs3x", 31), 0);
     assert_string_equal(at(o, "usage.prompt_tokens"), "29");
     assert_string_equal(at(o, "usage.completion_tokens"), "908"); /* 15 + 893 thoughts */
     assert_string_equal(at(o, "usage.completion_tokens_details.reasoning_tokens"), "893");
@@ -695,6 +699,27 @@ static void test_vertex_answers(void **state)
                    FIX "vertex-gemini/google-tool-call.json", &o);
     assert_string_equal(at(o, "choices.0.message.tool_calls.0.id"), id1); /* stable */
     json_object_put(o);
+    /* that call in the next turn's history: the functionCall part gets its signature back,
+     * the tool result is matched to it by the whole id */
+    char next[9000];
+    snprintf(next, sizeof(next),
+             "{\"model\":\"g\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+             "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"%s\",\"type\":\"function\","
+             "\"function\":{\"name\":\"weather\",\"arguments\":\"{}\"}},{\"id\":\"call_plain\","
+             "\"type\":\"function\",\"function\":{\"name\":\"time\",\"arguments\":\"{}\"}}]},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"%s\",\"content\":\"sunny\"},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"call_plain\",\"content\":\"noon\"}]}",
+             id1, id1);
+    struct req r;
+    const char *why;
+    assert_int_equal(build(&r, &cmx_provider_vertex, &dep_vx, CMX_EP_CHAT, next, &why), 0);
+    assert_string_equal(at(r.body, "contents.1.parts.0.functionCall.name"), "weather");
+    assert_string_equal(at(r.body, "contents.1.parts.0.thoughtSignature"), sig + 11);
+    assert_string_equal(at(r.body, "contents.1.parts.1.functionCall.name"), "time");
+    assert_string_equal(at(r.body, "contents.1.parts.1.thoughtSignature"), "");
+    assert_string_equal(at(r.body, "contents.2.parts.0.functionResponse.name"), "weather");
+    assert_string_equal(at(r.body, "contents.2.parts.1.functionResponse.name"), "time");
+    req_free(&r);
 
     translate_file(&cmx_provider_vertex, &dep_vx, CMX_EP_CHAT, req,
                    FIX "vertex-gemini/google-text.json", &o);
