@@ -148,6 +148,12 @@ static void cancel_retry(struct proxy *p)
 static void proxy_cleanup(void *arg)
 {
     struct proxy *p = arg;
+    /* a half-open probe slot taken for an attempt that never ran (the request could not be
+     * built for that provider, or the client left while it was being prepared): given back,
+     * or the circuit would stay half-open with no probe ever let through */
+    if (p->probe && !p->attempt_open && p->dep != NULL && p->dep->state != NULL)
+        cmx_breaker_probe_abandoned(p->dep->state, true);
+    p->probe = false;
     /* rate limits and budget: corrected to what was metered */
     const struct cmx_usage *u = &p->usage;
     int64_t tokens = -1, cost = 0;
@@ -334,6 +340,7 @@ static void end_attempt(struct proxy *p, int status, int err)
         if (o != CMX_OUTCOME_CANCELED)
             cmx_dep_observe_outcome(s, failed);
     }
+    p->probe = false; /* its outcome is in */
     if (o != CMX_OUTCOME_SUCCESS && p->n_tried < MAX_TRIED) {
         int i = p->n_tried++;
         p->tried[i].provider = p->dep->provider->name;

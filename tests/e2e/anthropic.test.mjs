@@ -6,7 +6,8 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { startGateway } from './lib/gateway.mjs';
-import { CLIENT_KEY } from '../sim/openai-sim.mjs';
+import { CLIENT_KEY, startSim, waitUntil } from '../sim/openai-sim.mjs';
+import { deployment } from './lib/observe.mjs';
 import { startAnthropicSim } from '../sim/anthropic-sim.mjs';
 import { weatherTool, reassembleToolCalls, postJSON } from './lib/stack.mjs';
 
@@ -146,4 +147,36 @@ test('embeddings are refused with a clear 400; bad tool arguments too', T, async
   assert.equal(bad.status, 400);
   assert.equal(an.requests.length, 0);
   assert.ok(!gw.stdoutText.includes('SIMSECRET'));
+});
+
+test('a half-open probe whose request cannot be built for the provider is given back: the circuit does not stay half-open', T, async () => {
+  const oa = await startSim({ name: 'oa', flavor: 'openai', apiKey: 'sk-oa-test' });
+  const g = await startGateway({
+    config: {
+      providers: [
+        { name: 'anth', type: 'anthropic', cloud: 'anthropic', base_url: an.url, api_key: '${CMX_E2E_ANTH_KEY}', max_tokens_default: 64 },
+        { name: 'oa', type: 'openai', cloud: 'openai', base_url: oa.url, api_key: 'sk-oa-test' },
+      ],
+      models: [{ name: 'brk', deployments: [{ provider: 'anth', model: 'claude-sonnet-4-5', priority: 1 }, { provider: 'oa', model: 'gpt-4o', priority: 2 }] }],
+      routing: { max_attempts: 2, timeout_s: 20, circuit: { failures: 2, cooldown_s: 1 } },
+    },
+    env: { CMX_E2E_ANTH_KEY: KEY },
+  });
+  try {
+    const c = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
+    const ask = async (extra = {}) => (await c.chat.completions.create({ model: 'brk', messages: [{ role: 'user', content: 'probe me' }], ...extra }).withResponse()).response.headers.get('x-cloudmux-provider');
+    an.enqueue({ status: 500, times: 2 });
+    assert.equal(await ask(), 'oa');
+    assert.equal(await ask(), 'oa');
+    assert.equal((await deployment(g.url, 'brk', 'anth')).state, 'open');
+    await waitUntil(async () => (await deployment(g.url, 'brk', 'anth')).open_for_ms === 0, 5000, 'the cooldown');
+    // the probe's request cannot be built for Anthropic (n > 1): a 400, and the slot is freed
+    await assert.rejects(ask({ n: 2 }), (e) => e.status === 400 && e.code === 'unsupported_parameter');
+    // so the next request probes anth (healthy again) and closes the circuit
+    assert.equal(await ask(), 'anth');
+    assert.equal((await deployment(g.url, 'brk', 'anth')).state, 'closed');
+  } finally {
+    await g.kill();
+    await oa.close();
+  }
 });
