@@ -1030,6 +1030,8 @@ static bool deny_excluded(struct proxy *p, const struct cmx_agreement_check *chk
 
 /* max_completion_tokens, else max_tokens, else the default for budgets and limits
  * (embeddings produce no completion tokens). */
+#define MAX_RESERVE_TOKENS 1000000000000LL /* 10^12: no model's, yet far from overflow */
+
 static int64_t max_tokens_of(const struct cmx_client_req *cr)
 {
     if (cr->ep == CMX_EP_EMBEDDINGS)
@@ -1037,14 +1039,27 @@ static int64_t max_tokens_of(const struct cmx_client_req *cr)
     static const char *const names[] = {"max_completion_tokens", "max_tokens"};
     for (size_t i = 0; i < 2; i++) {
         const struct cmx_json_member *m = cmx_json_find(cr->members, cr->n_members, names[i]);
-        if (m != NULL && m->type == CMX_JSON_NUMBER && m->val_len < 10) {
-            int64_t v = 0;
-            size_t k = 0;
-            for (; k < m->val_len && m->val[k] >= '0' && m->val[k] <= '9'; k++)
-                v = v * 10 + (m->val[k] - '0');
-            if (k == m->val_len && k > 0)
-                return v;
-        }
+        if (m == NULL || m->type != CMX_JSON_NUMBER || m->val[0] == '-')
+            continue;
+        int64_t v = 0;
+        size_t k = 0;
+        for (; k < m->val_len && k < 9 && m->val[k] >= '0' && m->val[k] <= '9'; k++)
+            v = v * 10 + (m->val[k] - '0');
+        if (k == m->val_len)
+            return v; /* the usual case: a plain integer below 10^9 */
+        /* any other number is reserved at its size, since it is forwarded as written:
+         * 1000000000 and 1e9 alike, capped at MAX_RESERVE_TOKENS (a huge one can never
+         * pass a budget or TPM bucket then, instead of counting as the default) */
+        char buf[64];
+        if (m->val_len >= sizeof(buf))
+            return MAX_RESERVE_TOKENS;
+        memcpy(buf, m->val, m->val_len);
+        buf[m->val_len] = '\0';
+        double d = strtod(buf, NULL);
+        if (d >= (double)MAX_RESERVE_TOKENS)
+            return MAX_RESERVE_TOKENS;
+        int64_t whole = (int64_t)d;
+        return whole + ((double)whole < d); /* rounded up */
     }
     return CMX_DEFAULT_MAX_TOKENS;
 }

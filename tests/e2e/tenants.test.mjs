@@ -245,6 +245,35 @@ test('a budget counts what the ledger estimates when the upstream reports no usa
   assert.ok(revenue <= 500 && revenue > 0, `thrifty was charged ${revenue} micro-units of a 500 budget`);
 });
 
+test('a max_tokens of any size is reserved at that size: 10 digits or 1e9 never pass a small budget as the default would', T, async () => {
+  const config = configWith({
+    ledger: `sqlite://${join(dir, 'maxtok.db')}`,
+    tenants: [{ name: 'thrifty', models: ['gpt-*'], budget: { amount: '0.010000', currency: 'USD', period: 'month' } }],
+  });
+  const { file } = await writeConfig(config, 'maxtok.yaml');
+  const th = await createKey(file, 'thrifty');
+  const gw = await startGateway({ config });
+  try {
+    reset();
+    const raw = (maxTokens) =>
+      fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${th.key}` },
+        body: `{"model":"gpt-5","messages":[{"role":"user","content":"hello there"}],"max_tokens":${maxTokens}}`,
+      });
+    // $0.01 at $2/M output tokens: 5000 tokens; 20 fits, a billion in any spelling does not
+    assert.equal((await raw('20')).status, 200);
+    for (const big of ['1000000000', '1e9', '99999999999999999999999', '4000.5']) {
+      const r = await raw(big);
+      assert.equal(r.status, big === '4000.5' ? 200 : 429, big);
+      if (r.status === 429) assert.equal((await r.json()).error.code, 'insufficient_quota', big);
+    }
+    assert.equal(sims.azure.requests.length, 2, 'only what fits reached the upstream');
+  } finally {
+    await gw.stop('SIGTERM');
+  }
+});
+
 test('two gateways sharing Redis and PostgreSQL: 600 rpm across both, a budget under 64 clients', { timeout: 120_000 }, async () => {
   const redis = await startRedis();
   const pg = await startPostgres();
