@@ -152,7 +152,7 @@ static const char *key_status(const struct cmx_key_rec *k, int64_t now_ms)
 {
     if (k->revoked_ms >= 0)
         return "revoked";
-    if (k->expires_ms >= 0 && now_ms > k->expires_ms)
+    if (k->expires_ms >= 0 && now_ms >= k->expires_ms)
         return "expired";
     return "active";
 }

@@ -84,7 +84,7 @@ enum cmx_key_verdict cmx_key_set_check(const struct cmx_key_set *s, const char *
     *rec = &s->recs[lo];
     if ((*rec)->revoked_ms >= 0)
         return CMX_KEY_REVOKED;
-    if ((*rec)->expires_ms >= 0 && now_ms > (*rec)->expires_ms)
+    if ((*rec)->expires_ms >= 0 && now_ms >= (*rec)->expires_ms)
         return CMX_KEY_EXPIRED;
     return CMX_KEY_OK;
 }
