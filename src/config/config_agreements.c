@@ -68,7 +68,7 @@ struct product_load {
 
 struct optout_load {
     struct cmx_agr_optout o; /* caps, since, line */
-    struct ref product;      /* product: (name NULL when absent) */
+    struct refs products;    /* product: a name or a list (n 0 when absent) */
     bool has_since;          /* since: given */
     bool caps_given;         /* capability: given and read */
 };
@@ -578,7 +578,7 @@ static int optout_product_fn(struct cmx_config_ctx *ctx, struct fy_node *val, in
                              const char *where, void *obj)
 {
     struct optout_load *o = obj;
-    return read_ref(ctx, val, line, &o->product);
+    return read_refs(ctx, val, line, "product names", &o->products);
 }
 
 static int optout_caps_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line,
@@ -617,8 +617,9 @@ static int opt_outs_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line
     size_t count, i = 0;
     void *it = NULL;
     struct cmx_config_seen seen;
-    const uint64_t named = ((uint64_t)1 << cmx_config_key_index(optout_keys, "product")) |
-                           ((uint64_t)1 << cmx_config_key_index(optout_keys, "capability"));
+    const uint64_t product_bit = (uint64_t)1 << cmx_config_key_index(optout_keys, "product");
+    const uint64_t named =
+        product_bit | ((uint64_t)1 << cmx_config_key_index(optout_keys, "capability"));
 
     if (get_seq(ctx, val, line, "opt-outs", &seq, &count) != 0 || count == 0)
         return 0;
@@ -643,6 +644,8 @@ static int opt_outs_fn(struct cmx_config_ctx *ctx, struct fy_node *val, int line
                              "%s must name a product, a capability, or both (e.g. { product: "
                              "gpt-realtime } or { capability: audio })",
                              ctx->path);
+        else if ((seen.present & product_bit) && o->products.n == 0 && ctx->errors == errors)
+            cmx_config_error(ctx, iline, "%s.product must name at least one product", ctx->path);
         cmx_config_path_pop(ctx, mark);
         i++;
     }
@@ -1216,9 +1219,12 @@ static int resolve_version(struct cmx_config_ctx *ctx, struct cmx_agreements *a,
                         v->label);
     }
 
+    /* an opt-out naming several products is one opt-out per product */
+    size_t n_out = 0;
+    for (size_t i = 0; i < vl->n_opt_outs; i++)
+        n_out += vl->opt_outs[i].products.n ? vl->opt_outs[i].products.n : 1;
     v->n_opt_outs = 0;
-    v->opt_outs =
-        cmx_arena_calloc(ctx->arena, (vl->n_opt_outs ? vl->n_opt_outs : 1) * sizeof(*v->opt_outs));
+    v->opt_outs = cmx_arena_calloc(ctx->arena, (n_out ? n_out : 1) * sizeof(*v->opt_outs));
     v->licences =
         cmx_arena_calloc(ctx->arena, (vl->n_licences ? vl->n_licences : 1) * sizeof(*v->licences));
     v->shares =
@@ -1228,14 +1234,17 @@ static int resolve_version(struct cmx_config_ctx *ctx, struct cmx_agreements *a,
     for (size_t i = 0; i < vl->n_opt_outs; i++) {
         struct optout_load *ol = &vl->opt_outs[i];
         struct cmx_agr_optout o = ol->o;
-        if (ol->product.name != NULL) {
-            o.product = resolve_product(ctx, a, &ol->product);
-            if (o.product < 0)
-                continue;
-        }
         if (!ol->has_since)
             o.since = v->effective;
-        v->opt_outs[v->n_opt_outs++] = o;
+        if (ol->products.n == 0) {
+            v->opt_outs[v->n_opt_outs++] = o; /* a capability on every product */
+            continue;
+        }
+        for (size_t k = 0; k < ol->products.n; k++) {
+            o.product = resolve_product(ctx, a, &ol->products.v[k]);
+            if (o.product >= 0)
+                v->opt_outs[v->n_opt_outs++] = o;
+        }
     }
     for (size_t i = 0; i < vl->n_licences; i++) {
         struct licence_load *ll = &vl->licences[i];

@@ -181,6 +181,7 @@ static const char fixture[] =
     "            - { product: rt, since: 2026-11-01 }\n"
     "            - { capability: vision, since: 2026-12-16 }\n"
     "            - { product: p6, capability: tools }\n"
+    "            - { product: [emb, rt], capability: audio, since: 2031-06-01 }\n"
     "        licences: [{ licensee: azure, products: \"*\", until: 2032-12-31 }]\n"
     "        revenue_shares:\n"
     "          - { payee: microsoft, rate: 0.20, base: all, until: 2030-12-31,\n"
@@ -463,6 +464,12 @@ static void test_resolution(void **state)
     assert_int_equal(ms->versions[1].licences[0].from, T("2026-10-28"));
     assert_int_equal(ms->versions[1].licences[0].until, T("2033-01-01") - 1);
     assert_int_equal(ms->versions[1].opt_outs[2].since, T("2026-10-28"));
+    /* an opt-out naming a list of products is one opt-out per product */
+    assert_int_equal(ms->versions[1].n_opt_outs, 5);
+    assert_int_equal(ms->versions[1].opt_outs[3].product, (int)P("emb"));
+    assert_int_equal(ms->versions[1].opt_outs[4].product, (int)P("rt"));
+    assert_int_equal(ms->versions[1].opt_outs[4].caps, CMX_CAP_AUDIO);
+    assert_int_equal(ms->versions[1].opt_outs[4].since, T("2031-06-01"));
     assert_int_equal(ms->versions[1].shares[0].rate_ppm, 200000);
     assert_true(ms->versions[1].shares[0].has_cap);
     assert_int_equal(ms->versions[1].shares[0].cap_micros, INT64_C(1000000000000));

@@ -263,6 +263,15 @@ static void test_small_errors(void **state)
                  "9: error: agreements[0].versions[0].first_launch.opt_outs[0] must name a "
                  "product, a capability, or both (e.g. { product: gpt-realtime } or { capability: "
                  "audio })");
+    expect_error(PRODUCTS AGREEMENT "        primary_cloud: azure\n"
+                                    "        first_launch: { opt_outs: [{ product: [] }] }\n",
+                 "9: error: agreements[0].versions[0].first_launch.opt_outs[0].product must name "
+                 "at least one product");
+    expect_error(PRODUCTS AGREEMENT
+                 "        primary_cloud: azure\n"
+                 "        first_launch: { opt_outs: [{ product: [gpt-5, nope] }] }\n",
+                 "9: error: agreements[0].versions[0].first_launch.opt_outs[0].product[1]: no "
+                 "product named \"nope\" is defined under products");
     expect_error(PRODUCTS AGREEMENT "        first_launch: { products: \"*\" }\n",
                  "8: error: ms@2026-01-01: first_launch needs a primary_cloud in the same "
                  "version");
