@@ -160,7 +160,19 @@ static void add_limit_headers(struct cmx_api_ctx *ctx, const struct cmx_limits_r
 static void refuse(struct cmx_admit_quota *q, const struct cmx_limits_result *r)
 {
     struct cmx_api_ctx *ctx = q->ctx;
-    const char *who = ctx->caller.key ? ctx->caller.key->id : ctx->caller.tenant->name;
+    /* the bucket that refused names who: the key's own limit or its tenant's */
+    bool key_bucket = ctx->caller.key != NULL;
+    for (size_t i = 0; i < r->n && i < q->n; i++) {
+        if (q->b[i].unit == CMX_LIMITS_QUOTA)
+            continue;
+        if (r->too_large ? q->b[i].cost > q->b[i].limit : !r->b[i].allowed) {
+            key_bucket = q->keys[i][0] == 'k';
+            break;
+        }
+    }
+    char who[CMX_LIMITS_KEY_MAX + 8];
+    snprintf(who, sizeof(who), "%s %s", key_bucket ? "key" : "tenant",
+             key_bucket ? ctx->caller.key->id : ctx->caller.tenant->name);
 
     if (r->verdict == CMX_LIMITS_ERROR_DENY) {
         cmx_api_error(ctx, 429, "requests", "rate_limit_exceeded", NULL,

@@ -149,6 +149,8 @@ test('one gateway: keys, tenant preference, failover within allowed clouds and r
     await assert.rejects(ask(c), (e) => {
       assert.equal(e.status, 429);
       assert.equal(e.code, 'rate_limit_exceeded');
+      // the tenant's bucket refused (the key has no rpm of its own): the message says so
+      assert.match(e.message, /Rate limit reached for tenant acme\. Please try again/);
       assert.ok(Number(e.headers.get('retry-after')) >= 1);
       assert.equal(e.headers.get('x-ratelimit-remaining-requests'), '0');
       return true;
