@@ -1488,6 +1488,30 @@ static bool ever_licensed(const struct cmx_agreements *a, size_t p, size_t c)
     return false;
 }
 
+/* Warns about each product that no agreement names: no licence of any version covers it
+ * and no first-launch rule binds it, so only the maker's own cloud may ever serve it. */
+static void check_products_covered(struct cmx_config_ctx *ctx, const struct cmx_agreements *a)
+{
+    if (a->n_agreements == 0)
+        return; /* warned as a whole */
+    for (size_t p = 0; p < a->n_products; p++) {
+        bool covered = false;
+        for (size_t i = 0; i < a->n_agreements && !covered; i++) {
+            for (size_t k = 0; k < a->agreements[i].n_versions && !covered; k++) {
+                const struct cmx_agr_version *v = &a->agreements[i].versions[k];
+                covered = v->has_first_launch && cmx_agr_scope_covers(a, &v->first_launch, p);
+                for (size_t j = 0; j < v->n_licences && !covered; j++)
+                    covered = cmx_agr_scope_covers(a, &v->licences[j].scope, p);
+            }
+        }
+        if (!covered)
+            cmx_config_warn(ctx, a->products[p].line,
+                            "products[%zu]: %s is in no agreement (no licence covers it): only "
+                            "the maker's own cloud%s%s may serve it",
+                            p, a->products[p].name, a->maker ? " " : "", a->maker ? a->maker : "");
+    }
+}
+
 static void resolve_models(struct cmx_config_ctx *ctx, struct cmx_agreements *a, struct load *l)
 {
     struct cmx_config *cfg = ctx->cfg;
@@ -1599,6 +1623,7 @@ void cmx_config_agreements_finish(struct cmx_config_ctx *ctx)
     if (ctx->nomem)
         goto out;
     check_launch_order(ctx, a, l);
+    check_products_covered(ctx, a);
     if (a->n_products > 0 && a->n_agreements == 0 && l->agreements_given == false)
         cmx_config_warn(ctx, a->products[0].line,
                         "products are defined but no agreements: only the maker's own cloud%s%s "

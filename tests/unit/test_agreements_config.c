@@ -193,6 +193,33 @@ static void test_launch_order_warning(void **state)
            "3 days holdback); aws will not serve it under the current terms\n");
 }
 
+/* A product that no agreement names: only the maker may serve it, which is worth a warning
+ * (a product licensed by "*" or bound only by first launch is named). */
+static void test_product_in_no_agreement(void **state)
+{
+    (void)state;
+    expect("maker: openai\n"
+           "products:\n"
+           "  - name: gpt-5\n"
+           "    launches: { azure: 2026-08-07, openai: 2026-08-07 }\n"
+           "  - name: orphan\n"
+           "    launches: { openai: 2026-08-07 }\n"
+           "  - name: core-only\n"
+           "    core: true\n"
+           "    launches: { azure: 2026-08-07 }\n"
+           "agreements:\n"
+           "  - id: ms\n"
+           "    versions:\n"
+           "      - effective: 2026-01-01\n"
+           "        primary_cloud: azure\n"
+           "        first_launch: { products: core }\n"
+           "        licences: [{ licensee: azure, products: [gpt-5], until: 2030-12-31 }]\n",
+           0,
+           "t.yaml:1: warning: no models are defined; every request will be refused\n"
+           "t.yaml:5: warning: products[1]: orphan is in no agreement (no licence covers it): "
+           "only the maker's own cloud openai may serve it\n");
+}
+
 /* Lines 1-3: a product; an agreement follows from line 4. */
 #define PRODUCTS                                                                                   \
     "products:\n"                                                                                  \
@@ -454,8 +481,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_error),  cmocka_unit_test(test_launch_order_warning),
-        cmocka_unit_test(test_small_errors), cmocka_unit_test(test_values),
-        cmocka_unit_test(test_warnings),     cmocka_unit_test(test_example),
+        cmocka_unit_test(test_small_errors), cmocka_unit_test(test_product_in_no_agreement),
+        cmocka_unit_test(test_values),       cmocka_unit_test(test_warnings),
+        cmocka_unit_test(test_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
