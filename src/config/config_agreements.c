@@ -1512,6 +1512,70 @@ static void check_products_covered(struct cmx_config_ctx *ctx, const struct cmx_
     }
 }
 
+/* Warns about two exclusive licences for different clouds in force at the same time over a
+ * common product: each shuts the other out, so only the maker's own cloud may serve it
+ * then (almost always a mistake in the terms). One warning per pair, naming the first such
+ * product and the overlap. */
+static void check_exclusive_overlaps(struct cmx_config_ctx *ctx, const struct cmx_agreements *a)
+{
+    struct excl {
+        const struct cmx_agr_version *v;
+        const struct cmx_agr_licence *l;
+        int64_t from, to; /* in force, inclusive */
+    } *x = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < a->n_agreements; i++) {
+        for (size_t k = 0; k < a->agreements[i].n_versions; k++) {
+            const struct cmx_agr_version *v = &a->agreements[i].versions[k];
+            for (size_t j = 0; j < v->n_licences; j++) {
+                const struct cmx_agr_licence *l = &v->licences[j];
+                int64_t from = l->from > v->effective ? l->from : v->effective;
+                int64_t to =
+                    v->end != CMX_AGR_NEVER && v->end - 1 < l->until ? v->end - 1 : l->until;
+                if (!l->exclusive || from > to)
+                    continue;
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 8;
+                    struct excl *nx = realloc(x, cap * sizeof(*x));
+                    if (nx == NULL) {
+                        free(x);
+                        nomem(ctx);
+                        return;
+                    }
+                    x = nx;
+                }
+                x[n++] = (struct excl){v, l, from, to};
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            int64_t from = x[i].from > x[j].from ? x[i].from : x[j].from;
+            int64_t to = x[i].to < x[j].to ? x[i].to : x[j].to;
+            if (x[i].l->cloud == x[j].l->cloud || from > to)
+                continue;
+            for (size_t p = 0; p < a->n_products; p++) {
+                if (!cmx_agr_scope_covers(a, &x[i].l->scope, p) ||
+                    !cmx_agr_scope_covers(a, &x[j].l->scope, p))
+                    continue;
+                char f[40], t[40];
+                cmx_clock_format_short(from, f, sizeof(f));
+                /* an until date's last millisecond reads as the date itself */
+                cmx_clock_format_short((to + 1) % 86400000 == 0 ? to + 1 - 86400000 : to, t,
+                                       sizeof(t));
+                cmx_config_warn(ctx, x[j].l->line,
+                                "exclusive licences of %s (%s) and %s (%s) overlap from %s through "
+                                "%s over %s: each shuts the other out, so only the maker's own "
+                                "cloud may serve it then",
+                                a->clouds[x[i].l->cloud], x[i].v->label, a->clouds[x[j].l->cloud],
+                                x[j].v->label, f, t, a->products[p].name);
+                break;
+            }
+        }
+    }
+    free(x);
+}
+
 static void resolve_models(struct cmx_config_ctx *ctx, struct cmx_agreements *a, struct load *l)
 {
     struct cmx_config *cfg = ctx->cfg;
@@ -1624,6 +1688,7 @@ void cmx_config_agreements_finish(struct cmx_config_ctx *ctx)
         goto out;
     check_launch_order(ctx, a, l);
     check_products_covered(ctx, a);
+    check_exclusive_overlaps(ctx, a);
     if (a->n_products > 0 && a->n_agreements == 0 && l->agreements_given == false)
         cmx_config_warn(ctx, a->products[0].line,
                         "products are defined but no agreements: only the maker's own cloud%s%s "

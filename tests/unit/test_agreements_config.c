@@ -220,6 +220,44 @@ static void test_product_in_no_agreement(void **state)
            "only the maker's own cloud openai may serve it\n");
 }
 
+/* Two exclusive licences for different clouds over a common product at the same time shut
+ * each other out: a warning with the overlap. The same cloud twice, disjoint terms, or an
+ * amendment that replaces the first are fine. */
+static void test_exclusive_overlap(void **state)
+{
+    (void)state;
+    expect(
+        "maker: openai\n"
+        "products:\n"
+        "  - { name: a, launches: { aws: 2027-01-01, azure: 2027-01-01 } }\n"
+        "  - { name: b, launches: { aws: 2027-01-01, azure: 2027-01-01 } }\n"
+        "agreements:\n"
+        "  - id: amz\n"
+        "    versions:\n"
+        "      - effective: 2026-01-01\n"
+        "        licences: [{ licensee: aws, products: [b], until: 2028-06-30, exclusive: true }]\n"
+        "      - effective: 2028-01-01\n"
+        "        licences: [{ licensee: aws, products: \"*\", until: 2030-12-31 }]\n"
+        "  - id: ms\n"
+        "    versions:\n"
+        "      - effective: 2026-01-01\n"
+        "        licences: [{ licensee: azure, products: \"*\", from: 2027-03-01, until: "
+        "2030-12-31, exclusive: true }]\n"
+        "  - id: ms2\n"
+        "    versions:\n"
+        "      - effective: 2026-01-01\n"
+        "        licences: [{ licensee: azure, products: \"*\", until: 2030-12-31, exclusive: "
+        "true }]\n",
+        0,
+        "t.yaml:1: warning: no models are defined; every request will be refused\n"
+        "t.yaml:15: warning: exclusive licences of aws (amz@2026-01-01) and azure "
+        "(ms@2026-01-01) overlap from 2027-03-01 through 2027-12-31 over b: each shuts the "
+        "other out, so only the maker's own cloud may serve it then\n"
+        "t.yaml:19: warning: exclusive licences of aws (amz@2026-01-01) and azure "
+        "(ms2@2026-01-01) overlap from 2026-01-01 through 2027-12-31 over b: each shuts the "
+        "other out, so only the maker's own cloud may serve it then\n");
+}
+
 /* Lines 1-3: a product; an agreement follows from line 4. */
 #define PRODUCTS                                                                                   \
     "products:\n"                                                                                  \
@@ -483,7 +521,7 @@ int main(void)
         cmocka_unit_test(test_every_error),  cmocka_unit_test(test_launch_order_warning),
         cmocka_unit_test(test_small_errors), cmocka_unit_test(test_product_in_no_agreement),
         cmocka_unit_test(test_values),       cmocka_unit_test(test_warnings),
-        cmocka_unit_test(test_example),
+        cmocka_unit_test(test_example),      cmocka_unit_test(test_exclusive_overlap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
