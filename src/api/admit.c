@@ -17,7 +17,8 @@ bool cmx_admit_required(const struct cmx_config *cfg, const struct cmx_key_set *
 {
     if (cfg->auth != NULL)
         return strcmp(cfg->auth, "keys") == 0;
-    return cfg->n_tenants > 0 || (keys != NULL && keys->n > 0);
+    /* tenants of the config or of the store (admin API), or any key */
+    return cfg->n_tenants > 0 || (keys != NULL && keys->n > 0) || cmx_tenants_stored() > 0;
 }
 
 static void caller_cleanup(void *arg)

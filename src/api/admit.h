@@ -11,8 +11,9 @@
 #include "keys/registry.h"
 #include "limits/limits.h"
 
-/* Whether /v1/ endpoints needs a virtual key with cfg and the published keys: `auth: keys` always,
- * `auth: none` never, otherwise once a tenant is configured or a key exists. */
+/* Whether /v1/ endpoints need a virtual key with cfg and the published keys: `auth: keys`
+ * always, `auth: none` never, otherwise once a tenant exists (in the config or stored through
+ * the admin API) or a key does. */
 bool cmx_admit_required(const struct cmx_config *cfg, const struct cmx_key_set *keys);
 
 /* Authenticates the request on ctx into ctx->caller (who it runs as). Returns true to go on; false

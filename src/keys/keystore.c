@@ -394,14 +394,21 @@ const struct cmx_tenant_cfg *cmx_tenant_set_find(const struct cmx_tenant_set *s,
 
 static pthread_mutex_t current_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct cmx_tenant_set *current;
+static atomic_size_t current_n; /* current->n, read without the lock */
 
 void cmx_tenants_publish(struct cmx_tenant_set *s)
 {
     pthread_mutex_lock(&current_mu);
     struct cmx_tenant_set *old = current;
     current = s;
+    atomic_store_explicit(&current_n, s != NULL ? s->n : 0, memory_order_relaxed);
     pthread_mutex_unlock(&current_mu);
     cmx_tenant_set_unref(old);
+}
+
+size_t cmx_tenants_stored(void)
+{
+    return atomic_load_explicit(&current_n, memory_order_relaxed);
 }
 
 struct cmx_tenant_set *cmx_tenants_acquire(void)

@@ -81,6 +81,9 @@ const struct cmx_tenant_cfg *cmx_tenant_set_find(const struct cmx_tenant_set *s,
 void cmx_tenants_publish(struct cmx_tenant_set *s);
 struct cmx_tenant_set *cmx_tenants_acquire(void);
 
+/* How many tenants the published snapshot holds (no reference taken). Thread: any. */
+size_t cmx_tenants_stored(void);
+
 /* Resolves a tenant for a request: the published store tenant name (it overrides the
  * config's), else cfg's. A store tenant's snapshot is kept alive until arena is freed.
  * NULL when neither defines it. Thread: any worker; no I/O. */

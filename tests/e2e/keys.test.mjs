@@ -195,3 +195,26 @@ test('no key ever appears in the gateway\'s logs', T, async () => {
     assert.ok(!logs.includes(k.slice(4, 24)), 'part of a virtual key was logged');
   }
 });
+
+test('a tenant stored through the admin API closes /v1 like a configured one (no key yet: 401)', T, async () => {
+  const open = await startStack({
+    sims: SIMS,
+    models: MODELS,
+    routing: { max_attempts: 1 },
+    configPatch: (c) => {
+      c.admin_key = ADMIN;
+    },
+  });
+  try {
+    const models = () => fetch(`${open.url}/v1/models`).then((r) => r.status);
+    assert.equal(await models(), 200, 'open mode: no tenants, no keys');
+    const r = await admin(open.gw, 'POST', '/admin/v1/tenants', { name: 'solo', models: ['gpt-4o'] });
+    assert.equal(r.status, 201, r.text);
+    const deadline = Date.now() + 3000;
+    let status;
+    while ((status = await models()) !== 401 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    assert.equal(status, 401, 'a stored tenant requires keys from then on');
+  } finally {
+    await open.close();
+  }
+});
