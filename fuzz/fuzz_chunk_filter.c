@@ -2,7 +2,8 @@
  * arbitrary bytes. The first byte picks options; the rest is the chunk / body. Whatever the
  * filter emits for valid JSON input must still be valid JSON; the choices span it reports
  * lies inside the input; the text count never exceeds what it reads (valid or not); any bytes
- * JSON-escaped make a valid JSON string. */
+ * JSON-escaped make a valid JSON string; a whole answer re-emitted as a stream is made of
+ * JSON objects. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,16 @@
 #include "providers/provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Every chunk a whole answer is re-emitted as must be a JSON object. */
+static int chunk_is_object(void *ud, const char *json, size_t len)
+{
+    (void)ud;
+    enum cmx_json_type top;
+    if (cmx_json_scan(json, len, &top, NULL, 0, NULL) != 0 || top != CMX_JSON_OBJECT)
+        __builtin_trap();
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -50,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cmx_buf_free(&b);
     if (cmx_openai_text_bytes(json, len) > len)
         __builtin_trap();
+    if (valid)
+        (void)cmx_openai_completion_as_stream(json, len, chunk_is_object, NULL);
 
     /* the request rewrite, for object bodies */
     struct cmx_json_member m[CMX_MAX_MEMBERS];

@@ -529,6 +529,19 @@ static void finish_stream(struct proxy *p, int err)
 
 /* ---- upstream callbacks ---------------------------------------------------------------- */
 
+/* A 2xx from an OpenAI-format server that ignored "stream": true: a whole JSON answer,
+ * buffered and re-emitted as the stream the client asked for (relay_body). */
+static bool whole_json_answer(const struct proxy *p, const struct cmx_http_header *h, size_t n)
+{
+    if (p->ops->translate != NULL)
+        return false; /* the translated providers' streams have their own framing */
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name_len == 12 && strncasecmp(h[i].name, "content-type", 12) == 0)
+            return h[i].value_len >= 16 && strncasecmp(h[i].value, "application/json", 16) == 0;
+    }
+    return false;
+}
+
 static int on_headers(void *ud, int status, const struct cmx_http_header *h, size_t n)
 {
     struct proxy *p = ud;
@@ -555,7 +568,7 @@ static int on_headers(void *ud, int status, const struct cmx_http_header *h, siz
     }
     if (p->dep->state != NULL && status >= 200 && status < 300)
         cmx_dep_observe_ttfb(p->dep->state, (uv_hrtime() - p->attempt_start_ns) / 1000);
-    if (status >= 200 && status < 300 && p->cr.stream) {
+    if (status >= 200 && status < 300 && p->cr.stream && !whole_json_answer(p, h, n)) {
         p->streaming = true;
         p->stream_st = p->ops->stream_new(&p->req->arena, p->dep);
         if (p->stream_st == NULL)
@@ -610,6 +623,23 @@ static void relay_body(struct proxy *p)
         p->last_status = 0;
         p->last_err = CMX_EUPSTREAM;
         attempt_failed(p);
+        return;
+    }
+    if (p->cr.stream) {
+        /* the server ignored "stream": true: its whole answer as the stream asked for */
+        p->usage.reported = false;
+        p->text_bytes = 0;
+        int r = cmx_openai_completion_as_stream(body, len, on_chunk, p);
+        cmx_buf_free(&translated);
+        if (r != 0 && p->client_started)
+            send_inband_error(p, r == CMX_ENOMEM ? CMX_ENOMEM : CMX_EUPSTREAM);
+        if (r != 0 && !p->client_started) {
+            p->last_status = 0;
+            p->last_err = r == CMX_ENOMEM ? CMX_ENOMEM : CMX_EUPSTREAM;
+            attempt_failed(p);
+            return;
+        }
+        finish_stream(p, r == 0 ? 0 : CMX_EUPSTREAM);
         return;
     }
     end_attempt(p, p->status, 0);

@@ -2,6 +2,7 @@
  * only "model" and "stream_options", the pass-through SSE decoder, usage and error
  * parsing. */
 #include "providers/provider.h"
+#include "providers/translate_int.h"
 #include "core/fmt.h"
 #include "codec/sse.h"
 #include "core/err.h"
@@ -512,4 +513,86 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
     res->data = b->data;
     res->len = b->len;
     return 0;
+}
+
+/* ---- a whole answer as a stream ------------------------------------------------------------ */
+
+/* A chunk carrying the answer's id, created and model (when present) and no choices yet. */
+static json_object *chunk_of(json_object *in)
+{
+    json_object *o = json_object_new_object();
+    static const char *const keep[] = {"id", "created", "model", "system_fingerprint"};
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        json_object *v = cmx_tr_get(in, keep[i]);
+        if (v != NULL)
+            json_object_object_add(o, keep[i], json_object_get(v));
+        if (i == 0)
+            json_object_object_add(o, "object", json_object_new_string("chat.completion.chunk"));
+    }
+    return o;
+}
+
+int cmx_openai_completion_as_stream(const char *json, size_t len, cmx_chunk_cb cb, void *ud)
+{
+    json_object *in = cmx_tr_parse_raw(json, len);
+    json_object *choices = cmx_tr_get(in, "choices");
+    if (choices == NULL || !json_object_is_type(choices, json_type_array)) {
+        json_object_put(in);
+        return CMX_EUPSTREAM;
+    }
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < json_object_array_length(choices); i++) {
+        json_object *c = json_object_array_get_idx(choices, i);
+        json_object *msg = cmx_tr_get(c, "message");
+        json_object *delta = json_object_new_object();
+        if (msg == NULL || !json_object_is_type(msg, json_type_object))
+            msg = delta; /* no message: an empty delta (foreach needs an object) */
+        json_object_object_foreach(msg, k, v)
+        {
+            if (strcmp(k, "tool_calls") != 0 || !json_object_is_type(v, json_type_array)) {
+                json_object_object_add(delta, k, json_object_get(v));
+                continue;
+            }
+            /* a delta's tool calls carry their index */
+            json_object *tcs = json_object_new_array();
+            for (size_t t = 0; t < json_object_array_length(v); t++) {
+                json_object *call = json_object_array_get_idx(v, t);
+                if (call == NULL || !json_object_is_type(call, json_type_object))
+                    continue;
+                json_object *tc = json_object_new_object();
+                json_object_object_add(tc, "index", json_object_new_int((int)t));
+                json_object_object_foreach(call, tk, tv)
+                {
+                    if (strcmp(tk, "index") != 0)
+                        json_object_object_add(tc, tk, json_object_get(tv));
+                }
+                json_object_array_add(tcs, tc);
+            }
+            json_object_object_add(delta, k, tcs);
+        }
+        json_object *ch = json_object_new_object();
+        json_object *idx = cmx_tr_get(c, "index");
+        json_object_object_add(ch, "index",
+                               idx != NULL ? json_object_get(idx) : json_object_new_int((int)i));
+        json_object_object_add(ch, "delta", delta);
+        json_object *fr = cmx_tr_get(c, "finish_reason");
+        json_object_object_add(ch, "finish_reason", fr != NULL ? json_object_get(fr) : NULL);
+        json_object *lp = cmx_tr_get(c, "logprobs");
+        if (lp != NULL)
+            json_object_object_add(ch, "logprobs", json_object_get(lp));
+        json_object *o = chunk_of(in);
+        json_object *arr = json_object_new_array();
+        json_object_array_add(arr, ch);
+        json_object_object_add(o, "choices", arr);
+        r = cmx_tr_emit(o, cb, ud);
+    }
+    json_object *usage = cmx_tr_get(in, "usage");
+    if (r == 0 && usage != NULL && json_object_is_type(usage, json_type_object)) {
+        json_object *o = chunk_of(in);
+        json_object_object_add(o, "choices", json_object_new_array());
+        json_object_object_add(o, "usage", json_object_get(usage));
+        r = cmx_tr_emit(o, cb, ud);
+    }
+    json_object_put(in);
+    return r;
 }

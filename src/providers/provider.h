@@ -213,6 +213,13 @@ int cmx_openai_chunk_filter(const char *json, size_t len, bool keep_usage, const
                             const char *fallback_id, uint64_t created, struct cmx_usage *u,
                             struct cmx_buf *scratch, struct cmx_chunk_result *res);
 
+/* Re-emits a whole chat.completion (json[0..len)) as the chunks of the stream a client asked
+ * for, through cb: per choice one chunk whose delta is the message (tool calls given their
+ * index) with its finish_reason, then a usage chunk when the answer has usage. For servers
+ * that ignore "stream": true. 0, cb's non-zero value, CMX_EUPSTREAM when json is not a
+ * chat.completion, or CMX_ENOMEM. */
+int cmx_openai_completion_as_stream(const char *json, size_t len, cmx_chunk_cb cb, void *ud);
+
 /* Bytes of generated text in the raw JSON text s[0..len) of an OpenAI "choices" array (or
  * any valid JSON value): the string values of "content", "reasoning_content", "reasoning",
  * "refusal" and "arguments" members at any depth, as written (escapes undecoded). A stream's deltas

@@ -186,6 +186,32 @@ test('compatible quirks (no usage, no [DONE], no id/created) still give a normal
   assert.deepEqual(st.violations(), []);
 });
 
+test('a server that ignores "stream": true: its whole answer becomes the stream asked for, once, metered once', T, async () => {
+  st.sims.local.enqueue({ ignoreStream: true });
+  const chunks = await collect(
+    await st.client.chat.completions.create({ model: 'llama', messages: msgs('whole answer'), stream: true, stream_options: { include_usage: true } }),
+  );
+  assert.equal(joinDeltas(chunks), 'echo: whole answer');
+  const last = chunks.filter((c) => c.choices?.length).at(-1);
+  assert.equal(last.choices[0].finish_reason, 'stop');
+  assert.equal(last.object, 'chat.completion.chunk');
+  const usage = chunks.find((c) => c.usage)?.usage;
+  assert.deepEqual(usage, st.sims.local.requests.at(-1).answer.usage);
+  assert.equal(st.sims.local.requests.length, 1, 'not retried: the upstream answered');
+  // raw: SSE with [DONE], a tool call gets its index
+  st.sims.local.enqueue({ ignoreStream: true });
+  const r = await postJSON(st.url, '/v1/chat/completions', { model: 'llama', messages: msgs('weather in Paris?'), tools: [weatherTool], stream: true });
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /^text\/event-stream/);
+  const events = parseSSE(await r.text());
+  assert.equal(events.at(-1).data, '[DONE]');
+  const calls = events.slice(0, -1).map((e) => JSON.parse(e.data)).flatMap((c) => c.choices?.[0]?.delta?.tool_calls ?? []);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].index, 0);
+  assert.equal(calls[0].function.name, 'get_weather');
+  assert.deepEqual(st.violations(), []);
+});
+
 test('compatible upstream without usage: the client that asked gets no fake usage chunk but a clean end', T, async () => {
   st.sims.local.enqueue({ noUsage: true });
   const r = await postJSON(st.url, '/v1/chat/completions', { model: 'llama', messages: msgs('u'), stream: true, stream_options: { include_usage: true } });

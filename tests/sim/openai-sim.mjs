@@ -728,7 +728,7 @@ class Simulator extends EventEmitter {
     const fp = `fp_${idFrom(`fp-${this.name}`, 10).toLowerCase()}`;
     const ctx = { id, created, model, fp, noIdCreated: !!b.noIdCreated };
     rec.answer = { ...plan, usage, id };
-    if (body.stream === true) return this.streamChat(rec, res, body, b, plan, usage, ctx, signal);
+    if (body.stream === true && !b.ignoreStream) return this.streamChat(rec, res, body, b, plan, usage, ctx, signal);
 
     const finish = plan.kind === 'tool' ? 'tool_calls' : 'stop';
     let out;
