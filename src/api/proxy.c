@@ -626,8 +626,8 @@ static void relay_body(struct proxy *p)
         return;
     }
     if (p->cr.stream) {
-        /* the server ignored "stream": true: its whole answer as the stream asked for */
-        p->usage.reported = false;
+        /* the server ignored "stream": true: its whole answer as the stream asked for (its
+         * chunks count the text again through on_chunk) */
         p->text_bytes = 0;
         int r = cmx_openai_completion_as_stream(body, len, on_chunk, p);
         cmx_buf_free(&translated);

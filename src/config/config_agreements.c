@@ -1560,9 +1560,7 @@ static void check_exclusive_overlaps(struct cmx_config_ctx *ctx, const struct cm
                     continue;
                 char f[40], t[40];
                 cmx_clock_format_short(from, f, sizeof(f));
-                /* an until date's last millisecond reads as the date itself */
-                cmx_clock_format_short((to + 1) % 86400000 == 0 ? to + 1 - 86400000 : to, t,
-                                       sizeof(t));
+                cmx_clock_format_date(to, t, sizeof(t)); /* "through" a day, as the engine */
                 cmx_config_warn(ctx, x[j].l->line,
                                 "exclusive licences of %s (%s) and %s (%s) overlap from %s through "
                                 "%s over %s: each shuts the other out, so only the maker's own "

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *money(int64_t v, char *buf)
 {
@@ -53,15 +52,14 @@ static void csv_str(struct cmx_buf *b, const char *v)
     cmx_buf_puts(b, "\"");
 }
 
-/* Opens the ledger for a report. A SQLite file that is not there is an error, not a new
+/* Opens the ledger for a report. A store that was never created is an error, not a new
  * empty ledger (a report never creates one: a wrong path must not read as "no usage"). */
 static int open_store(const char *url, struct cmx_ledger_store **s, char *err, size_t cap)
 {
     *s = NULL;
-    if (strncmp(url, "sqlite://", 9) == 0 && url[9] != '\0' && access(url + 9, F_OK) != 0) {
-        snprintf(err, cap, "no ledger at %s (a gateway creates it when it starts)", url + 9);
+    const struct cmx_ledger_store_ops *ops = cmx_ledger_store_for(url);
+    if (ops != NULL && ops->exists != NULL && !ops->exists(url, err, cap))
         return CMX_EIO;
-    }
     int r = cmx_ledger_store_open(url, s, err, cap);
     return r == CMX_EINVAL ? CMX_EINVAL : r != 0 ? CMX_EIO : 0;
 }

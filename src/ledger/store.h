@@ -122,6 +122,9 @@ struct cmx_ledger_store_ops {
     /* Opens (creating when needed) and migrates the store at url. 0 and *out; CMX_EIO with
      * a message in err when unreachable; CMX_EINVAL for a bad URL. */
     int (*open)(const char *url, struct cmx_ledger_store **out, char *err, size_t err_cap);
+    /* Whether the store at url was ever created (a report must not create one); err gets
+     * why not. NULL for a backend whose store is a server's (always there to ask). */
+    bool (*exists)(const char *url, char *err, size_t err_cap);
     /* Inserts recs[0..n) in one transaction; a request id already present is skipped with
      * its accruals (idempotent replay). Caps: each accrual reads and updates its caps row
      * under a lock, so the cap holds across processes. sync: commit durably before

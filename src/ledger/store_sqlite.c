@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* write_one: the batch touches more caps than the cache holds */
 #define CMX_EAGAIN_BATCH 1
@@ -158,6 +159,15 @@ static void sq_close(struct cmx_ledger_store *base)
     cmx_ledger_ids_clear(&s->dims);
     cmx_ledger_ids_clear(&s->terms);
     free(s);
+}
+
+static bool sq_exists(const char *url, char *err, size_t cap)
+{
+    const char *path = url + strlen("sqlite://");
+    if (access(path, F_OK) == 0)
+        return true;
+    snprintf(err, cap, "no ledger at %s (a gateway creates it when it starts)", path);
+    return false;
 }
 
 static int sq_open(const char *url, struct cmx_ledger_store **out, char *err, size_t cap)
@@ -875,6 +885,7 @@ static int sq_spent(struct cmx_ledger_store *base, const char *tenant, const cha
 const struct cmx_ledger_store_ops cmx_ledger_sqlite_ops = {
     .scheme = "sqlite",
     .open = sq_open,
+    .exists = sq_exists,
     .write = sq_write,
     .statement = sq_statement,
     .usage = sq_usage,

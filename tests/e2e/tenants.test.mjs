@@ -202,14 +202,20 @@ test('one gateway: keys, tenant preference, failover within allowed clouds and r
   assert.ok(revenue > 0);
 });
 
-test('a budget counts what the ledger estimates when the upstream reports no usage', T, async () => {
+/** A gateway on its own ledger (name.db) whose one tenant, thrifty, has a monthly budget of
+ * amount dollars; th is a key of thrifty's. */
+async function thriftyGateway(name, amount) {
   const config = configWith({
-    ledger: `sqlite://${join(dir, 'nousage.db')}`,
-    tenants: [{ name: 'thrifty', models: ['gpt-*'], budget: { amount: '0.000500', currency: 'USD', period: 'month' } }],
+    ledger: `sqlite://${join(dir, `${name}.db`)}`,
+    tenants: [{ name: 'thrifty', models: ['gpt-*'], budget: { amount, currency: 'USD', period: 'month' } }],
   });
-  const { file } = await writeConfig(config, 'nousage.yaml');
+  const { file } = await writeConfig(config, `${name}.yaml`);
   const th = await createKey(file, 'thrifty');
-  const gw = await startGateway({ config });
+  return { file, th, gw: await startGateway({ config }) };
+}
+
+test('a budget counts what the ledger estimates when the upstream reports no usage', T, async () => {
+  const { file, th, gw } = await thriftyGateway('nousage', '0.000500');
   let ok = 0;
   let refused;
   try {
@@ -248,13 +254,7 @@ test('a budget counts what the ledger estimates when the upstream reports no usa
 });
 
 test('a max_tokens of any size is reserved at that size: 10 digits or 1e9 never pass a small budget as the default would', T, async () => {
-  const config = configWith({
-    ledger: `sqlite://${join(dir, 'maxtok.db')}`,
-    tenants: [{ name: 'thrifty', models: ['gpt-*'], budget: { amount: '0.010000', currency: 'USD', period: 'month' } }],
-  });
-  const { file } = await writeConfig(config, 'maxtok.yaml');
-  const th = await createKey(file, 'thrifty');
-  const gw = await startGateway({ config });
+  const { th, gw } = await thriftyGateway('maxtok', '0.010000');
   try {
     reset();
     const raw = (maxTokens) =>
